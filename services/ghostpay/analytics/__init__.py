@@ -1,0 +1,1 @@
+"""The analytics service: relays the outbox into aggregates and serves the summary."""

@@ -1,0 +1,82 @@
+"""The composition root: builds the FastAPI app for one service, or for all four (`ghostpay dev`).
+
+Called by the CLI and by tests. Each service contributes its router and, where it needs one, a start-up
+step; the core contributes the edge middleware, the problem handlers and the operations routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from typing import Literal
+
+from fastapi import FastAPI
+
+import ghostpay
+from ghostpay.analytics import api as analytics_api
+from ghostpay.analytics import service as analytics_service
+from ghostpay.auth import api as auth_api
+from ghostpay.auth import service as auth_service
+from ghostpay.cards import api as cards_api
+from ghostpay.cards import service as cards_service
+from ghostpay.charges import api as charges_api
+from ghostpay.core import ops, problems
+from ghostpay.core.edge import EdgeMiddleware
+from ghostpay.core.runtime import Runtime, open_runtime
+from ghostpay.core.settings import Settings
+
+ServiceName = Literal["auth", "cards", "charges", "analytics"]
+ALL_SERVICES: tuple[ServiceName, ...] = ("auth", "cards", "charges", "analytics")
+_ROUTERS = {
+    "auth": auth_api.router,
+    "cards": cards_api.router,
+    "charges": charges_api.router,
+    "analytics": analytics_api.router,
+}
+
+
+async def _start_services(runtime: Runtime, services: Iterable[ServiceName]) -> list[asyncio.Task[None]]:
+    settings = runtime.settings
+    tasks: list[asyncio.Task[None]] = []
+    if "auth" in services and settings.admin_client_id and settings.admin_client_secret:
+        await auth_service.bootstrap_admin(
+            runtime, settings.admin_client_id, settings.admin_client_secret.get_secret_value()
+        )
+    if "cards" in services:
+        await cards_service.open_data_key(runtime)
+    if "analytics" in services:
+        tasks.append(asyncio.create_task(analytics_service.run_relay(runtime), name="outbox-relay"))
+    return tasks
+
+
+def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICES) -> FastAPI:
+    chosen = tuple(services)
+    service_name = chosen[0] if len(chosen) == 1 else "ghostpay"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await open_runtime(settings, service_name)
+        app.state.runtime = runtime
+        tasks = await _start_services(runtime, chosen)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.close()
+
+    app = FastAPI(
+        title="GhostPay",
+        version=ghostpay.__version__,
+        summary="Single-use virtual cards, charged exactly once.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.add_middleware(EdgeMiddleware)
+    app.include_router(ops.router)
+    for name in ALL_SERVICES:
+        if name in chosen:
+            app.include_router(_ROUTERS[name])
+    return app

@@ -1,0 +1,1 @@
+"""The auth service: client credentials, access tokens, the JWKS, and admin bootstrap."""

@@ -1,0 +1,107 @@
+"""Auth routes: `POST /auth/token`, `POST /auth/clients`, `GET /.well-known/jwks.json`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, ValidationError
+
+from ghostpay.auth import service
+from ghostpay.core.deps import RuntimeDep, require_roles
+from ghostpay.core.errors import InvalidRequest
+from ghostpay.core.tokens import Principal
+
+router = APIRouter(tags=["auth"])
+
+
+class TokenRequest(BaseModel):
+    grant_type: Literal["client_credentials"] = "client_credentials"
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret: str = Field(min_length=1, max_length=500)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class ClientRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "merchant", "user"]
+    user_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ClientResponse(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="Shown once; only a slow hash is stored.")
+    name: str
+    role: Literal["admin", "merchant", "user"]
+    user_id: str | None = None
+    merchant_id: str | None = None
+
+
+class JsonWebKeySet(BaseModel):
+    keys: list[dict[str, Any]]
+
+
+_TOKEN_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": TokenRequest.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": TokenRequest.model_json_schema()},
+        },
+    }
+}
+
+
+async def _token_request(request: Request) -> TokenRequest:
+    """JSON or an OAuth 2.0 form body, validated by the same model."""
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded") or content_type.startswith(
+            "multipart/form-data"
+        ):
+            data: Any = dict(await request.form())
+        else:
+            data = json.loads(await request.body() or b"null")
+        return TokenRequest.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise InvalidRequest(
+            "Send JSON {client_id, client_secret} or a form with grant_type=client_credentials."
+        ) from exc
+
+
+@router.post("/auth/token", response_model=TokenResponse, openapi_extra=_TOKEN_BODY,
+             summary="Exchange client credentials for an access token")
+async def create_token(runtime: RuntimeDep, request: Request) -> TokenResponse:
+    body = await _token_request(request)
+    issued = await service.issue_for_credentials(runtime, body.client_id, body.client_secret)
+    return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+
+
+@router.post("/auth/clients", status_code=201, response_model=ClientResponse, response_model_exclude_none=True,
+             summary="Create an API client (admin)")
+async def create_client(
+    body: ClientRequest,
+    runtime: RuntimeDep,
+    _: Annotated[Principal, Depends(require_roles("admin"))],
+) -> ClientResponse:
+    created = await service.create_client(runtime, body.name, body.role, body.user_id)
+    principal = service.principal_of(created.client)
+    return ClientResponse(
+        client_id=created.client.client_id,
+        client_secret=created.client_secret,
+        name=created.client.name,
+        role=principal.role,
+        user_id=principal.user_id,
+        merchant_id=principal.merchant_id,
+    )
+
+
+@router.get("/.well-known/jwks.json", response_model=JsonWebKeySet, summary="Public keys that verify tokens")
+async def get_jwks(runtime: RuntimeDep) -> dict[str, list[dict[str, Any]]]:
+    return service.jwks(runtime)

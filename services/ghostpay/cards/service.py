@@ -1,0 +1,103 @@
+"""Card rules: who may see which card, issuing with an encrypted PAN, listing, closing.
+
+Called by `cards.api`. The PAN and CVV leave this module only inside `IssuedCard`, which the API returns once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from ghostpay.cards import pan, sealing, store
+from ghostpay.core.errors import Conflict, InvalidRequest, NotFound
+from ghostpay.core.ids import new_id
+from ghostpay.core.runtime import Runtime
+from ghostpay.core.telemetry import CARDS_ISSUED
+from ghostpay.core.tokens import Principal
+
+_DATA_KEY = "cards.data_key"
+_PAN_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    card: store.CardRow
+    pan: str
+    cvv: str
+
+
+def visibility_of(principal: Principal) -> store.Visibility:
+    """Admin sees every card, a merchant the cards it issued, a user the cards issued to it."""
+    if principal.role == "merchant":
+        return store.Visibility(merchant_id=principal.merchant_id)
+    if principal.role == "user":
+        return store.Visibility(user_id=principal.user_id)
+    return store.Visibility()
+
+
+async def open_data_key(runtime: Runtime) -> None:
+    """Load the newest PAN data key (creating the first one) and keep it for this process's life."""
+    latest = await store.latest_data_key(runtime.pool)
+    if latest is None:
+        key_id, material = new_id("dk"), sealing.new_data_key_material()
+        await store.insert_data_key(runtime.pool, key_id, runtime.keys.wrap_data_key(material))
+        runtime.extras[_DATA_KEY] = sealing.DataKey(key_id, material)
+        return
+    runtime.extras[_DATA_KEY] = sealing.DataKey(latest[0], runtime.keys.unwrap_data_key(latest[1]))
+
+
+async def issue_card(
+    runtime: Runtime, principal: Principal, user_id: str, amount: int, currency: str, ttl_seconds: int | None
+) -> IssuedCard:
+    data_key: sealing.DataKey = runtime.extras[_DATA_KEY]
+    merchant_id = principal.merchant_id or principal.client_id
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds or runtime.settings.card_default_ttl_seconds)
+    for _ in range(_PAN_ATTEMPTS):
+        card_id, number, cvv = new_id("card"), pan.generate_pan(runtime.settings.card_bin), pan.generate_cvv()
+        new_card = store.NewCard(
+            card_id=card_id, merchant_id=merchant_id, user_id=user_id, amount=amount, currency=currency,
+            expires_at=expires_at, exp_month=expires_at.month, exp_year=expires_at.year, last4=number[-4:],
+            pan_ciphertext=sealing.seal_pan(data_key, card_id, number), data_key_id=data_key.key_id,
+            pan_hash=sealing.pan_lookup_hash(runtime.keys.lookup_key(), number),
+        )
+        try:
+            row = await store.insert_card(runtime.pool, new_card)
+        except asyncpg.UniqueViolationError:
+            continue  # the random digits matched a live PAN: draw again
+        CARDS_ISSUED.inc()
+        return IssuedCard(row, number, cvv)
+    raise Conflict("Could not draw an unused card number; try again.")
+
+
+async def get_card(runtime: Runtime, principal: Principal, card_id: str) -> store.CardRow:
+    card = await store.get_card(runtime.pool, card_id, visibility_of(principal))
+    if card is None:
+        raise NotFound(f"No card {card_id!r}.")
+    return card
+
+
+async def list_cards(
+    runtime: Runtime, principal: Principal, user_id: str | None, status: str | None, limit: int,
+    starting_after: str | None,
+) -> tuple[list[store.CardRow], bool]:
+    visibility = visibility_of(principal)
+    cursor = None
+    if starting_after is not None:
+        cursor = await store.get_card(runtime.pool, starting_after, visibility)
+        if cursor is None:
+            raise InvalidRequest(f"starting_after: no card {starting_after!r}.", field="starting_after")
+    rows = await store.list_cards(runtime.pool, visibility, user_id, status, limit, cursor)
+    return rows[:limit], len(rows) > limit
+
+
+async def close_card(runtime: Runtime, principal: Principal, card_id: str) -> store.CardRow:
+    visibility = visibility_of(principal)
+    closed = await store.close_card(runtime.pool, card_id, visibility)
+    if closed is not None:
+        return closed
+    card = await get_card(runtime, principal, card_id)
+    if card.status == "used":
+        raise Conflict("The card has already been used and cannot be closed.")
+    return card  # already closed: closing again changes nothing

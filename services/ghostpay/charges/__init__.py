@@ -1,0 +1,1 @@
+"""The charges service: charge a single-use card exactly once, with idempotency keys."""

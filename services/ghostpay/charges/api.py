@@ -1,0 +1,86 @@
+"""Charge routes: charge a card (with an optional `Idempotency-Key`), show and list charges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from pydantic import BaseModel
+
+from ghostpay.charges import service, store
+from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page
+from ghostpay.core.deps import CallerDep, RuntimeDep, require_roles
+from ghostpay.core.problems import PROBLEM_MEDIA_TYPE
+from ghostpay.core.tokens import Principal
+
+router = APIRouter(tags=["charges"])
+Charger = Annotated[Principal, Depends(require_roles("admin", "merchant"))]
+
+
+class ChargeCreate(MoneyModel):
+    card_id: Identifier
+
+
+class Charge(BaseModel):
+    charge_id: str
+    card_id: str
+    merchant_id: str
+    amount: int
+    currency: str
+    status: Literal["approved", "declined"]
+    created_at: datetime
+
+
+class ChargeDetail(Charge):
+    decline_code: str | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": {"type": "object"}}}}
+
+
+_CHARGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    402: _problem("Declined: `code` is card_declined, with `decline_code` and the declined `charge_id`"),
+    404: _problem("No such card, or not one the caller may charge"),
+    409: _problem("A request with the same Idempotency-Key is still in flight"),
+    422: _problem("Invalid body, or an Idempotency-Key reused with a different body"),
+}
+
+
+@router.post("/charges", status_code=201, response_model=Charge, responses=_CHARGE_RESPONSES,
+             summary="Charge a single-use card")
+async def create_charge(
+    body: ChargeCreate,
+    response: Response,
+    runtime: RuntimeDep,
+    caller: Charger,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> Charge:
+    result = await service.create_charge(
+        runtime, caller, body.card_id, body.amount, body.currency, idempotency_key
+    )
+    if result.replayed:
+        response.headers[service.REPLAYED_HEADER] = "true"
+    return Charge.model_validate(result.charge, from_attributes=True)
+
+
+def _detail(row: store.ChargeRow) -> ChargeDetail:
+    return ChargeDetail.model_validate(row, from_attributes=True)
+
+
+@router.get("/charges/{charge_id}", response_model=ChargeDetail, summary="Show a charge")
+async def get_charge(charge_id: str, runtime: RuntimeDep, caller: CallerDep) -> ChargeDetail:
+    return _detail(await service.get_charge(runtime, caller, charge_id))
+
+
+@router.get("/charges", response_model=Page[ChargeDetail], summary="List charges, newest first")
+async def list_charges(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    card_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: LimitQuery = 10,
+    starting_after: CursorQuery = None,
+) -> Page[ChargeDetail]:
+    rows, has_more = await service.list_charges(runtime, caller, card_id, limit, starting_after)
+    return Page[ChargeDetail](data=[_detail(r) for r in rows], has_more=has_more)

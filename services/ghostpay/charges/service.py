@@ -1,0 +1,97 @@
+"""Charge rules: one approval per single-use card, declines recorded, idempotency keys honoured.
+
+Called by `charges.api`. The rules themselves run inside PostgreSQL (see `charges.store`); this module builds
+the attempt, and turns the outcome into a charge or a typed error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ghostpay.charges import store
+from ghostpay.core.errors import CardDeclined, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidRequest, NotFound
+from ghostpay.core.ids import new_id
+from ghostpay.core.runtime import Runtime
+from ghostpay.core.telemetry import CHARGES
+from ghostpay.core.tokens import Principal
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    charge: store.ChargeRow
+    replayed: bool
+
+
+def visibility_of(principal: Principal) -> store.Visibility:
+    """Admin sees every charge, a merchant its own, a user the charges on its cards."""
+    if principal.role == "merchant":
+        return store.Visibility(merchant_id=principal.merchant_id)
+    if principal.role == "user":
+        return store.Visibility(card_user_id=principal.user_id)
+    return store.Visibility()
+
+
+def request_fingerprint(card_id: str, amount: int, currency: str) -> bytes:
+    """What "the same body" means for an idempotency key: the validated fields, canonically encoded."""
+    canonical = json.dumps({"amount": amount, "card_id": card_id, "currency": currency}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def _declined(charge: store.ChargeRow, replayed: bool) -> CardDeclined:
+    return CardDeclined(
+        f"The card was declined: {charge.decline_code}.",
+        response_headers={REPLAYED_HEADER: "true"} if replayed else None,
+        decline_code=charge.decline_code,
+        charge_id=charge.charge_id,
+    )
+
+
+async def create_charge(
+    runtime: Runtime, principal: Principal, card_id: str, amount: int, currency: str, idempotency_key: str | None
+) -> ChargeResult:
+    if idempotency_key is not None and not (1 <= len(idempotency_key) <= 255):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 characters.", field="Idempotency-Key")
+    attempt = store.ChargeAttempt(
+        charge_id=new_id("ch"), card_id=card_id,
+        merchant_scope=principal.merchant_id if principal.role == "merchant" else None,
+        amount=amount, currency=currency, owner_id=principal.client_id, idempotency_key=idempotency_key,
+        request_hash=request_fingerprint(card_id, amount, currency),
+    )
+    outcome = await store.charge(runtime.pool, attempt)
+    if outcome.kind == "not_found":
+        raise NotFound(f"No card {card_id!r}.")
+    if outcome.kind == "in_flight":
+        raise IdempotencyKeyInFlight("A request with this Idempotency-Key is still being processed; retry later.")
+    if outcome.kind == "key_reused":
+        raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body.")
+    assert outcome.charge is not None
+    replayed = outcome.kind == "replayed"
+    if not replayed:
+        CHARGES.labels(outcome.charge.status, outcome.charge.decline_code or "").inc()
+    if outcome.charge.status == "declined":
+        raise _declined(outcome.charge, replayed)
+    return ChargeResult(outcome.charge, replayed)
+
+
+async def get_charge(runtime: Runtime, principal: Principal, charge_id: str) -> store.ChargeRow:
+    charge = await store.get_charge(runtime.pool, charge_id, visibility_of(principal))
+    if charge is None:
+        raise NotFound(f"No charge {charge_id!r}.")
+    return charge
+
+
+async def list_charges(
+    runtime: Runtime, principal: Principal, card_id: str | None, limit: int, starting_after: str | None
+) -> tuple[list[store.ChargeRow], bool]:
+    visibility = visibility_of(principal)
+    cursor = None
+    if starting_after is not None:
+        cursor = await store.get_charge(runtime.pool, starting_after, visibility)
+        if cursor is None:
+            raise InvalidRequest(f"starting_after: no charge {starting_after!r}.", field="starting_after")
+    rows = await store.list_charges(runtime.pool, visibility, card_id, limit, cursor)
+    return rows[:limit], len(rows) > limit

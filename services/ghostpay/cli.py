@@ -1,0 +1,83 @@
+"""The `ghostpay` command line: `dev`, `serve`, `migrate` (and, as they land, `keys`, `cluster`, `operator`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, cast
+
+import click
+import uvicorn
+
+from ghostpay import app as app_module
+from ghostpay import dev as dev_module
+from ghostpay.core import db, telemetry
+from ghostpay.core.settings import Settings
+
+
+def _run_uvicorn(app: Any, host: str, port: int) -> None:
+    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False,
+                            timeout_graceful_shutdown=10, server_header=False)
+    uvicorn.Server(config).run()
+
+
+@click.group()
+def main() -> None:
+    """GhostPay: single-use virtual cards, and the operator that runs them."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--data-dir", default=".ghostpay", show_default=True, type=click.Path(path_type=Path))
+def dev(host: str, port: int, data_dir: Path) -> None:
+    """Run all four services in one process on embedded PostgreSQL and Redis kept in DATA_DIR."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {}
+    postgres = redis = None
+    if not os.environ.get("GHOSTPAY_DATABASE_URL"):
+        postgres = dev_module.EmbeddedPostgres(data_dir / "postgres")
+        overrides["database_url"] = postgres.start()
+    if not os.environ.get("GHOSTPAY_REDIS_URL"):
+        redis = dev_module.EmbeddedRedis(data_dir / "redis")
+        overrides["redis_url"] = redis.start()
+    if not os.environ.get("GHOSTPAY_KEYS_DIR"):
+        overrides["keys_dir"] = data_dir / "keys"
+    if not os.environ.get("GHOSTPAY_ADMIN_CLIENT_ID"):
+        creds = dev_module.admin_credentials(data_dir)
+        overrides.update(admin_client_id=creds.client_id, admin_client_secret=creds.client_secret)
+        if creds.created:
+            click.echo(f"admin client_id:     {creds.client_id}\nadmin client_secret: {creds.client_secret}\n"
+                       f"(shown once; kept in {data_dir / 'admin-credentials.json'})", err=True)
+    settings = Settings(**overrides)
+    telemetry.configure_logging(settings.log_level)
+    try:
+        asyncio.run(db.migrate(settings.database_url))
+        _run_uvicorn(app_module.create_app(settings), host, port)
+    finally:
+        if redis is not None:
+            redis.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+@main.command()
+@click.argument("service", type=click.Choice(app_module.ALL_SERVICES))
+@click.option("--host", envvar="GHOSTPAY_HOST", default="0.0.0.0", show_default=True)  # noqa: S104
+@click.option("--port", envvar="GHOSTPAY_PORT", default=8000, show_default=True, type=int)
+def serve(service: str, host: str, port: int) -> None:
+    """Run one service (the container entrypoint); configuration comes from GHOSTPAY_* variables."""
+    settings = Settings()
+    telemetry.configure_logging(settings.log_level)
+    _run_uvicorn(app_module.create_app(settings, [cast(app_module.ServiceName, service)]), host, port)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent; safe to run from two pods at once)."""
+    settings = Settings()
+    telemetry.configure_logging(settings.log_level)
+    applied = asyncio.run(db.migrate(settings.database_url))
+    click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")

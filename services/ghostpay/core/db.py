@@ -1,0 +1,60 @@
+"""PostgreSQL: the connection pool and the versioned migrations (`ghostpay migrate`).
+
+Migrations are the numbered `migrations/NNNN_name.sql` files, each applied once in its own transaction and
+recorded in `schema_migrations`. A session-level advisory lock makes two pods running `migrate` at once
+take turns, so the second finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import asyncpg
+
+from ghostpay.core.settings import Settings
+
+log = logging.getLogger("ghostpay.db")
+_MIGRATION_LOCK = 0x6768_6F73_7470_6179  # "ghostpay"
+Pool = asyncpg.Pool
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) in order."""
+    folder = resources.files("ghostpay.core").joinpath("migrations")
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Apply what is missing; returns the versions applied by this call."""
+    conn = await asyncpg.connect(database_url)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            log.info("applied migration %s", version)
+            applied.append(version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied

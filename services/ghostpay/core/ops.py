@@ -1,0 +1,45 @@
+"""Operations routes every process serves: `/healthz`, `/readyz`, `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ghostpay.core.deps import RuntimeDep
+
+router = APIRouter()
+_PROBE_TIMEOUT = 2.0
+
+
+@router.get("/healthz", summary="Liveness: the process is running")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _probe(name: str, check: object) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(check, _PROBE_TIMEOUT)  # type: ignore[arg-type]
+    except Exception as exc:
+        return name, f"unavailable ({type(exc).__name__})"
+    return name, "ok"
+
+
+@router.get("/readyz", summary="Readiness: PostgreSQL and Redis answer",
+            responses={503: {"description": "A dependency does not answer"}})
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    checks = dict(await asyncio.gather(
+        _probe("postgres", runtime.pool.fetchval("SELECT 1")),
+        _probe("redis", runtime.redis.ping()),
+    ))
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,91 @@
+"""RFC 9457 problem responses: the one place where errors become HTTP.
+
+`install(app)` is called by the app factory; every error — domain errors, validation errors, unknown routes,
+wrong methods and unexpected exceptions — leaves as `application/problem+json`, never with a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ghostpay.core import errors
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("ghostpay.problems")
+
+
+def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": f"urn:ghostpay:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def problem_response(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, code, title, detail, **extra),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def from_domain_error(exc: errors.DomainError) -> JSONResponse:
+    return problem_response(exc.status, exc.code, exc.title, exc.detail, exc.headers, **exc.extra)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Where and why, without echoing the input (it may hold a card number)."""
+    return [
+        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 400: "bad_request"}
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into a problem document."""
+
+    @app.exception_handler(errors.DomainError)
+    async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
+        return from_domain_error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(
+            422,
+            "validation_error",
+            "Invalid request",
+            "The request does not match the schema; see `errors`.",
+            errors=_validation_errors(exc),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        detail = exc.detail if isinstance(exc.detail, str) else phrase
+        code = _HTTP_CODES.get(status, phrase.lower().replace(" ", "_"))
+        return problem_response(status, code, phrase, detail, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
+                  exc_info=exc)
+        return problem_response(500, "internal_error", "Internal Server Error",
+                                "An unexpected error occurred; it has been logged.")

@@ -1,0 +1,98 @@
+"""JWT access tokens: issued by the auth service, verified by every service.
+
+Strict by construction: the algorithm is pinned per key (never taken from the token), `kid` is required and
+must be known, and `aud`, `iss`, `exp`, `iat`, `sub`, `jti` and `role` are required.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ghostpay.core.errors import Unauthorized
+from ghostpay.core.keystore import SigningKey
+from ghostpay.core.settings import Role
+
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "role"]
+_ROLES = ("admin", "merchant", "user")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a client with a role, and the merchant or user it acts for."""
+
+    client_id: str
+    role: Role
+    merchant_id: str | None = None
+    user_id: str | None = None
+
+
+def issue_token(key: SigningKey, principal: Principal, issuer: str, audience: str, ttl: int) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": principal.client_id,
+        "role": principal.role,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+    }
+    if principal.merchant_id:
+        claims["merchant_id"] = principal.merchant_id
+    if principal.user_id:
+        claims["user_id"] = principal.user_id
+    return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid})
+
+
+class TokenVerifier:
+    """Verifies tokens against the keys `keys()` returns (looked up by `kid`)."""
+
+    def __init__(self, keys: Callable[[], list[SigningKey]], issuer: str, audience: str) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("The bearer token is malformed.") from exc
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise Unauthorized("The bearer token has no key id (kid).")
+        key = next((k for k in self._keys() if k.kid == kid), None)
+        if key is None:
+            raise Unauthorized("The bearer token is signed with an unknown key.")
+        try:
+            claims = jwt.decode(
+                token,
+                key.public_key,
+                algorithms=[key.alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("The bearer token has expired.") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("The bearer token is not valid.") from exc
+        return _principal_from_claims(claims)
+
+
+def _principal_from_claims(claims: dict[str, Any]) -> Principal:
+    role = claims["role"]
+    if role not in _ROLES or not isinstance(claims["sub"], str):
+        raise Unauthorized("The bearer token carries an unknown role.")
+    merchant_id = claims.get("merchant_id")
+    user_id = claims.get("user_id")
+    if role == "merchant" and not isinstance(merchant_id, str):
+        raise Unauthorized("A merchant token must carry merchant_id.")
+    if role == "user" and not isinstance(user_id, str):
+        raise Unauthorized("A user token must carry user_id.")
+    return Principal(claims["sub"], role, merchant_id, user_id)

