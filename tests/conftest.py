@@ -1,0 +1,112 @@
+"""Shared fixtures: real PostgreSQL and Redis (session), a migrated database, and an in-process app with
+helpers to create clients of each role and get their tokens."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from ghostpay.app import create_app
+from ghostpay.core.settings import Settings
+from tests.servers import Servers, fresh_database, running_servers
+
+ADMIN_ID = "cli_test_admin"
+ADMIN_SECRET = "test-admin-secret-" + "x" * 16  # noqa: S105 - a test credential
+GENEROUS_LIMITS = {role: {"requestsPerSecond": 10000, "burst": 10000}
+                   for role in ("admin", "merchant", "user", "anonymous")}
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    with running_servers() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def database_url(servers: Servers) -> str:
+    return await fresh_database(servers.database_url, "gp_tests")
+
+
+def make_settings(database_url: str, redis_url: str, keys_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "keys_dir": keys_dir,
+        "admin_client_id": ADMIN_ID,
+        "admin_client_secret": ADMIN_SECRET,
+        "rate_limits": GENEROUS_LIMITS,
+        "analytics_relay_interval_seconds": 0.1,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def keys_dir(servers: Servers) -> Path:
+    return servers.root / "keys"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, servers: Servers, keys_dir: Path) -> Settings:
+    return make_settings(database_url, servers.redis_url, keys_dir)
+
+
+@dataclass
+class Api:
+    """An HTTP client on the in-process app, with helpers to act as each role."""
+
+    http: httpx.AsyncClient
+
+    async def token(self, client_id: str, client_secret: str) -> str:
+        response = await self.http.post("/auth/token", json={"client_id": client_id, "client_secret": client_secret})
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    async def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(ADMIN_ID, ADMIN_SECRET)}"}
+
+    async def new_client(self, role: str, user_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": f"{role}-{secrets.token_hex(3)}", "role": role}
+        if user_id:
+            body["user_id"] = user_id
+        response = await self.http.post("/auth/clients", json=body, headers=await self.admin())
+        assert response.status_code == 201, response.text
+        client: dict[str, Any] = response.json()
+        client["headers"] = {
+            "Authorization": f"Bearer {await self.token(client['client_id'], client['client_secret'])}"
+        }
+        return client
+
+    async def merchant(self) -> dict[str, Any]:
+        return await self.new_client("merchant")
+
+    async def user(self, user_id: str | None = None) -> dict[str, Any]:
+        return await self.new_client("user", user_id or f"user_{secrets.token_hex(4)}")
+
+    async def issue_card(self, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+        body = {"user_id": "user_any", "amount": 1000, "currency": "USD", **fields}
+        response = await self.http.post("/cards", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        card: dict[str, Any] = response.json()
+        return card
+
+
+@pytest.fixture(scope="session")
+async def app_settings(settings: Settings) -> Settings:
+    return settings
+
+
+@pytest.fixture(scope="session")
+async def api(app_settings: Settings) -> AsyncIterator[Api]:
+    app = create_app(app_settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield Api(http)
