@@ -3,6 +3,7 @@ helpers to create clients of each role and get their tokens."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -103,10 +104,19 @@ async def app_settings(settings: Settings) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-async def api(app_settings: Settings) -> AsyncIterator[Api]:
-    app = create_app(app_settings)
+@contextlib.asynccontextmanager
+async def in_process_api(
+    app_settings: Settings, client_address: str = "127.0.0.1", **create_args: Any
+) -> AsyncIterator[Api]:
+    """An app started with its lifespan, and an HTTP client talking to it without a socket."""
+    app = create_app(app_settings, **create_args)
     async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+        transport = httpx.ASGITransport(app=manager.app, client=(client_address, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(http)
+
+
+@pytest.fixture(scope="session")
+async def api(app_settings: Settings) -> AsyncIterator[Api]:
+    async with in_process_api(app_settings) as client:
+        yield client

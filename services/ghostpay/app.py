@@ -78,5 +78,5 @@ def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICE
     app.include_router(ops.router)
     for name in ALL_SERVICES:
         if name in chosen:
-            app.include_router(_ROUTERS[name])
+            app.include_router(_ROUTERS[name], responses=problems.documented(401, 403, 404, 422, 429))
     return app

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import click
 import uvicorn
+import yaml
 
 from ghostpay import app as app_module
 from ghostpay import dev as dev_module
@@ -17,8 +18,16 @@ from ghostpay.core.settings import Settings
 
 
 def _run_uvicorn(app: Any, host: str, port: int) -> None:
-    config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_config=None, access_log=False,
-                            timeout_graceful_shutdown=10, server_header=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
     uvicorn.Server(config).run()
 
 
@@ -49,8 +58,11 @@ def dev(host: str, port: int, data_dir: Path) -> None:
         creds = dev_module.admin_credentials(data_dir)
         overrides.update(admin_client_id=creds.client_id, admin_client_secret=creds.client_secret)
         if creds.created:
-            click.echo(f"admin client_id:     {creds.client_id}\nadmin client_secret: {creds.client_secret}\n"
-                       f"(shown once; kept in {data_dir / 'admin-credentials.json'})", err=True)
+            click.echo(
+                f"admin client_id:     {creds.client_id}\nadmin client_secret: {creds.client_secret}\n"
+                f"(shown once; kept in {data_dir / 'admin-credentials.json'})",
+                err=True,
+            )
     settings = Settings(**overrides)
     telemetry.configure_logging(settings.log_level)
     try:
@@ -72,6 +84,21 @@ def serve(service: str, host: str, port: int) -> None:
     settings = Settings()
     telemetry.configure_logging(settings.log_level)
     _run_uvicorn(app_module.create_app(settings, [cast(app_module.ServiceName, service)]), host, port)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of standard output")
+def openapi(out: Path | None) -> None:
+    """Print the OpenAPI 3.1 document of all four services (as committed in services/openapi.yaml)."""
+    document = openapi_yaml(app_module.create_app(Settings()).openapi())
+    if out is None:
+        click.echo(document, nl=False)
+    else:
+        out.write_text(document)
+
+
+def openapi_yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
 @main.command()

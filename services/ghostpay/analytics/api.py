@@ -26,8 +26,11 @@ class AnalyticsSummary(BaseModel):
     decline_reasons: dict[str, int]
 
 
-@router.get("/analytics/summary", response_model=AnalyticsSummary,
-            summary="Cards issued, charges, volume by currency and decline reasons")
+@router.get(
+    "/analytics/summary",
+    response_model=AnalyticsSummary,
+    summary="Cards issued, charges, volume by currency and decline reasons",
+)
 async def get_summary(
     runtime: RuntimeDep, caller: Annotated[Principal, Depends(require_roles("admin", "merchant"))]
 ) -> AnalyticsSummary:

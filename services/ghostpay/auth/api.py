@@ -24,7 +24,7 @@ class TokenRequest(BaseModel):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme's name, not a secret
     expires_in: int
 
 
@@ -75,16 +75,25 @@ async def _token_request(request: Request) -> TokenRequest:
         ) from exc
 
 
-@router.post("/auth/token", response_model=TokenResponse, openapi_extra=_TOKEN_BODY,
-             summary="Exchange client credentials for an access token")
+@router.post(
+    "/auth/token",
+    response_model=TokenResponse,
+    openapi_extra=_TOKEN_BODY,
+    summary="Exchange client credentials for an access token",
+)
 async def create_token(runtime: RuntimeDep, request: Request) -> TokenResponse:
     body = await _token_request(request)
     issued = await service.issue_for_credentials(runtime, body.client_id, body.client_secret)
     return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
 
 
-@router.post("/auth/clients", status_code=201, response_model=ClientResponse, response_model_exclude_none=True,
-             summary="Create an API client (admin)")
+@router.post(
+    "/auth/clients",
+    status_code=201,
+    response_model=ClientResponse,
+    response_model_exclude_none=True,
+    summary="Create an API client (admin)",
+)
 async def create_client(
     body: ClientRequest,
     runtime: RuntimeDep,

@@ -63,8 +63,11 @@ async def issue_for_credentials(runtime: Runtime, client_id: str, client_secret:
         await store.update_secret_hash(runtime.pool, client.client_id, await _hash(client_secret))
     ttl = runtime.settings.token_ttl_seconds
     token = issue_token(
-        runtime.keys.current_signing_key(), principal_of(client), runtime.settings.issuer,
-        runtime.settings.audience, ttl,
+        runtime.keys.current_signing_key(),
+        principal_of(client),
+        runtime.settings.issuer,
+        runtime.settings.audience,
+        ttl,
     )
     return IssuedToken(token, ttl)
 

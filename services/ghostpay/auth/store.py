@@ -32,7 +32,11 @@ async def insert_client(
     row = await pool.fetchrow(
         "INSERT INTO clients (client_id, name, role, user_id, secret_hash) VALUES ($1, $2, $3, $4, $5) "
         "RETURNING client_id, name, role, user_id, secret_hash, created_at",
-        client_id, name, role, user_id, secret_hash,
+        client_id,
+        name,
+        role,
+        user_id,
+        secret_hash,
     )
     assert row is not None
     return ClientRow(**dict(row))
@@ -43,7 +47,8 @@ async def upsert_admin(pool: asyncpg.Pool, client_id: str, secret_hash: str) -> 
     await pool.execute(
         "INSERT INTO clients (client_id, name, role, secret_hash) VALUES ($1, 'bootstrap admin', 'admin', $2) "
         "ON CONFLICT (client_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash, role = 'admin', user_id = NULL",
-        client_id, secret_hash,
+        client_id,
+        secret_hash,
     )
 
 

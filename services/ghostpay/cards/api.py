@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from ghostpay.cards import service, store
 from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page
 from ghostpay.core.deps import CallerDep, RuntimeDep, require_roles
 from ghostpay.core.tokens import Principal
-from pydantic import BaseModel, Field
 
 router = APIRouter(tags=["cards"])
 CardStatus = Literal["active", "used", "expired", "closed"]
@@ -21,7 +21,10 @@ Issuer = Annotated[Principal, Depends(require_roles("admin", "merchant"))]
 class CardCreate(MoneyModel):
     user_id: Identifier
     expires_in_seconds: int | None = Field(
-        default=None, strict=True, ge=1, le=5 * 366 * 86400,
+        default=None,
+        strict=True,
+        ge=1,
+        le=5 * 366 * 86400,
         description="Seconds until the card can no longer be charged (default 30 days)",
     )
 

@@ -57,9 +57,17 @@ async def issue_card(
     for _ in range(_PAN_ATTEMPTS):
         card_id, number, cvv = new_id("card"), pan.generate_pan(runtime.settings.card_bin), pan.generate_cvv()
         new_card = store.NewCard(
-            card_id=card_id, merchant_id=merchant_id, user_id=user_id, amount=amount, currency=currency,
-            expires_at=expires_at, exp_month=expires_at.month, exp_year=expires_at.year, last4=number[-4:],
-            pan_ciphertext=sealing.seal_pan(data_key, card_id, number), data_key_id=data_key.key_id,
+            card_id=card_id,
+            merchant_id=merchant_id,
+            user_id=user_id,
+            amount=amount,
+            currency=currency,
+            expires_at=expires_at,
+            exp_month=expires_at.month,
+            exp_year=expires_at.year,
+            last4=number[-4:],
+            pan_ciphertext=sealing.seal_pan(data_key, card_id, number),
+            data_key_id=data_key.key_id,
             pan_hash=sealing.pan_lookup_hash(runtime.keys.lookup_key(), number),
         )
         try:
@@ -79,7 +87,11 @@ async def get_card(runtime: Runtime, principal: Principal, card_id: str) -> stor
 
 
 async def list_cards(
-    runtime: Runtime, principal: Principal, user_id: str | None, status: str | None, limit: int,
+    runtime: Runtime,
+    principal: Principal,
+    user_id: str | None,
+    status: str | None,
+    limit: int,
     starting_after: str | None,
 ) -> tuple[list[store.CardRow], bool]:
     visibility = visibility_of(principal)

@@ -76,31 +76,45 @@ async def insert_card(pool: asyncpg.Pool, card: NewCard) -> CardRow:
             SELECT 'card_issued', jsonb_build_object('card_id', card_id, 'merchant_id', merchant_id) FROM card
         )
         SELECT {_CARD_COLUMNS} FROM card""",
-        card.card_id, card.merchant_id, card.user_id, card.amount, card.currency, card.expires_at,
-        card.exp_month, card.exp_year, card.last4, card.pan_ciphertext, card.data_key_id, card.pan_hash,
+        card.card_id,
+        card.merchant_id,
+        card.user_id,
+        card.amount,
+        card.currency,
+        card.expires_at,
+        card.exp_month,
+        card.exp_year,
+        card.last4,
+        card.pan_ciphertext,
+        card.data_key_id,
+        card.pan_hash,
     )
     assert row is not None
     return CardRow(**dict(row))
 
 
-def _visible(visibility: Visibility, first_param: int) -> tuple[str, list[object]]:
+def _visible(visibility: Visibility, first: int) -> tuple[str, list[object]]:
+    """A WHERE fragment (placeholders from `$first`) and its parameters."""
     return (
-        f"($%d::text IS NULL OR merchant_id = $%d) AND ($%d::text IS NULL OR user_id = $%d)"
-        % (first_param, first_param, first_param + 1, first_param + 1),
+        f"(${first}::text IS NULL OR merchant_id = ${first}) "
+        f"AND (${first + 1}::text IS NULL OR user_id = ${first + 1})",
         [visibility.merchant_id, visibility.user_id],
     )
 
 
 async def get_card(pool: asyncpg.Pool, card_id: str, visibility: Visibility) -> CardRow | None:
     where, params = _visible(visibility, 2)
-    row = await pool.fetchrow(f"SELECT {_CARD_COLUMNS} FROM cards WHERE card_id = $1 AND {where}",
-                              card_id, *params)
+    row = await pool.fetchrow(f"SELECT {_CARD_COLUMNS} FROM cards WHERE card_id = $1 AND {where}", card_id, *params)
     return CardRow(**dict(row)) if row else None
 
 
 async def list_cards(
-    pool: asyncpg.Pool, visibility: Visibility, user_id: str | None, status: str | None,
-    limit: int, starting_after: CardRow | None,
+    pool: asyncpg.Pool,
+    visibility: Visibility,
+    user_id: str | None,
+    status: str | None,
+    limit: int,
+    starting_after: CardRow | None,
 ) -> list[CardRow]:
     """Newest first; `limit + 1` rows so the caller can tell whether there are more."""
     where, params = _visible(visibility, 1)
@@ -110,7 +124,9 @@ async def list_cards(
                  AND ($5::timestamptz IS NULL OR (created_at, card_id) < ($5, $6))) AS visible
             WHERE ($4::text IS NULL OR status = $4)
             ORDER BY created_at DESC, card_id DESC LIMIT $7""",
-        *params, user_id, status,
+        *params,
+        user_id,
+        status,
         starting_after.created_at if starting_after else None,
         starting_after.card_id if starting_after else None,
         limit + 1,
@@ -123,6 +139,7 @@ async def close_card(pool: asyncpg.Pool, card_id: str, visibility: Visibility) -
     row = await pool.fetchrow(
         f"""UPDATE cards SET status = 'closed' WHERE card_id = $1 AND {where} AND status = 'active'
             RETURNING {_CARD_COLUMNS}""",
-        card_id, *params,
+        card_id,
+        *params,
     )
     return CardRow(**dict(row)) if row else None

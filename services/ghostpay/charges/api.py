@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel
 
 from ghostpay.charges import service, store
+from ghostpay.core import problems
 from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page
 from ghostpay.core.deps import CallerDep, RuntimeDep, require_roles
-from ghostpay.core.problems import PROBLEM_MEDIA_TYPE
 from ghostpay.core.tokens import Principal
 
 router = APIRouter(tags=["charges"])
@@ -36,20 +36,13 @@ class ChargeDetail(Charge):
     decline_code: str | None = None
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM_MEDIA_TYPE: {"schema": {"type": "object"}}}}
-
-
-_CHARGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    402: _problem("Declined: `code` is card_declined, with `decline_code` and the declined `charge_id`"),
-    404: _problem("No such card, or not one the caller may charge"),
-    409: _problem("A request with the same Idempotency-Key is still in flight"),
-    422: _problem("Invalid body, or an Idempotency-Key reused with a different body"),
-}
-
-
-@router.post("/charges", status_code=201, response_model=Charge, responses=_CHARGE_RESPONSES,
-             summary="Charge a single-use card")
+@router.post(
+    "/charges",
+    status_code=201,
+    response_model=Charge,
+    responses=problems.documented(402, 409),
+    summary="Charge a single-use card",
+)
 async def create_charge(
     body: ChargeCreate,
     response: Response,
@@ -57,9 +50,7 @@ async def create_charge(
     caller: Charger,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> Charge:
-    result = await service.create_charge(
-        runtime, caller, body.card_id, body.amount, body.currency, idempotency_key
-    )
+    result = await service.create_charge(runtime, caller, body.card_id, body.amount, body.currency, idempotency_key)
     if result.replayed:
         response.headers[service.REPLAYED_HEADER] = "true"
     return Charge.model_validate(result.charge, from_attributes=True)

@@ -11,7 +11,13 @@ import json
 from dataclasses import dataclass
 
 from ghostpay.charges import store
-from ghostpay.core.errors import CardDeclined, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidRequest, NotFound
+from ghostpay.core.errors import (
+    CardDeclined,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    NotFound,
+)
 from ghostpay.core.ids import new_id
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.telemetry import CHARGES
@@ -56,9 +62,13 @@ async def create_charge(
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 255):
         raise InvalidRequest("Idempotency-Key must be 1 to 255 characters.", field="Idempotency-Key")
     attempt = store.ChargeAttempt(
-        charge_id=new_id("ch"), card_id=card_id,
+        charge_id=new_id("ch"),
+        card_id=card_id,
         merchant_scope=principal.merchant_id if principal.role == "merchant" else None,
-        amount=amount, currency=currency, owner_id=principal.client_id, idempotency_key=idempotency_key,
+        amount=amount,
+        currency=currency,
+        owner_id=principal.client_id,
+        idempotency_key=idempotency_key,
         request_hash=request_fingerprint(card_id, amount, currency),
     )
     outcome = await store.charge(runtime.pool, attempt)

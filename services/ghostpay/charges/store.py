@@ -55,8 +55,15 @@ CHARGE_SQL = "SELECT * FROM ghostpay_charge($1, $2, $3, $4, $5, $6, $7, $8)"
 
 async def charge(pool: asyncpg.Pool, attempt: ChargeAttempt) -> Outcome:
     row = await pool.fetchrow(
-        CHARGE_SQL, attempt.charge_id, attempt.card_id, attempt.merchant_scope, attempt.amount,
-        attempt.currency, attempt.owner_id, attempt.idempotency_key, attempt.request_hash,
+        CHARGE_SQL,
+        attempt.charge_id,
+        attempt.card_id,
+        attempt.merchant_scope,
+        attempt.amount,
+        attempt.currency,
+        attempt.owner_id,
+        attempt.idempotency_key,
+        attempt.request_hash,
     )
     assert row is not None
     values = dict(row)
@@ -75,8 +82,9 @@ def _visible(visibility: Visibility, first: int) -> tuple[str, list[object]]:
 
 async def get_charge(pool: asyncpg.Pool, charge_id: str, visibility: Visibility) -> ChargeRow | None:
     where, params = _visible(visibility, 2)
-    row = await pool.fetchrow(f"SELECT {_CHARGE_COLUMNS} FROM charges ch WHERE charge_id = $1 AND {where}",
-                              charge_id, *params)
+    row = await pool.fetchrow(
+        f"SELECT {_CHARGE_COLUMNS} FROM charges ch WHERE charge_id = $1 AND {where}", charge_id, *params
+    )
     return ChargeRow(**dict(row)) if row else None
 
 
@@ -90,7 +98,8 @@ async def list_charges(
             WHERE {where} AND ($3::text IS NULL OR card_id = $3)
               AND ($4::timestamptz IS NULL OR (created_at, charge_id) < ($4, $5))
             ORDER BY created_at DESC, charge_id DESC LIMIT $6""",
-        *params, card_id,
+        *params,
+        card_id,
         starting_after.created_at if starting_after else None,
         starting_after.charge_id if starting_after else None,
         limit + 1,

@@ -21,7 +21,9 @@ Pool = asyncpg.Pool
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
         command_timeout=30,
     )
     assert pool is not None
@@ -31,7 +33,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) in order."""
     folder = resources.files("ghostpay.core").joinpath("migrations")
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 

@@ -64,9 +64,7 @@ class EdgeMiddleware:
         finally:
             self._record(scope, runtime.service_name, status_holder[0], time.perf_counter() - started)
 
-    async def _admit(
-        self, scope: Scope, headers: Headers, runtime: Runtime, extra_headers: dict[str, str]
-    ) -> Any:
+    async def _admit(self, scope: Scope, headers: Headers, runtime: Runtime, extra_headers: dict[str, str]) -> Any:
         """Verify the token and spend one unit of the caller's budget; a response if refused, else None."""
         state = scope.setdefault("state", {})
         role: RateLimitedRole = "anonymous"
@@ -90,8 +88,10 @@ class EdgeMiddleware:
             return None
         telemetry.RATE_LIMITED.labels(role=role).inc()
         return problems.from_domain_error(
-            RateLimited(f"Rate limit of {policy.requests_per_second:g}/s (burst {policy.burst}) exceeded; "
-                        f"retry in {decision.retry_after_seconds} s.")
+            RateLimited(
+                f"Rate limit of {policy.requests_per_second:g}/s (burst {policy.burst}) exceeded; "
+                f"retry in {decision.retry_after_seconds} s."
+            )
         )
 
     @staticmethod
@@ -101,6 +101,16 @@ class EdgeMiddleware:
         telemetry.HTTP_REQUESTS.labels(service, route, method, str(status)).inc()
         telemetry.HTTP_DURATION.labels(service, route, method).observe(seconds)
         if scope["path"] not in OPS_PATHS:
-            log.info("%s %s %s", method, route, status, extra={
-                "service": service, "route": route, "method": method, "status": status,
-                "duration_ms": round(seconds * 1000, 2)})
+            log.info(
+                "%s %s %s",
+                method,
+                route,
+                status,
+                extra={
+                    "service": service,
+                    "route": route,
+                    "method": method,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )

@@ -9,6 +9,8 @@ local tolerance = interval * burst
 
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
+-- A debt run up under an older, slower policy counts at most as one full burst under the current one.
+if tat > now + tolerance then tat = now + tolerance end
 local new_tat = tat + interval
 local allow_at = new_tat - tolerance
 

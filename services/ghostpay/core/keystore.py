@@ -87,8 +87,10 @@ class LocalKeyStore:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         created = datetime.now(UTC)
-        _write_private(self.directory / "signing" / f"{kid}.json",
-                       json.dumps({"kid": kid, "alg": SIGNING_ALG, "created_at": created.isoformat()}).encode())
+        _write_private(
+            self.directory / "signing" / f"{kid}.json",
+            json.dumps({"kid": kid, "alg": SIGNING_ALG, "created_at": created.isoformat()}).encode(),
+        )
         _write_private(self.directory / "signing" / f"{kid}.pem", pem)
         return SigningKey(kid, SIGNING_ALG, key, created)
 

@@ -37,7 +37,7 @@ def normalize_currency(code: str) -> str:
 
 
 def max_amount(code: str) -> int:
-    return MAX_MAJOR_UNITS * 10 ** minor_unit_exponent(code)
+    return MAX_MAJOR_UNITS * int(10 ** minor_unit_exponent(code))
 
 
 def check_amount(amount: int, currency: str) -> int:
@@ -49,4 +49,4 @@ def check_amount(amount: int, currency: str) -> int:
     cap = max_amount(currency)
     if amount > cap:
         raise MoneyError(f"amount must be at most {cap} {currency} minor units")
-    return amount
+    return int(amount)

@@ -27,19 +27,29 @@ async def _probe(name: str, check: object) -> tuple[str, str]:
     return name, "ok"
 
 
-@router.get("/readyz", summary="Readiness: PostgreSQL and Redis answer",
-            responses={503: {"description": "A dependency does not answer"}})
+@router.get(
+    "/readyz",
+    summary="Readiness: PostgreSQL and Redis answer",
+    responses={503: {"description": "A dependency does not answer"}},
+)
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    checks = dict(await asyncio.gather(
-        _probe("postgres", runtime.pool.fetchval("SELECT 1")),
-        _probe("redis", runtime.redis.ping()),
-    ))
+    checks = dict(
+        await asyncio.gather(
+            _probe("postgres", runtime.pool.fetchval("SELECT 1")),
+            _probe("redis", runtime.redis.ping()),
+        )
+    )
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

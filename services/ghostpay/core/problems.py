@@ -21,6 +21,40 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("ghostpay.problems")
 
 
+_STATUS_MEANINGS = {
+    401: "Missing or invalid bearer token",
+    402: "Card declined: `decline_code` says why and `charge_id` names the recorded attempt",
+    403: "The caller's role may not call this endpoint",
+    404: "No such resource, or not the caller's to see",
+    409: "A request with the same Idempotency-Key is still in flight",
+    422: "The request fails validation (or an Idempotency-Key was reused with another body)",
+    429: "Rate limited: see Retry-After",
+    503: "A dependency is unavailable",
+}
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the problem statuses a route can answer."""
+    return {
+        status: {"description": _STATUS_MEANINGS[status], "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+        for status in statuses
+    }
+
+
 def problem_body(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {
         "type": f"urn:ghostpay:problem:{code}",
@@ -85,7 +119,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
-                  exc_info=exc)
-        return problem_response(500, "internal_error", "Internal Server Error",
-                                "An unexpected error occurred; it has been logged.")
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+        return problem_response(
+            500, "internal_error", "Internal Server Error", "An unexpected error occurred; it has been logged."
+        )

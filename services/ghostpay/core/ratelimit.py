@@ -74,8 +74,11 @@ class RateLimiter:
         telemetry.RATE_LIMITER_ERRORS.inc()
         if time.monotonic() - self._last_warning > 60:
             self._last_warning = time.monotonic()
-            log.warning("rate limiter cannot reach Redis (%s); failing %s", type(exc).__name__,
-                        "closed" if self._fail_closed else "open")
+            log.warning(
+                "rate limiter cannot reach Redis (%s); failing %s",
+                type(exc).__name__,
+                "closed" if self._fail_closed else "open",
+            )
         if self._fail_closed:
             raise Unavailable("The rate limiter is unavailable; try again shortly.") from exc
         return Decision(True, policy.burst, policy.burst, 0, 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Role = Literal["admin", "merchant", "user"]
@@ -19,18 +19,20 @@ RateLimitedRole = Literal["admin", "merchant", "user", "anonymous"]
 class RateLimit(BaseModel):
     """One role's budget: a sustained rate and the burst allowed on top of it (GCRA)."""
 
-    requests_per_second: float = Field(alias="requestsPerSecond", gt=0)
-    burst: int = Field(ge=1)
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, extra="forbid")
 
-    model_config = {"populate_by_name": True}
+    requests_per_second: float = Field(
+        validation_alias="requestsPerSecond", serialization_alias="requestsPerSecond", gt=0
+    )
+    burst: int = Field(ge=1)
 
 
 DEFAULT_RATE_LIMITS: dict[RateLimitedRole, RateLimit] = {
-    "admin": RateLimit(requestsPerSecond=200, burst=400),
-    "merchant": RateLimit(requestsPerSecond=100, burst=200),
-    "user": RateLimit(requestsPerSecond=10, burst=20),
+    "admin": RateLimit(requests_per_second=200, burst=400),
+    "merchant": RateLimit(requests_per_second=100, burst=200),
+    "user": RateLimit(requests_per_second=10, burst=20),
     # Requests without a valid token (token endpoint, JWKS, rejected tokens), keyed by client address.
-    "anonymous": RateLimit(requestsPerSecond=20, burst=40),
+    "anonymous": RateLimit(requests_per_second=20, burst=40),
 }
 
 

@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
-disable_created_metrics()  # the *_created series double every counter for no use here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double every counter for no use here
 
 HTTP_REQUESTS = Counter(
     "ghostpay_http_requests_total", "HTTP requests answered", ["service", "route", "method", "status"]
 )
 HTTP_DURATION = Histogram(
-    "ghostpay_http_request_duration_seconds", "Time to answer an HTTP request", ["service", "route", "method"],
+    "ghostpay_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["service", "route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 CARDS_ISSUED = Counter("ghostpay_cards_issued_total", "Single-use cards issued")

@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make dev` runs the product, `make test` passes the tests.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+DURATION ?= 30s
+
+.PHONY: install dev test check lint typecheck imports openapi bench load clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: install
+	$(VENV)/bin/ghostpay dev
+
+test: install check
+	$(VENV)/bin/pytest
+
+check: lint typecheck imports
+
+lint: install
+	$(VENV)/bin/ruff check services operator tests bench
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+imports: install
+	$(VENV)/bin/lint-imports
+
+openapi: install
+	$(VENV)/bin/ghostpay openapi --out services/openapi.yaml
+
+bench: install
+	$(PY) -m bench.charge_bench
+
+clean:
+	rm -rf $(VENV) .ghostpay .mypy_cache .ruff_cache .pytest_cache

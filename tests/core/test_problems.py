@@ -1,0 +1,67 @@
+"""Every error is an RFC 9457 problem: unknown routes, wrong methods, bad JSON, missing tokens, and crashes —
+which never show a stack trace to the client."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from ghostpay.app import create_app
+from ghostpay.core.settings import Settings
+from tests.conftest import Api
+
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/no/such/route", 404, "not_found"),
+        ("DELETE", "/cards", 405, "method_not_allowed"),
+        ("PUT", "/charges", 405, "method_not_allowed"),
+        ("GET", "/cards", 401, "unauthorized"),
+        ("POST", "/auth/token", 422, "invalid_request"),
+    ],
+)
+async def test_errors_are_problem_documents(api: Api, method: str, path: str, status: int, code: str) -> None:
+    response = await api.http.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert PROBLEM_FIELDS <= body.keys() and body["status"] == status and body["code"] == code
+
+
+async def test_a_missing_token_asks_for_bearer(api: Api) -> None:
+    response = await api.http.get("/charges")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_malformed_json_is_a_validation_problem(api: Api) -> None:
+    merchant = await api.merchant()
+    response = await api.http.post("/charges", content=b"{not json",
+                                   headers={**merchant["headers"], "content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["code"] == "validation_error"
+
+
+async def test_validation_errors_do_not_echo_the_input(api: Api) -> None:
+    merchant = await api.merchant()
+    secret_looking = "4111111111111111"
+    response = await api.http.post("/cards", json={"user_id": "u", "amount": secret_looking, "currency": "USD"},
+                                   headers=merchant["headers"])
+    assert response.status_code == 422 and secret_looking not in response.text
+
+
+async def test_a_crash_is_a_500_problem_without_a_stack_trace(settings: Settings) -> None:
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("secret internals at /srv/app.py line 42")
+
+    app.add_api_route("/boom", boom)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get("/boom")
+    assert response.status_code == 500 and response.json()["code"] == "internal_error"
+    assert "secret internals" not in response.text and "Traceback" not in response.text

@@ -1,0 +1,32 @@
+"""Observability: metrics named as in the contract and labelled by route template; health and readiness."""
+
+from __future__ import annotations
+
+from tests.conftest import Api
+
+
+async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
+    merchant = await api.merchant()
+    card = await api.issue_card(merchant["headers"])
+    await api.http.get(f"/cards/{card['card_id']}", headers=merchant["headers"])
+    await api.http.post("/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
+                        headers=merchant["headers"])
+    text = (await api.http.get("/metrics")).text
+    assert 'ghostpay_http_requests_total{method="GET",route="/cards/{card_id}",service="cards",status="200"}' in text
+    assert card["card_id"] not in text
+    assert 'ghostpay_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/charges",' in text
+    for name in ("ghostpay_cards_issued_total", 'ghostpay_charges_total{decline_code="",status="approved"}',
+                 "ghostpay_rate_limited_total"):
+        assert name in text
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    assert (await api.http.get("/healthz")).status_code == 200
+    ready = await api.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+async def test_responses_carry_a_w3c_traceparent(api: Api) -> None:
+    incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    response = await api.http.get("/healthz", headers={"traceparent": incoming})
+    assert response.headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
