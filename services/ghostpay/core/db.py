@@ -8,6 +8,7 @@ take turns, so the second finds nothing left to do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 
 import asyncpg
@@ -19,12 +20,23 @@ _MIGRATION_LOCK = 0x6768_6F73_7470_6179  # "ghostpay"
 Pool = asyncpg.Pool
 
 
-async def create_pool(settings: Settings) -> asyncpg.Pool:
+async def _no_session_reset(_: asyncpg.Connection) -> None:
+    """Pool connections never change session state (no SET, LISTEN or session locks; advisory locks are
+    transaction-scoped), so the default reset query on release would only add a round trip to every request.
+    asyncpg still rolls back a transaction left open."""
+
+
+async def create_pool(
+    settings: Settings, init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+) -> asyncpg.Pool:
+    """The service's pool; `init` runs on each new connection (tests use it to watch queries)."""
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         command_timeout=30,
+        reset=_no_session_reset,
+        init=init,
     )
     assert pool is not None
     return pool
