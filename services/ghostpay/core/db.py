@@ -8,8 +8,9 @@ take turns, so the second finds nothing left to do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
@@ -27,7 +28,7 @@ async def _no_session_reset(_: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    settings: Settings, init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+    settings: Settings, init: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None = None
 ) -> asyncpg.Pool:
     """The service's pool; `init` runs on each new connection (tests use it to watch queries)."""
     pool = await asyncpg.create_pool(

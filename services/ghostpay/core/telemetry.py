@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
+from ghostpay.core import luhn
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double every counter for no use here
 
 HTTP_REQUESTS = Counter(
@@ -52,9 +54,15 @@ _PAN_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _CVV_FIELD = re.compile(r"(?i)(\"?cvv\"?\s*[:=]\s*\"?)\d{3,4}")
 
 
+def _mask_pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return "[REDACTED-PAN]" if luhn.is_valid(digits) else match.group(0)
+
+
 def redact(text: str) -> str:
-    """The one place card data is scrubbed from anything that leaves the process as text."""
-    return _CVV_FIELD.sub(r"\1[REDACTED]", _PAN_LIKE.sub("[REDACTED-PAN]", text))
+    """The one place card data is scrubbed from anything that leaves the process as text: Luhn-valid runs of
+    13-19 digits (so ids and timestamps survive) and CVV fields."""
+    return _CVV_FIELD.sub(r"\1[REDACTED]", _PAN_LIKE.sub(_mask_pan, text))
 
 
 class JsonFormatter(logging.Formatter):
