@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from ghostpay.cards import pan, sealing, store
-from ghostpay.core.errors import Conflict, InvalidRequest, NotFound
+from ghostpay.core import pagination
+from ghostpay.core.errors import Conflict, NotFound
 from ghostpay.core.ids import new_id
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.telemetry import CARDS_ISSUED
@@ -95,13 +96,13 @@ async def list_cards(
     starting_after: str | None,
 ) -> tuple[list[store.CardRow], bool]:
     visibility = visibility_of(principal)
-    cursor = None
-    if starting_after is not None:
-        cursor = await store.get_card(runtime.pool, starting_after, visibility)
-        if cursor is None:
-            raise InvalidRequest(f"starting_after: no card {starting_after!r}.", field="starting_after")
-    rows = await store.list_cards(runtime.pool, visibility, user_id, status, limit, cursor)
-    return rows[:limit], len(rows) > limit
+    return await pagination.page_after(
+        lambda card_id: store.get_card(runtime.pool, card_id, visibility),
+        lambda cursor, n: store.list_cards(runtime.pool, visibility, user_id, status, n, cursor),
+        limit,
+        starting_after,
+        "card",
+    )
 
 
 async def close_card(runtime: Runtime, principal: Principal, card_id: str) -> store.CardRow:

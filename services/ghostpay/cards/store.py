@@ -116,7 +116,7 @@ async def list_cards(
     limit: int,
     starting_after: CardRow | None,
 ) -> list[CardRow]:
-    """Newest first; `limit + 1` rows so the caller can tell whether there are more."""
+    """Newest first, at most `limit` rows after `starting_after`."""
     where, params = _visible(visibility, 1)
     rows = await pool.fetch(
         f"""SELECT * FROM (SELECT {_CARD_COLUMNS} FROM cards
@@ -129,7 +129,7 @@ async def list_cards(
         status,
         starting_after.created_at if starting_after else None,
         starting_after.card_id if starting_after else None,
-        limit + 1,
+        limit,
     )
     return [CardRow(**dict(r)) for r in rows]
 

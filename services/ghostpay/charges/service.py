@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ghostpay.charges import store
+from ghostpay.core import pagination
 from ghostpay.core.errors import (
     CardDeclined,
     IdempotencyKeyInFlight,
@@ -98,10 +99,10 @@ async def list_charges(
     runtime: Runtime, principal: Principal, card_id: str | None, limit: int, starting_after: str | None
 ) -> tuple[list[store.ChargeRow], bool]:
     visibility = visibility_of(principal)
-    cursor = None
-    if starting_after is not None:
-        cursor = await store.get_charge(runtime.pool, starting_after, visibility)
-        if cursor is None:
-            raise InvalidRequest(f"starting_after: no charge {starting_after!r}.", field="starting_after")
-    rows = await store.list_charges(runtime.pool, visibility, card_id, limit, cursor)
-    return rows[:limit], len(rows) > limit
+    return await pagination.page_after(
+        lambda charge_id: store.get_charge(runtime.pool, charge_id, visibility),
+        lambda cursor, n: store.list_charges(runtime.pool, visibility, card_id, n, cursor),
+        limit,
+        starting_after,
+        "charge",
+    )

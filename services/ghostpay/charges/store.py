@@ -91,7 +91,7 @@ async def get_charge(pool: asyncpg.Pool, charge_id: str, visibility: Visibility)
 async def list_charges(
     pool: asyncpg.Pool, visibility: Visibility, card_id: str | None, limit: int, starting_after: ChargeRow | None
 ) -> list[ChargeRow]:
-    """Newest first; `limit + 1` rows so the caller can tell whether there are more."""
+    """Newest first, at most `limit` rows after `starting_after`."""
     where, params = _visible(visibility, 1)
     rows = await pool.fetch(
         f"""SELECT {_CHARGE_COLUMNS} FROM charges ch
@@ -102,6 +102,6 @@ async def list_charges(
         card_id,
         starting_after.created_at if starting_after else None,
         starting_after.charge_id if starting_after else None,
-        limit + 1,
+        limit,
     )
     return [ChargeRow(**dict(r)) for r in rows]
