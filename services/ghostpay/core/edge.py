@@ -66,7 +66,8 @@ class EdgeMiddleware:
 
     async def _admit(self, scope: Scope, headers: Headers, runtime: Runtime, extra_headers: dict[str, str]) -> Any:
         """Verify the token and spend one unit of the caller's budget; a response if refused, else None."""
-        state = scope.setdefault("state", {})
+        # This request's own copy: never write the caller into a state dict a server may share between requests.
+        state = scope["state"] = dict(scope.get("state") or {})
         role: RateLimitedRole = "anonymous"
         bucket = f"ip:{(scope.get('client') or ('unknown', 0))[0]}"
         scheme, _, token = headers.get("authorization", "").partition(" ")

@@ -51,7 +51,7 @@ def trace_from_traceparent(header: str | None) -> tuple[str, str]:
 
 # Anything that looks like a card number (13-19 digits, optionally spaced) or a CVV field.
 _PAN_LIKE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_CVV_FIELD = re.compile(r"(?i)(\"?cvv\"?\s*[:=]\s*\"?)\d{3,4}")
+_CVV_FIELD = re.compile(r"(?i)([\"']?cvv[\"']?\s*[:=]\s*[\"']?)\d{3,4}")
 
 
 def _mask_pan(match: re.Match[str]) -> str:
