@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -17,7 +18,15 @@ from ghostpay.core import db, telemetry
 from ghostpay.core.settings import Settings
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Stands in as the "original" handler while uvicorn runs: uvicorn re-raises the SIGINT/SIGTERM it stopped
+    on once it has shut down, and with the default handlers that would kill the process before `ghostpay dev`
+    stops its PostgreSQL and Redis (and make a clean stop exit non-zero)."""
+
+
 def _run_uvicorn(app: Any, host: str, port: int) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore_signal)
     config = uvicorn.Config(
         app,
         host=host,

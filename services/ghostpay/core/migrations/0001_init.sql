@@ -98,18 +98,26 @@ DECLARE
     v_code     text;
 BEGIN
     IF p_idempotency_key IS NOT NULL THEN
-        -- Held until commit: a second request with the key while this one runs is told 409 at once.
-        IF NOT pg_try_advisory_xact_lock(hashtextextended(p_owner_id || ':' || p_idempotency_key, 7)) THEN
-            RETURN QUERY SELECT 'in_flight', NULL, NULL, NULL, NULL::bigint, NULL, NULL, NULL, NULL::timestamptz;
-            RETURN;
-        END IF;
-        SELECT * INTO v_prior FROM idempotency_keys k WHERE k.owner_id = p_owner_id AND k.key = p_idempotency_key;
-        IF FOUND THEN
-            RETURN QUERY SELECT CASE WHEN v_prior.request_hash = p_request_hash THEN 'replayed' ELSE 'key_reused' END,
-                c.charge_id, c.card_id, c.merchant_id, c.amount, c.currency::text, c.status, c.decline_code, c.created_at
-                FROM charges c WHERE c.charge_id = v_prior.charge_id;
-            RETURN;
-        END IF;
+        -- A finished request is replayed without waiting; an unfinished one holds this lock until it commits,
+        -- so a second request with the key is told 409 at once rather than queueing behind it.
+        FOR attempt IN 1..2 LOOP
+            SELECT * INTO v_prior FROM idempotency_keys k
+             WHERE k.owner_id = p_owner_id AND k.key = p_idempotency_key;
+            IF FOUND THEN
+                RETURN QUERY SELECT
+                    CASE WHEN v_prior.request_hash = p_request_hash THEN 'replayed' ELSE 'key_reused' END,
+                    c.charge_id, c.card_id, c.merchant_id, c.amount, c.currency::text, c.status, c.decline_code,
+                    c.created_at
+                    FROM charges c WHERE c.charge_id = v_prior.charge_id;
+                RETURN;
+            END IF;
+            EXIT WHEN attempt = 2;
+            IF NOT pg_try_advisory_xact_lock(hashtextextended(p_owner_id || ':' || p_idempotency_key, 7)) THEN
+                RETURN QUERY SELECT 'in_flight', NULL, NULL, NULL, NULL::bigint, NULL, NULL, NULL, NULL::timestamptz;
+                RETURN;
+            END IF;
+            -- Locked: look again, in case the holder committed between our first look and the lock.
+        END LOOP;
     END IF;
 
     -- The single-use rule: only one transaction can move the card from active to used.
