@@ -26,6 +26,7 @@ from ghostpay.core.ids import new_id
 
 SIGNING_ALG = "RS256"
 _NONCE_BYTES = 12
+_SIGNING_PREFIX = "signing-"
 
 
 @dataclass(frozen=True)
@@ -59,26 +60,40 @@ class LocalKeyStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def _complete(self) -> bool:
+        return all((self.directory / name).exists() for name in ("kek.key", "lookup.key")) and any(
+            self._signing_files()
+        )
+
+    def _signing_files(self) -> list[Path]:
+        return sorted(self.directory.glob(f"{_SIGNING_PREFIX}*.pem"))
+
     def open(self) -> LocalKeyStore:
-        """Create whatever is missing, then load everything."""
-        with self._locked():
-            (self.directory / "signing").mkdir(mode=0o700, exist_ok=True)
-            self._kek = self._secret_file("kek.key")
-            self._lookup = self._secret_file("lookup.key")
-            if not any((self.directory / "signing").glob("*.pem")):
-                self._write_signing_key()
+        """Create whatever is missing (under a lock), then load everything. A complete store is only read, so it
+        may be a read-only mount (a Kubernetes Secret)."""
+        if not self._complete():
+            with self._locked():
+                self._secret_file("kek.key")
+                self._secret_file("lookup.key")
+                if not self._signing_files():
+                    self._write_signing_key()
         self.reload()
         return self
 
     def reload(self) -> None:
-        keys = [self._read_signing_key(path) for path in (self.directory / "signing").glob("*.pem")]
+        self._kek = base64.b64decode((self.directory / "kek.key").read_bytes())
+        self._lookup = base64.b64decode((self.directory / "lookup.key").read_bytes())
+        keys = [self._read_signing_key(path) for path in self._signing_files()]
         self._signing = sorted(keys, key=lambda k: (k.created_at, k.kid))
 
-    def _secret_file(self, name: str) -> bytes:
+    def files(self) -> dict[str, bytes]:
+        """Every file of the store by name (flat, so a Kubernetes Secret can hold the whole store)."""
+        return {path.name: path.read_bytes() for path in sorted(self.directory.iterdir()) if path.name[0] != "."}
+
+    def _secret_file(self, name: str) -> None:
         path = self.directory / name
         if not path.exists():
             _write_private(path, base64.b64encode(secrets.token_bytes(32)))
-        return base64.b64decode(path.read_bytes())
 
     def _write_signing_key(self) -> SigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -88,10 +103,10 @@ class LocalKeyStore:
         )
         created = datetime.now(UTC)
         _write_private(
-            self.directory / "signing" / f"{kid}.json",
+            self.directory / f"{_SIGNING_PREFIX}{kid}.json",
             json.dumps({"kid": kid, "alg": SIGNING_ALG, "created_at": created.isoformat()}).encode(),
         )
-        _write_private(self.directory / "signing" / f"{kid}.pem", pem)
+        _write_private(self.directory / f"{_SIGNING_PREFIX}{kid}.pem", pem)
         return SigningKey(kid, SIGNING_ALG, key, created)
 
     @staticmethod

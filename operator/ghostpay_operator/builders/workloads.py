@@ -1,0 +1,114 @@
+"""The services' Deployments (one per service and colour) and the migration Job that must finish first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ghostpay_operator.builders import config, meta, pods
+from ghostpay_operator.kinds import Manifest
+from ghostpay_operator.spec import InstanceSpec
+
+CONFIG_HASH = "ghostpay.io/config-hash"
+
+
+def deployment_name(spec: InstanceSpec, service: str, color: str) -> str:
+    return meta.child_name(spec, service, color)
+
+
+def migration_job_name(spec: InstanceSpec) -> str:
+    """One Job per image: a new version migrates once, and re-applying the same version finds it done."""
+    return meta.child_name(spec, "migrate", meta.content_hash(spec.image_ref)[:10])
+
+
+def _topology_spread(spec: InstanceSpec, selector: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "maxSkew": 1,
+            "minDomains": spec.zones,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": selector},
+        },
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector},
+        },
+    ]
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
+    return {
+        "name": service,
+        "image": spec.image_ref,
+        "command": ["ghostpay", "serve", service],
+        "ports": [{"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"}],
+        **pods.environment(spec),
+        "readinessProbe": _probe("/readyz", 5, 3),
+        "livenessProbe": _probe("/healthz", 10, 3),
+        "resources": spec.services[service].resources,
+        "securityContext": pods.container_security_context(),
+        "volumeMounts": pods.volume_mounts(),
+    }
+
+
+def deployment(spec: InstanceSpec, service: str, color: str, replicas: int) -> Manifest:
+    selector = meta.color_selector(spec, service, color)
+    pod_labels = {**meta.instance_labels(spec), **selector, "app.kubernetes.io/version": spec.version}
+    annotations = {**spec.pod_annotations, CONFIG_HASH: meta.content_hash(config.config_data(spec))}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta.object_meta(spec, deployment_name(spec, service, color), pod_labels),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": annotations},
+                "spec": pods.pod_spec(
+                    spec,
+                    [service_container(spec, service)],
+                    topologySpreadConstraints=_topology_spread(spec, selector),
+                    terminationGracePeriodSeconds=30,
+                ),
+            },
+        },
+    }
+
+
+def migration_job(spec: InstanceSpec) -> Manifest:
+    labels = {"app.kubernetes.io/component": "migrate", "app.kubernetes.io/version": spec.version}
+    container = {
+        "name": "migrate",
+        "image": spec.image_ref,
+        "command": ["ghostpay", "migrate"],
+        **pods.environment(spec),
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": pods.container_security_context(),
+        "volumeMounts": pods.volume_mounts(),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta.object_meta(spec, migration_job_name(spec), labels),
+        "spec": {
+            "backoffLimit": 3,
+            "activeDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": {**meta.instance_labels(spec), **labels}},
+                "spec": pods.pod_spec(spec, [container], restartPolicy="Never"),
+            },
+        },
+    }

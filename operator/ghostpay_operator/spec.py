@@ -1,0 +1,127 @@
+"""The GhostPayInstance spec as typed, defaulted values: parsed once from the raw object, read everywhere else.
+
+Pure: no I/O. The CRD's schema has already validated and defaulted the object; the defaults here repeat
+the CRD's so that an object written before a default existed still parses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghostpay_operator.kinds import InstanceBody
+
+SERVICES = ("auth", "cards", "charges", "analytics")
+GROUP, VERSION, PLURAL, KIND = "ghostpay.io", "v1alpha1", "ghostpayinstances", "GhostPayInstance"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    replicas: int
+    resources: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    strategy: str = "BlueGreen"
+    canary_steps: tuple[int, ...] = (10, 50, 100)
+    step_seconds: int = 60
+    progress_deadline_seconds: int = 300
+    scale_down_delay_seconds: int = 30
+    prometheus_url: str | None = None
+    max_error_rate: float = 0.01
+
+
+@dataclass(frozen=True)
+class KeyRotationSpec:
+    schedule: str
+    grace_period: str
+    vault: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    image: str
+    version: str
+    services: dict[str, ServiceSpec]
+    database_secret: str
+    database_key: str
+    redis_url: str
+    rate_limits: dict[str, Any]
+    release: ReleaseSpec
+    min_replicas: int
+    zones: int
+    pod_annotations: dict[str, str] = field(default_factory=dict)
+    key_rotation: KeyRotationSpec | None = None
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+    @property
+    def desired_replicas(self) -> int:
+        return sum(s.replicas for s in self.services.values())
+
+    def rate_limits_json(self) -> str:
+        return json.dumps(self.rate_limits, sort_keys=True)
+
+
+DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def _service(raw: Mapping[str, Any], min_replicas: int) -> ServiceSpec:
+    return ServiceSpec(
+        replicas=int(raw.get("replicas", min_replicas)),
+        resources=dict(raw.get("resources") or DEFAULT_RESOURCES),
+    )
+
+
+def _release(raw: Mapping[str, Any]) -> ReleaseSpec:
+    analysis = raw.get("analysis") or {}
+    return ReleaseSpec(
+        strategy=raw.get("strategy", "BlueGreen"),
+        canary_steps=tuple(raw.get("canarySteps", (10, 50, 100))),
+        step_seconds=int(raw.get("stepSeconds", 60)),
+        progress_deadline_seconds=int(raw.get("progressDeadlineSeconds", 300)),
+        scale_down_delay_seconds=int(raw.get("scaleDownDelaySeconds", 30)),
+        prometheus_url=analysis.get("prometheusUrl"),
+        max_error_rate=float(analysis.get("maxErrorRate", 0.01)),
+    )
+
+
+def _key_rotation(raw: Mapping[str, Any] | None) -> KeyRotationSpec | None:
+    if not raw:
+        return None
+    return KeyRotationSpec(raw.get("schedule", "0 3 * * *"), raw.get("gracePeriod", "24h"), raw.get("vault"))
+
+
+def parse(body: InstanceBody | Mapping[str, Any]) -> InstanceSpec:
+    meta, spec = body["metadata"], body["spec"]
+    availability = spec.get("availability") or {}
+    min_replicas = int(availability.get("minReplicas", 2))
+    services = spec.get("services") or {}
+    database = spec["database"]["secretRef"]
+    return InstanceSpec(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation", 1)),
+        image=spec["image"],
+        version=str(spec["version"]),
+        services={name: _service(services.get(name) or {}, min_replicas) for name in SERVICES},
+        database_secret=database["name"],
+        database_key=database.get("key", "dsn"),
+        redis_url=spec["redis"]["url"],
+        rate_limits=dict(spec.get("rateLimits") or {}),
+        release=_release(spec.get("release") or {}),
+        min_replicas=min_replicas,
+        zones=int(availability.get("zones", 2)),
+        pod_annotations=dict(spec.get("podAnnotations") or {}),
+        key_rotation=_key_rotation(spec.get("keyRotation")),
+    )

@@ -1,0 +1,132 @@
+"""The instance's status as a pure function of its spec, what was observed, and the previous status.
+
+Follows the Kubernetes API conventions: `observedGeneration`, conditions `Ready`/`Progressing`/`Degraded` with
+CamelCase reasons, and a `lastTransitionTime` that moves only when a condition's status really changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ghostpay_operator.kinds import Condition, InstanceStatus
+from ghostpay_operator.spec import InstanceSpec
+
+PENDING, HEALTHY, PROGRESSING, DEGRADED, ROLLED_BACK = "Pending", "Healthy", "Progressing", "Degraded", "RolledBack"
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What one service's Deployment reports."""
+
+    version: str
+    replicas: int
+    ready: int
+    updated: int
+    current: bool  # the controller has observed the latest spec
+
+    @property
+    def rolled_out(self) -> bool:
+        return self.current and self.updated >= self.replicas and self.ready >= self.replicas
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why the spec cannot be realised right now (e.g. a missing Secret)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    migration: str = "absent"  # absent | running | succeeded | failed
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    phase: str
+    ready: tuple[bool, str, str]
+    progressing: tuple[bool, str, str]
+    degraded: tuple[bool, str, str]
+
+
+def _ok(spec: InstanceSpec, observed: Observed) -> bool:
+    return len(observed.deployments) == len(spec.services) and all(
+        d.rolled_out and d.version == spec.version and d.replicas == spec.services[name].replicas
+        for name, d in observed.deployments.items()
+    )
+
+
+def _serving(spec: InstanceSpec, observed: Observed) -> bool:
+    """Every service has at least its minimum of ready pods, whatever their version."""
+    return len(observed.deployments) == len(spec.services) and all(
+        d.ready >= min(spec.min_replicas, spec.services[name].replicas) for name, d in observed.deployments.items()
+    )
+
+
+def verdict(spec: InstanceSpec, observed: Observed, was_active: bool) -> Verdict:
+    """The phase and the three conditions: (status, reason, message) each."""
+    serving = _serving(spec, observed)
+    ready = (serving, "MinimumReplicasReady", "Every service has its minimum of ready pods.") if serving else (
+        False, "ReplicasNotReady", "Some service has fewer ready pods than its minimum.")
+    if observed.problem is not None:
+        p = observed.problem
+        return Verdict(DEGRADED, ready if serving else (False, p.reason, p.message), (False, p.reason, p.message),
+                       (True, p.reason, p.message))
+    if observed.migration == "failed":
+        message = f"The database migration Job for {spec.version} failed; see its pod logs."
+        return Verdict(DEGRADED, ready, (False, "MigrationFailed", message), (True, "MigrationFailed", message))
+    healthy = (False, "AsExpected", "Nothing is wrong.")
+    if _ok(spec, observed):
+        done = f"Version {spec.version} is running with all replicas ready."
+        return Verdict(HEALTHY, (True, "AllReplicasReady", done), (False, "ReleaseComplete", done), healthy)
+    if observed.migration != "succeeded":
+        step = (True, "MigrationRunning", f"Migrating the database for {spec.version}.")
+    else:
+        step = (True, "RollingOut", f"Rolling out {spec.version}: waiting for pods to be ready.")
+    return Verdict(PROGRESSING if was_active else PENDING, ready, step, healthy)
+
+
+def _condition(previous: list[Condition], kind: str, state: tuple[bool, str, str], generation: int,
+               now: str) -> Condition:
+    status = "True" if state[0] else "False"
+    before = next((c for c in previous if c.get("type") == kind), None)
+    changed = before is None or before.get("status") != status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": state[1],
+        "message": state[2],
+        "lastTransitionTime": now if changed or before is None else before["lastTransitionTime"],
+        "observedGeneration": generation,
+    }
+
+
+def compute_status(spec: InstanceSpec, observed: Observed, previous: InstanceStatus, now: datetime) -> InstanceStatus:
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    active_version = previous.get("activeVersion")
+    decided = verdict(spec, observed, was_active=active_version is not None)
+    conditions = previous.get("conditions", [])
+    status: InstanceStatus = {
+        **previous,
+        "observedGeneration": spec.generation,
+        "phase": decided.phase,
+        "conditions": [
+            _condition(conditions, "Ready", decided.ready, spec.generation, stamp),
+            _condition(conditions, "Progressing", decided.progressing, spec.generation, stamp),
+            _condition(conditions, "Degraded", decided.degraded, spec.generation, stamp),
+        ],
+        "activeColor": previous.get("activeColor", "blue"),
+    }
+    if decided.phase == HEALTHY and active_version != spec.version:
+        status["activeVersion"] = spec.version
+        if active_version is not None:
+            status["previousVersion"] = active_version
+    ready = sum(d.ready for d in observed.deployments.values())
+    status["replicas"] = spec.desired_replicas
+    status["readyReplicas"] = ready
+    status["readyText"] = f"{ready}/{spec.desired_replicas}"
+    return status

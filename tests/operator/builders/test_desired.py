@@ -1,0 +1,110 @@
+"""The builders, table-driven: what each child looks like for a given spec, with no cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ghostpay_operator import spec as specs
+from ghostpay_operator.builders import desired, meta, networking, workloads
+from tests.operator.samples import body
+
+
+def _children(**changes: Any) -> desired.Desired:
+    return desired.desired_children(specs.parse(body(**changes)), "blue")
+
+
+def _by_kind_name(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def test_an_instance_owns_four_services_each_with_deployment_service_and_budget() -> None:
+    children = _children()
+    names = _by_kind_name(children.supporting + children.deployments)
+    for service in specs.SERVICES:
+        assert ("Deployment", f"payments-{service}-blue") in names
+        assert ("Service", f"payments-{service}") in names
+        assert ("PodDisruptionBudget", f"payments-{service}") in names
+    assert ("ServiceAccount", "payments") in names and ("ConfigMap", "payments-config") in names
+    everything = [*children.supporting, *children.deployments, children.migration]
+    for manifest in everything:
+        owner = manifest["metadata"]["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "GhostPayInstance", "payments", "uid-1", True)
+        assert manifest["metadata"]["namespace"] == "shop"
+        assert manifest["metadata"]["annotations"][meta.SPEC_HASH]
+
+
+@pytest.mark.parametrize(
+    ("changes", "service", "replicas"),
+    [
+        ({}, "cards", 2),
+        ({"services": {"cards": {"replicas": 5}}}, "cards", 5),
+        ({"services": {"cards": {"replicas": 5}}}, "auth", 2),
+        ({"availability": {"minReplicas": 3}}, "charges", 3),
+    ],
+)
+def test_replicas_default_to_the_minimum(changes: dict[str, Any], service: str, replicas: int) -> None:
+    deployment = _by_kind_name(_children(**changes).deployments)[("Deployment", f"payments-{service}-blue")]
+    assert deployment["spec"]["replicas"] == replicas
+
+
+def test_pods_are_spread_over_zones_and_hosts_and_hardened() -> None:
+    deployment = _children(availability={"zones": 3}).deployments[0]
+    pod = deployment["spec"]["template"]["spec"]
+    zone, host = pod["topologySpreadConstraints"]
+    assert (zone["topologyKey"], zone["whenUnsatisfiable"], zone["minDomains"]) == (
+        "topology.kubernetes.io/zone", "DoNotSchedule", 3)
+    assert host["topologyKey"] == "kubernetes.io/hostname"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    assert container["image"] == "ghcr.io/example/ghostpay:1.4.0"
+    dsn = container["env"][0]
+    assert dsn["valueFrom"]["secretKeyRef"] == {"name": "payments-db", "key": "dsn"}
+
+
+def test_services_route_to_the_active_color_and_budgets_keep_one_up() -> None:
+    parsed = specs.parse(body())
+    assert networking.service(parsed, "cards", "green")["spec"]["selector"][meta.COLOR_LABEL] == "green"
+    budget = networking.disruption_budget(parsed, "cards")
+    assert budget["spec"]["minAvailable"] == 1
+    assert meta.COLOR_LABEL not in budget["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize(
+    ("change", "rolls_pods"),
+    [
+        ({"version": "1.5.0"}, True),
+        ({"podAnnotations": {"team": "payments"}}, True),
+        ({"rateLimits": {"merchant": {"requestsPerSecond": 5, "burst": 5}}}, True),
+        ({"services": {"cards": {"replicas": 4}}}, False),
+    ],
+)
+def test_pod_template_changes_are_what_start_a_rollout(change: dict[str, Any], rolls_pods: bool) -> None:
+    before = _by_kind_name(_children().deployments)[("Deployment", "payments-cards-blue")]
+    after = _by_kind_name(_children(**change).deployments)[("Deployment", "payments-cards-blue")]
+    assert (before["spec"]["template"] != after["spec"]["template"]) is rolls_pods
+    assert before["metadata"]["annotations"][meta.SPEC_HASH] != after["metadata"]["annotations"][meta.SPEC_HASH] or (
+        change.get("services", {}).get("cards") is None)
+
+
+def test_the_same_spec_always_builds_the_same_hashes() -> None:
+    first, second = _children(), _children()
+    assert [m["metadata"]["annotations"][meta.SPEC_HASH] for m in first.deployments] == [
+        m["metadata"]["annotations"][meta.SPEC_HASH] for m in second.deployments]
+
+
+def test_one_migration_job_per_image() -> None:
+    parsed = specs.parse(body())
+    newer = specs.parse(body(version="1.5.0"))
+    assert workloads.migration_job_name(parsed) == workloads.migration_job_name(specs.parse(body()))
+    assert workloads.migration_job_name(parsed) != workloads.migration_job_name(newer)
+    job = workloads.migration_job(parsed)
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["ghostpay", "migrate"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"

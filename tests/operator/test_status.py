@@ -1,0 +1,83 @@
+"""The status logic: phases, conditions and their transition times, without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ghostpay_operator import spec as specs
+from ghostpay_operator import status as st
+from ghostpay_operator.kinds import InstanceStatus
+from tests.operator.samples import body
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SPEC = specs.parse(body())
+
+
+def _deployments(version: str = "1.4.0", ready: int = 2, updated: int = 2) -> dict[str, st.DeploymentState]:
+    return {name: st.DeploymentState(version, 2, ready, updated, True) for name in specs.SERVICES}
+
+
+def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+@pytest.mark.parametrize(
+    ("observed", "previous", "phase", "conditions"),
+    [
+        (st.Observed("running"), {}, "Pending",
+         {"Ready": ("False", "ReplicasNotReady"), "Progressing": ("True", "MigrationRunning"),
+          "Degraded": ("False", "AsExpected")}),
+        (st.Observed("succeeded", _deployments(ready=1, updated=2)), {}, "Pending",
+         {"Ready": ("False", "ReplicasNotReady"), "Progressing": ("True", "RollingOut"),
+          "Degraded": ("False", "AsExpected")}),
+        (st.Observed("succeeded", _deployments()), {}, "Healthy",
+         {"Ready": ("True", "AllReplicasReady"), "Progressing": ("False", "ReleaseComplete"),
+          "Degraded": ("False", "AsExpected")}),
+        (st.Observed("succeeded", _deployments("1.3.0")), {"activeVersion": "1.3.0"}, "Progressing",
+         {"Ready": ("True", "MinimumReplicasReady"), "Progressing": ("True", "RollingOut"),
+          "Degraded": ("False", "AsExpected")}),
+        (st.Observed("failed", _deployments("1.3.0")), {"activeVersion": "1.3.0"}, "Degraded",
+         {"Ready": ("True", "MinimumReplicasReady"), "Progressing": ("False", "MigrationFailed"),
+          "Degraded": ("True", "MigrationFailed")}),
+        (st.Observed(problem=st.Problem("DatabaseSecretMissing", "no Secret payments-db")), {}, "Degraded",
+         {"Ready": ("False", "DatabaseSecretMissing"), "Progressing": ("False", "DatabaseSecretMissing"),
+          "Degraded": ("True", "DatabaseSecretMissing")}),
+    ],
+)
+def test_phase_and_conditions(observed: st.Observed, previous: dict[str, Any], phase: str,
+                              conditions: dict[str, tuple[str, str]]) -> None:
+    status = st.compute_status(SPEC, observed, previous, T0)  # type: ignore[arg-type]
+    assert status["phase"] == phase
+    assert _conditions(status) == conditions
+    assert status["observedGeneration"] == 3
+    assert all(c["observedGeneration"] == 3 for c in status["conditions"])
+
+
+def test_a_healthy_release_records_active_and_previous_versions() -> None:
+    first = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), {}, T0)
+    assert (first["activeVersion"], first.get("previousVersion")) == ("1.4.0", None)
+    assert (first["readyReplicas"], first["replicas"], first["readyText"]) == (8, 8, "8/8")
+    newer = specs.parse(body(version="1.5.0"))
+    second = st.compute_status(newer, st.Observed("succeeded", _deployments("1.5.0")), first, T0)
+    assert (second["activeVersion"], second["previousVersion"]) == ("1.5.0", "1.4.0")
+
+
+def test_transition_times_move_only_when_a_status_changes() -> None:
+    later = T0 + timedelta(minutes=5)
+    pending = st.compute_status(SPEC, st.Observed("running"), {}, T0)
+    still = st.compute_status(SPEC, st.Observed("succeeded", _deployments(ready=0)), pending, later)
+    assert [c["lastTransitionTime"] for c in still["conditions"]] == [c["lastTransitionTime"] for c in
+                                                                       pending["conditions"]]
+    healthy = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), still, later)
+    times = {c["type"]: c["lastTransitionTime"] for c in healthy["conditions"]}
+    assert times == {"Ready": "2026-01-01T00:05:00Z", "Progressing": "2026-01-01T00:05:00Z",
+                     "Degraded": "2026-01-01T00:00:00Z"}
+
+
+def test_the_same_observation_gives_the_same_status() -> None:
+    observed = st.Observed("succeeded", _deployments())
+    first = st.compute_status(SPEC, observed, {}, T0)
+    assert st.compute_status(SPEC, observed, first, T0 + timedelta(hours=1)) == first
