@@ -22,9 +22,7 @@ def desired_children(spec: InstanceSpec, active_color: str) -> Desired:
     supporting = [config.service_account(spec), config.config_map(spec)]
     for name in SERVICES:
         supporting += [networking.service(spec, name, active_color), networking.disruption_budget(spec, name)]
-    deployments = [
-        workloads.deployment(spec, name, active_color, spec.services[name].replicas) for name in SERVICES
-    ]
+    deployments = [workloads.deployment(spec, name, active_color, spec.services[name].replicas) for name in SERVICES]
     return Desired(
         supporting=[meta.stamped(m) for m in supporting],
         migration=meta.stamped(workloads.migration_job(spec)),

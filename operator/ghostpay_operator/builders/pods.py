@@ -9,7 +9,7 @@ from ghostpay_operator.builders import config, meta
 from ghostpay_operator.spec import InstanceSpec
 
 HTTP_PORT = 8000
-KEYS_SECRET_SUFFIX = "keys"
+KEYS_SECRET_SUFFIX = "keys"  # noqa: S105 - a name, not a secret
 UID = 10001
 
 

@@ -1,0 +1,103 @@
+"""kopf wiring, and nothing else: which events start a reconcile pass, retries with back-off, peering, events.
+
+- an instance's own watch events (create, spec change, and the periodic re-list) → reconcile it;
+- events of the Deployments and Jobs it owns → reconcile the owner, so status follows pods;
+- a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised.
+
+Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import zlib
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient
+
+from ghostpay_operator import reconcile
+from ghostpay_operator.builders import meta
+from ghostpay_operator.kube import Kube
+from ghostpay_operator.spec import GROUP, PLURAL, VERSION
+
+RESYNC_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_RESYNC_SECONDS", "30"))
+MAX_BACKOFF_SECONDS = 60.0
+log = logging.getLogger("ghostpay_operator")
+
+
+def peering_priority(identity: str) -> int:
+    """Distinct replicas need distinct priorities: derive one from the pod's name (stable across restarts)."""
+    return int(os.environ.get("GHOSTPAY_OPERATOR_PRIORITY") or zlib.crc32(identity.encode()) % 1000 + 1)
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.peering.name = "ghostpay-operator"
+    settings.peering.mandatory = True
+    settings.peering.priority = peering_priority(os.environ.get("POD_NAME") or os.uname().nodename)
+    settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
+    settings.persistence.finalizer = "ghostpay.io/operator"
+    settings.watching.server_timeout = 300
+    memo.kube = Kube(AsyncClient(field_manager=meta.FIELD_MANAGER))
+    memo.locks = {}
+    memo.failures = {}
+
+
+async def _reconcile(body: kopf.Body | dict[str, Any], memo: kopf.Memo) -> reconcile.Outcome:
+    uid = body["metadata"]["uid"]
+    lock: asyncio.Lock = memo.locks.setdefault(uid, asyncio.Lock())
+    async with lock:
+        outcome = await reconcile.reconcile(memo.kube, dict(body))
+    for kind, reason, message in outcome.transitions:
+        kopf.event(kopf.Body(dict(body)), type=kind, reason=reason, message=message)  # type: ignore[arg-type]
+    return outcome
+
+
+def _live(body: kopf.Body) -> bool:
+    return not body.get("metadata", {}).get("deletionTimestamp")
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type != "DELETED" and _live(body):
+        await _reconcile(body, memo)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if not _live(body):
+        return
+    outcome = await _reconcile(body, memo)
+    uid = body["metadata"]["uid"]
+    if outcome.problem is None:
+        memo.failures.pop(uid, None)
+        return
+    failures = memo.failures[uid] = memo.failures.get(uid, 0) + 1
+    raise kopf.TemporaryError(outcome.problem.message, delay=min(MAX_BACKOFF_SECONDS, 2.0**failures))
+
+
+async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
+    owner = next((o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == "GhostPayInstance"), None)
+    if owner is None:
+        return
+    parent = await memo.kube.instance(body["metadata"]["namespace"], owner["name"])
+    if parent is not None and not parent["metadata"].get("deletionTimestamp"):
+        await _reconcile(parent, memo)
+
+
+_OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
+async def deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type in ("MODIFIED", "DELETED"):
+        await _reconcile_owner(body, memo)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
+async def job_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type == "MODIFIED":
+        await _reconcile_owner(body, memo)

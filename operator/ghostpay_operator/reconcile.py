@@ -1,0 +1,152 @@
+"""One reconcile pass for one instance: observe, build the desired state (pure), apply only what differs,
+compute the status (pure) and write it only if it changed.
+
+Called by the kopf handlers; knows nothing of kopf. Every pass starts from the cluster and the resource's
+status, never from memory, so an operator killed mid-pass resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ghostpay.core.keystore import LocalKeyStore
+from ghostpay_operator import spec as specs
+from ghostpay_operator import status as st
+from ghostpay_operator.builders import desired as desired_state
+from ghostpay_operator.builders import meta, pods, workloads
+from ghostpay_operator.kinds import InstanceStatus, Manifest
+from ghostpay_operator.kube import Kube
+
+log = logging.getLogger("ghostpay_operator.reconcile")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: InstanceStatus
+    problem: st.Problem | None
+    transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message) events
+
+
+async def _apply_changed(kube: Kube, manifests: list[Manifest], observed: dict[str, dict[str, Manifest]]) -> int:
+    """Server-side apply each manifest whose spec hash differs from the live object's; returns how many."""
+    applied = 0
+    for manifest in manifests:
+        live = observed.get(manifest["kind"], {}).get(manifest["metadata"]["name"])
+        live_hash = (live or {}).get("metadata", {}).get("annotations", {}).get(meta.SPEC_HASH)
+        if live_hash != manifest["metadata"]["annotations"][meta.SPEC_HASH]:
+            await kube.apply(manifest)
+            applied += 1
+    return applied
+
+
+async def _database_problem(kube: Kube, spec: specs.InstanceSpec) -> st.Problem | None:
+    secret = await kube.secret(spec.namespace, spec.database_secret)
+    if secret is None:
+        return st.Problem(
+            "DatabaseSecretMissing", f"Secret {spec.database_secret!r} (spec.database.secretRef) does not exist."
+        )
+    if spec.database_key not in (secret.get("data") or {}):
+        return st.Problem("DatabaseSecretInvalid", f"Secret {spec.database_secret!r} has no key {spec.database_key!r}.")
+    return None
+
+
+def keys_secret(spec: specs.InstanceSpec) -> Manifest:
+    """A fresh local key store, as a Secret the pods mount. Made once; never rebuilt (not pure: random)."""
+    with tempfile.TemporaryDirectory() as folder:
+        files = LocalKeyStore(Path(folder) / "keys").open().files()
+    return meta.stamped(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": meta.object_meta(spec, pods.keys_secret_name(spec)),
+            "data": {name: base64.b64encode(content).decode() for name, content in files.items()},
+        }
+    )
+
+
+def migration_state(job: Manifest | None) -> str:
+    if job is None:
+        return "absent"
+    status = job.get("status") or {}
+    if status.get("succeeded"):
+        return "succeeded"
+    if any(c.get("type") == "Failed" and c.get("status") == "True" for c in status.get("conditions") or []):
+        return "failed"
+    return "running"
+
+
+def deployment_state(deployment: Manifest) -> st.DeploymentState:
+    status = deployment.get("status") or {}
+    generation = deployment["metadata"].get("generation", 0)
+    return st.DeploymentState(
+        version=deployment["metadata"].get("labels", {}).get("app.kubernetes.io/version", ""),
+        replicas=deployment["spec"].get("replicas", 0),
+        ready=status.get("readyReplicas", 0),
+        updated=status.get("updatedReplicas", 0),
+        current=status.get("observedGeneration", 0) >= generation,
+    )
+
+
+async def _observe_all(kube: Kube, spec: specs.InstanceSpec) -> dict[str, dict[str, Manifest]]:
+    return {
+        kind: await kube.owned(kind, spec.namespace, spec.name)
+        for kind in ("ServiceAccount", "ConfigMap", "Secret", "Service", "PodDisruptionBudget", "Deployment", "Job")
+    }
+
+
+def _deployments_by_service(
+    spec: specs.InstanceSpec, deployments: dict[str, Manifest], color: str
+) -> dict[str, st.DeploymentState]:
+    return {
+        name: deployment_state(deployments[workloads.deployment_name(spec, name, color)])
+        for name in specs.SERVICES
+        if workloads.deployment_name(spec, name, color) in deployments
+    }
+
+
+def _transitions(previous: InstanceStatus, status: InstanceStatus) -> list[tuple[str, str, str]]:
+    """Events worth telling a user: a phase change, with the reason behind it."""
+    if previous.get("phase") == status["phase"]:
+        return []
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    source = degraded if degraded["status"] == "True" else progressing
+    kind = "Warning" if status["phase"] in (st.DEGRADED, st.ROLLED_BACK) else "Normal"
+    return [(kind, source["reason"], f"{status['phase']}: {source['message']}")]
+
+
+def _without_kopf(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "kopf"}
+
+
+async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = None) -> Outcome:
+    spec = specs.parse(body)
+    previous: InstanceStatus = _without_kopf(body.get("status") or {})  # type: ignore[assignment]
+    color = previous.get("activeColor", "blue")
+    observed = await _observe_all(kube, spec)
+    problem = await _database_problem(kube, spec)
+    migration = "absent"
+    if problem is None:
+        desired = desired_state.desired_children(spec, color)
+        if pods.keys_secret_name(spec) not in observed["Secret"]:
+            await kube.apply(keys_secret(spec))
+        await _apply_changed(kube, desired.supporting, observed)
+        job = observed["Job"].get(desired.migration["metadata"]["name"])
+        migration = migration_state(job)
+        if migration == "absent":
+            await kube.apply(desired.migration)
+            migration = "running"
+        if migration == "succeeded" and await _apply_changed(kube, desired.deployments, observed):
+            observed["Deployment"] = await kube.owned("Deployment", spec.namespace, spec.name)
+    view = st.Observed(migration, _deployments_by_service(spec, observed["Deployment"], color), problem)
+    status = st.compute_status(spec, view, previous, now or datetime.now(UTC))
+    if status != previous:
+        await kube.write_status(spec.namespace, spec.name, status)
+    return Outcome(status, problem, _transitions(previous, status))
