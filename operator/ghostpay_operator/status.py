@@ -70,12 +70,19 @@ def _serving(spec: InstanceSpec, observed: Observed) -> bool:
 def verdict(spec: InstanceSpec, observed: Observed, was_active: bool) -> Verdict:
     """The phase and the three conditions: (status, reason, message) each."""
     serving = _serving(spec, observed)
-    ready = (serving, "MinimumReplicasReady", "Every service has its minimum of ready pods.") if serving else (
-        False, "ReplicasNotReady", "Some service has fewer ready pods than its minimum.")
+    ready = (
+        (serving, "MinimumReplicasReady", "Every service has its minimum of ready pods.")
+        if serving
+        else (False, "ReplicasNotReady", "Some service has fewer ready pods than its minimum.")
+    )
     if observed.problem is not None:
         p = observed.problem
-        return Verdict(DEGRADED, ready if serving else (False, p.reason, p.message), (False, p.reason, p.message),
-                       (True, p.reason, p.message))
+        return Verdict(
+            DEGRADED,
+            ready if serving else (False, p.reason, p.message),
+            (False, p.reason, p.message),
+            (True, p.reason, p.message),
+        )
     if observed.migration == "failed":
         message = f"The database migration Job for {spec.version} failed; see its pod logs."
         return Verdict(DEGRADED, ready, (False, "MigrationFailed", message), (True, "MigrationFailed", message))
@@ -90,8 +97,9 @@ def verdict(spec: InstanceSpec, observed: Observed, was_active: bool) -> Verdict
     return Verdict(PROGRESSING if was_active else PENDING, ready, step, healthy)
 
 
-def _condition(previous: list[Condition], kind: str, state: tuple[bool, str, str], generation: int,
-               now: str) -> Condition:
+def _condition(
+    previous: list[Condition], kind: str, state: tuple[bool, str, str], generation: int, now: str
+) -> Condition:
     status = "True" if state[0] else "False"
     before = next((c for c in previous if c.get("type") == kind), None)
     changed = before is None or before.get("status") != status

@@ -111,6 +111,16 @@ def openapi_yaml(document: dict[str, Any]) -> str:
 
 
 @main.command()
+@click.option("--namespace", "-n", default=None, help="Watch only this namespace (default: the whole cluster)")
+@click.option("--verbose", is_flag=True)
+def operator(namespace: str | None, verbose: bool) -> None:
+    """Run the GhostPay operator (kopf) against the current kubeconfig."""
+    from ghostpay_operator import main as operator_main
+
+    operator_main.run(namespace, verbose)
+
+
+@main.command()
 def migrate() -> None:
     """Apply database migrations (idempotent; safe to run from two pods at once)."""
     settings = Settings()
