@@ -1,0 +1,1 @@
+"""Benchmarks of GhostPay. `python -m bench.charge_bench` (or `make bench`) measures the charge path."""

@@ -1,0 +1,99 @@
+"""Where the CPU goes: seconds of CPU used by each component during a phase, read from /proc (Linux only).
+
+Components are the charges service, PostgreSQL (the postmaster, its live backends, and the backends it has
+already reaped), Redis, the load generator (this process and the children it reaped, i.e. pgbench), and the
+whole machine (busy time of all CPUs from /proc/stat).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (so index 0 is field 3, `state`)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_cpu(pid: int, reaped_children: bool = False) -> float:
+    """CPU seconds (user + system) of one process; 0 if it is gone."""
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    used = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped_children:
+        used += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return used / _TICKS
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+    return found
+
+
+def process_tree_cpu(pid: int, attempts: int = 10) -> float:
+    """A server that forks a process per connection (PostgreSQL): itself, its reaped and its live children.
+
+    Read again if a child was reaped while its siblings were being read, lest its CPU be counted in neither
+    (gone from the live children, not yet in the parent's reaped total)."""
+    for _ in range(attempts):
+        reaped = process_cpu(pid, reaped_children=True)
+        live = sum(process_cpu(child) for child in children_of(pid))
+        if process_cpu(pid, reaped_children=True) == reaped:
+            break
+    return reaped + live
+
+
+def load_generator_cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def machine_busy_cpu() -> float:
+    """CPU seconds all CPUs spent not idle (idle and iowait excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle, iowait = values[3], values[4]
+    return (sum(values[:8]) - idle - iowait) / _TICKS
+
+
+@dataclass(frozen=True)
+class CpuMeter:
+    """Named probes, each returning cumulative CPU seconds; `breakdown` turns a snapshot and now into figures.
+
+    Besides the probed components it reports the whole machine and `other`: what processes outside the
+    benchmark used meanwhile. A large `other` means the machine was shared and the figures are not to be trusted.
+    """
+
+    components: dict[str, Callable[[], float]]
+
+    def snapshot(self) -> dict[str, float]:
+        return {"machine": machine_busy_cpu()} | {name: probe() for name, probe in self.components.items()}
+
+    def breakdown(self, before: dict[str, float], seconds: float, operations: int) -> dict[str, dict[str, float]]:
+        """Per component: cores used on average, and CPU milliseconds per operation."""
+        after = self.snapshot()
+        used = {name: after[name] - start for name, start in before.items()}
+        used["other"] = used["machine"] - sum(v for k, v in used.items() if k != "machine")
+        return {
+            name: {
+                "cores": round(value / seconds, 3),
+                "cpu_ms_per_op": round(1000 * value / operations, 3) if operations else float("nan"),
+            }
+            for name, value in used.items()
+        }

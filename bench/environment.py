@@ -1,0 +1,213 @@
+"""The benchmark's world, built from nothing and torn down on exit (also on Ctrl-C and on errors).
+
+- embedded PostgreSQL and Redis (`ghostpay.dev`) in a fresh directory under /tmp, the database migrated;
+- a merchant client in `clients` and a real RS256 access token for it, signed with the key store that the
+  service reads (so the service verifies a genuine JWT on every request);
+- two batches of pre-issued active cards inserted in bulk (`s…` for the service, `p…` for pgbench), so the
+  benchmark measures charges and not issuance;
+- `ghostpay serve charges` as a subprocess on 127.0.0.1, with auth and rate limiting on (a merchant budget far
+  above what the benchmark can reach, so the limiter is asked once per request but never refuses), and
+  otherwise the product's defaults (one process, a database pool of 20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import redis
+from argon2 import PasswordHasher
+
+from ghostpay.auth import service as auth_service
+from ghostpay.auth import store as auth_store
+from ghostpay.core import db
+from ghostpay.core.ids import new_id
+from ghostpay.core.keystore import LocalKeyStore
+from ghostpay.core.tokens import issue_token
+from ghostpay.dev import EmbeddedPostgres, EmbeddedRedis
+
+ISSUER = AUDIENCE = "ghostpay"
+CURRENCY = "USD"
+CARD_AMOUNT = 100_000  # every card allows more than one charge asks for: the approve path
+CHARGE_AMOUNT = 1_999
+SERVICE_BATCH, PGBENCH_BATCH = "s", "p"
+_CARD_DIGITS = 23  # "card_" + batch letter + 23 digits: as long as a real id ("card_" + 24 hex digits)
+_DATA_KEY_ID = "key_bench"
+_TOKEN_TTL = 3600
+_PR_SET_PDEATHSIG = 1
+
+
+def card_id(batch: str, number: int) -> str:
+    return f"card_{batch}{number:0{_CARD_DIGITS}d}"
+
+
+def card_id_sql(batch: str, number_sql: str) -> str:
+    """The SQL expression for `card_id(batch, number)`, for bulk inserts and the pgbench script."""
+    return f"'card_{batch}' || lpad(({number_sql})::text, {_CARD_DIGITS}, '0')"
+
+
+def die_with_parent() -> None:
+    """Runs in a child before exec: the kernel sends it SIGTERM when the benchmark dies, even by SIGKILL."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class Environment:
+    root: Path
+    database_url: str
+    merchant_id: str
+    token: str
+    cards_per_batch: int
+    base_url: str
+    service: subprocess.Popen[bytes]
+    postgres_pid: int
+    redis_pid: int
+
+    def check_service(self) -> None:
+        """Raise, with the end of its log, if the charges service has exited."""
+        if self.service.poll() is not None:
+            log = (self.root / "service.log").read_text()[-3000:]
+            raise RuntimeError(f"ghostpay serve charges exited ({self.service.returncode}):\n{log}")
+
+
+@contextlib.contextmanager
+def environment(cards_per_batch: int) -> Iterator[Environment]:
+    with contextlib.ExitStack() as stack:
+        # Short path: Unix socket paths are limited to 107 bytes.
+        root = Path(tempfile.mkdtemp(prefix="gpbench-", dir="/tmp"))
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        postgres = EmbeddedPostgres(root / "pg")
+        stack.callback(postgres.stop)
+        database_url = postgres.start()
+        redis_server = EmbeddedRedis(root / "redis")
+        stack.callback(redis_server.stop)
+        redis_url = redis_server.start()
+        keys_dir = root / "keys"
+        merchant_id, token = asyncio.run(_seed(database_url, keys_dir, cards_per_batch))
+        port = _free_port()
+        service_env = {
+            "GHOSTPAY_DATABASE_URL": database_url,
+            "GHOSTPAY_REDIS_URL": redis_url,
+            "GHOSTPAY_KEYS_DIR": str(keys_dir),
+            "GHOSTPAY_ISSUER": ISSUER,
+            "GHOSTPAY_AUDIENCE": AUDIENCE,
+            "GHOSTPAY_LOG_LEVEL": "WARNING",
+            "GHOSTPAY_RATE_LIMITS": json.dumps({"merchant": {"requestsPerSecond": 1_000_000, "burst": 1_000_000}}),
+        }
+        service = stack.enter_context(_charges_service(service_env, port, root / "service.log"))
+        yield Environment(
+            root=root,
+            database_url=database_url,
+            merchant_id=merchant_id,
+            token=token,
+            cards_per_batch=cards_per_batch,
+            base_url=f"http://127.0.0.1:{port}",
+            service=service,
+            postgres_pid=int((root / "pg" / "postmaster.pid").read_text().split()[0]),
+            redis_pid=_redis_pid(redis_server.socket_path),
+        )
+
+
+def _redis_pid(socket_path: Path) -> int:
+    client = redis.Redis(unix_socket_path=str(socket_path))
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+async def _seed(database_url: str, keys_dir: Path, cards_per_batch: int) -> tuple[str, str]:
+    """Migrate, create the merchant, issue its token and the cards; returns (merchant id, access token)."""
+    await db.migrate(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        client = await auth_store.insert_client(
+            pool, new_id("cli"), "bench merchant", "merchant", None, PasswordHasher().hash(secrets.token_urlsafe(32))
+        )
+        principal = auth_service.principal_of(client)
+        signing_key = LocalKeyStore(keys_dir).open().current_signing_key()
+        token = issue_token(signing_key, principal, ISSUER, AUDIENCE, _TOKEN_TTL)
+        await pool.execute(
+            "INSERT INTO data_keys (key_id, wrapped_key) VALUES ($1, $2)", _DATA_KEY_ID, secrets.token_bytes(60)
+        )
+        for batch in (SERVICE_BATCH, PGBENCH_BATCH):
+            await _insert_cards(pool, batch, cards_per_batch, client.client_id)
+        await pool.execute("VACUUM ANALYZE cards")
+        return client.client_id, token
+    finally:
+        await pool.close()
+
+
+async def _insert_cards(pool: asyncpg.Pool, batch: str, count: int, merchant_id: str) -> None:
+    """`count` active cards numbered 1..count, with dummy ciphertext and a unique PAN hash."""
+    await pool.execute(
+        f"""INSERT INTO cards (card_id, merchant_id, user_id, amount, currency, expires_at, exp_month, exp_year,
+                               last4, pan_ciphertext, data_key_id, pan_hash)
+            SELECT {card_id_sql(batch, "g")}, $1, 'usr_bench', $2, $3, now() + interval '1 day', 12, 2099,
+                   lpad((g % 10000)::text, 4, '0'), decode(md5(g::text), 'hex') || decode(md5($4 || g), 'hex'),
+                   $5, sha256(($4 || g)::bytea)
+            FROM generate_series(1, $6::int) AS g""",
+        merchant_id,
+        CARD_AMOUNT,
+        CURRENCY,
+        batch,
+        _DATA_KEY_ID,
+        count,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def _charges_service(service_env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`ghostpay serve charges`, ready (GET /readyz answered 200) when entered, stopped on exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GHOSTPAY_")} | service_env
+    command = [str(Path(sys.executable).parent / "ghostpay"), "serve", "charges", "--host", "127.0.0.1"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], env=env, stdout=log, stderr=log, preexec_fn=die_with_parent
+        )
+    try:
+        _wait_ready(process, f"http://127.0.0.1:{port}/readyz", log_path)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ghostpay serve charges exited ({process.returncode}):\n{log_path.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"ghostpay serve charges not ready after {timeout:.0f} s:\n{log_path.read_text()}")
