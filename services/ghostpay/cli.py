@@ -127,3 +127,33 @@ def migrate() -> None:
     telemetry.configure_logging(settings.log_level)
     applied = asyncio.run(db.migrate(settings.database_url))
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+
+
+@main.group()
+def cluster() -> None:
+    """A local, simulated Kubernetes cluster (real control plane, KWOK nodes) for trying the operator."""
+
+
+@cluster.command("up")
+@click.option("--dir", "directory", default=".ghostpay/cluster", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the cluster keeps its state")
+def cluster_up(directory: Path) -> None:
+    """Start the cluster in DIR (or reuse the one running there) and write DIR/kubeconfig."""
+    from ghostpay_operator import localcluster
+
+    try:
+        running = localcluster.up(directory)
+    except localcluster.ClusterError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"cluster ready; use it with: export KUBECONFIG={running.kubeconfig}")
+
+
+@cluster.command("down")
+@click.option("--dir", "directory", default=".ghostpay/cluster", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where the cluster keeps its state")
+def cluster_down(directory: Path) -> None:
+    """Delete the cluster in DIR; no process of it is left running."""
+    from ghostpay_operator import localcluster
+
+    localcluster.down(directory)
+    click.echo(f"cluster in {directory} deleted")

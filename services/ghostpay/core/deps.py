@@ -20,12 +20,13 @@ from ghostpay.core.tokens import Principal
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /auth/token")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Async on purpose: FastAPI runs plain `def` dependencies in a thread pool, a costly hop on the hot path.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def get_principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is not None:
         return principal
