@@ -64,6 +64,7 @@ class Proc:
     log_dir: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    ready_path: str = "/readyz"
 
     @property
     def url(self) -> str:
@@ -97,7 +98,7 @@ class Proc:
                                             stdout=log, stderr=log)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Poll GET /readyz until 200; fail with the log if the process dies or the time runs out."""
+        """Poll GET `ready_path` until 200; fail with the log if the process dies or the time runs out."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2.0) as client:
@@ -105,7 +106,7 @@ class Proc:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"{self._argv()} exited with {self.process.returncode}:\n{self.logs()}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/readyz").status_code == 200:
+                    if client.get(self.ready_path).status_code == 200:
                         return
                 time.sleep(0.2)
         raise RuntimeError(f"{self._argv()} not ready after {timeout:.0f}s:\n{self.logs()}")

@@ -37,6 +37,7 @@ def peering_priority(identity: str) -> int:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.peering.name = "ghostpay-operator"
     settings.peering.mandatory = True
+    settings.peering.lifetime = int(os.environ.get("GHOSTPAY_OPERATOR_PEERING_LIFETIME", "60"))
     settings.peering.priority = peering_priority(os.environ.get("POD_NAME") or os.uname().nodename)
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
     settings.persistence.finalizer = "ghostpay.io/operator"

@@ -10,7 +10,7 @@ import kopf
 from ghostpay_operator import handlers
 
 
-def run(namespace: str | None, verbose: bool = False) -> None:
+def run(namespace: str | None, verbose: bool = False, health: str = "0.0.0.0:8080") -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -21,6 +21,6 @@ def run(namespace: str | None, verbose: bool = False) -> None:
             registry=registry,
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),
-            liveness_endpoint="http://0.0.0.0:8080/healthz",
+            liveness_endpoint=f"http://{health}/healthz",
         )
     )

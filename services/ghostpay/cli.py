@@ -113,11 +113,13 @@ def openapi_yaml(document: dict[str, Any]) -> str:
 @main.command()
 @click.option("--namespace", "-n", default=None, help="Watch only this namespace (default: the whole cluster)")
 @click.option("--verbose", is_flag=True)
-def operator(namespace: str | None, verbose: bool) -> None:
-    """Run the GhostPay operator (kopf) against the current kubeconfig."""
+@click.option("--host", envvar="GHOSTPAY_HOST", default="0.0.0.0", show_default=True, help="Health endpoint address")  # noqa: S104
+@click.option("--port", envvar="GHOSTPAY_PORT", default=8080, show_default=True, type=int, help="Health endpoint port")
+def operator(namespace: str | None, verbose: bool, host: str, port: int) -> None:
+    """Run the GhostPay operator (kopf) against the current kubeconfig; GET /healthz on HOST:PORT."""
     from ghostpay_operator import main as operator_main
 
-    operator_main.run(namespace, verbose)
+    operator_main.run(namespace, verbose, f"{host}:{port}")
 
 
 @main.command()
@@ -135,8 +137,14 @@ def cluster() -> None:
 
 
 @cluster.command("up")
-@click.option("--dir", "directory", default=".ghostpay/cluster", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where the cluster keeps its state")
+@click.option(
+    "--dir",
+    "directory",
+    default=".ghostpay/cluster",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the cluster keeps its state",
+)
 def cluster_up(directory: Path) -> None:
     """Start the cluster in DIR (or reuse the one running there) and write DIR/kubeconfig."""
     from ghostpay_operator import localcluster
@@ -149,8 +157,14 @@ def cluster_up(directory: Path) -> None:
 
 
 @cluster.command("down")
-@click.option("--dir", "directory", default=".ghostpay/cluster", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where the cluster keeps its state")
+@click.option(
+    "--dir",
+    "directory",
+    default=".ghostpay/cluster",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the cluster keeps its state",
+)
 def cluster_down(directory: Path) -> None:
     """Delete the cluster in DIR; no process of it is left running."""
     from ghostpay_operator import localcluster

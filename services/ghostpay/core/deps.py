@@ -26,7 +26,9 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+async def get_principal(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is not None:
         return principal
