@@ -36,7 +36,8 @@ def peering_priority(identity: str) -> int:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.peering.name = "ghostpay-operator"
-    settings.peering.mandatory = True
+    # With the peering object (manifests/ creates it) replicas elect one active; without it (a laptop), standalone.
+    settings.peering.mandatory = False
     settings.peering.lifetime = int(os.environ.get("GHOSTPAY_OPERATOR_PEERING_LIFETIME", "60"))
     settings.peering.priority = peering_priority(os.environ.get("POD_NAME") or os.uname().nodename)
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line

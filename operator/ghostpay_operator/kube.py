@@ -7,6 +7,7 @@ writes nothing.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
@@ -22,6 +23,7 @@ from ghostpay_operator.builders import meta
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.spec import GROUP, KIND, PLURAL, VERSION
 
+log = logging.getLogger("ghostpay_operator.kube")
 GhostPayInstance = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 OWNED_KINDS: dict[str, Any] = {
     "ServiceAccount": ServiceAccount,
@@ -56,6 +58,9 @@ class Kube:
 
     async def apply(self, manifest: Manifest) -> None:
         self.writes[manifest["kind"]] += 1
+        log.info(
+            "applying %s %s/%s", manifest["kind"], manifest["metadata"].get("namespace"), manifest["metadata"]["name"]
+        )
         await self._client.apply(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER, force=True)
 
     async def _get(self, resource: Any, namespace: str, name: str) -> Manifest | None:
@@ -76,6 +81,7 @@ class Kube:
 
     async def write_status(self, namespace: str, name: str, status: InstanceStatus) -> None:
         self.writes["GhostPayInstance/status"] += 1
+        log.info("writing status of %s/%s: %s", namespace, name, status.get("phase"))
         await self._client.patch(
             GhostPayInstance.Status,
             name,

@@ -1,0 +1,70 @@
+"""Small helpers for the operator's integration tests: run the operator as a real process, read objects with
+kubectl, wait (bounded) for a condition, and count the API server's write requests."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ghostpay_operator import localcluster
+from tests import procs
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+
+
+def operator_process(cluster: localcluster.Cluster, log_dir: Path, **env: str) -> procs.Proc:
+    """`ghostpay operator` against the local cluster (not yet started; `start()` waits for /healthz)."""
+    settings = {
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "GHOSTPAY_OPERATOR_RESYNC_SECONDS": "5",
+        "GHOSTPAY_OPERATOR_PEERING_LIFETIME": "10",
+        **env,
+    }
+    return procs.Proc(["operator"], settings, log_dir, ready_path="/healthz")
+
+
+def get_json(cluster: localcluster.Cluster, *args: str) -> Any:
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval: float = 1.0) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def condition(instance: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in instance.get("status", {}).get("conditions", []) if c["type"] == kind), {})
+
+
+_REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", re.M)
+
+
+def write_requests(cluster: localcluster.Cluster, resources: set[str]) -> dict[str, int]:
+    """Write requests the API server has answered so far, by resource (from its own metrics)."""
+    return api_requests(cluster, resources, WRITE_VERBS)
+
+
+def api_requests(cluster: localcluster.Cluster, resources: set[str], verbs: tuple[str, ...]) -> dict[str, int]:
+    """Requests with one of `verbs` the API server has answered so far, by resource (from its own metrics)."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    counts: dict[str, int] = {}
+    for match in _REQUEST.finditer(text):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
+        if labels.get("verb") in verbs and labels.get("resource") in resources:
+            key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            counts[key] = counts.get(key, 0) + int(float(match.group("value")))
+    return counts

@@ -1,0 +1,238 @@
+"""The operator on a real local control plane: install, a highly available instance, status and `kubectl get`,
+scaling, a broken and mended database Secret, deletion, restarts, two replicas, and no writes when idle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from ghostpay_operator import localcluster
+from tests import procs
+from tests.operator.kube_helpers import (
+    REPO,
+    api_requests,
+    condition,
+    get_json,
+    operator_process,
+    wait_for,
+    write_requests,
+)
+
+pytestmark = pytest.mark.slow
+OWNED_RESOURCES = {
+    "ghostpayinstances",
+    "deployments",
+    "services",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "poddisruptionbudgets",
+    "jobs",
+}
+SETTLE = 240.0
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: localcluster.Cluster) -> localcluster.Cluster:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io", "--timeout=60s")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def operator(crds: localcluster.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Proc]:
+    proc = operator_process(crds, tmp_path_factory.mktemp("operator")).start()
+    yield proc
+    proc.stop()
+
+
+def _instance(namespace: str, name: str = "payments", **spec: Any) -> str:
+    body = yaml.safe_load((REPO / "samples" / "minimal.yaml").read_text())
+    body["metadata"] = {"name": name, "namespace": namespace}
+    body["spec"].update(spec)
+    return yaml.safe_dump(body)
+
+
+def _secret(cluster: localcluster.Cluster, namespace: str) -> None:
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "payments-db",
+        "-n",
+        namespace,
+        "--from-literal=dsn=postgresql://ghostpay@db/ghostpay",
+    )
+
+
+def _healthy(cluster: localcluster.Cluster, namespace: str, name: str = "payments") -> dict[str, Any] | None:
+    instance = get_json(cluster, "ghostpayinstance", name, "-n", namespace)
+    if (
+        instance
+        and instance.get("status", {}).get("phase") == "Healthy"
+        and instance["status"].get("observedGeneration") == instance["metadata"]["generation"]
+    ):
+        return instance  # type: ignore[no-any-return]
+    return None
+
+
+def _deployments(cluster: localcluster.Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    found = get_json(cluster, "deployments", "-n", namespace) or {"items": []}
+    return {d["metadata"]["name"]: d for d in found["items"]}
+
+
+def test_an_instance_becomes_healthy_and_highly_available(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    _secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    instance = wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    status = instance["status"]
+    assert condition(instance, "Ready")["status"] == "True"
+    assert condition(instance, "Degraded")["status"] == "False"
+    assert (status["activeVersion"], status["activeColor"], status["readyReplicas"], status["replicas"]) == (
+        "0.1.0",
+        "blue",
+        8,
+        8,
+    )
+    deployments = _deployments(cluster, namespace)
+    assert sorted(deployments) == [f"payments-{s}-blue" for s in ("analytics", "auth", "cards", "charges")]
+    assert all(d["status"].get("availableReplicas") == 2 for d in deployments.values())
+
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", "app.kubernetes.io/component=cards")["items"]
+    nodes = {
+        n["metadata"]["name"]: n["metadata"]["labels"]["topology.kubernetes.io/zone"]
+        for n in get_json(cluster, "nodes")["items"]
+    }
+    assert {nodes[p["spec"]["nodeName"]] for p in pods} == {"zone-a", "zone-b"}
+
+    table = cluster.kubectl("get", "ghostpay", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "VERSION", "PHASE", "READY", "ACTIVE", "AGE"]
+    assert table[1].split()[:5] == ["payments", "0.1.0", "Healthy", "8/8", "blue"]
+    assert (
+        cluster.kubectl("get", "gpi", "-n", namespace).stdout
+        == cluster.kubectl("get", "ghostpayinstances", "-n", namespace).stdout
+    )
+
+    # Scaling one service changes its Deployment and the totals.
+    cluster.kubectl(
+        "patch",
+        "ghostpay",
+        "payments",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"services": {"cards": {"replicas": 3}}}}',
+    )
+    scaled = wait_for(
+        lambda: (i := _healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i, SETTLE, "9 replicas"
+    )
+    assert scaled["status"]["readyReplicas"] == 9
+    assert _deployments(cluster, namespace)["payments-cards-blue"]["spec"]["replicas"] == 3
+
+
+def test_an_idle_instance_costs_no_writes(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
+    _secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    # Other tests' namespaces being torn down would show up as writes: wait until none is left terminating.
+    wait_for(
+        lambda: all(ns["status"]["phase"] != "Terminating" for ns in get_json(cluster, "namespaces")["items"]),
+        180,
+        "earlier test namespaces to finish terminating",
+        interval=2,
+    )
+    time.sleep(6)  # let the last status write and the controllers' own updates land
+    before = write_requests(cluster, OWNED_RESOURCES)
+    lists_before = api_requests(cluster, {"deployments"}, ("LIST",))
+    time.sleep(12)  # more than two resync periods of the operator (5 s in this test)
+    after = write_requests(cluster, OWNED_RESOURCES)
+    lists_after = api_requests(cluster, {"deployments"}, ("LIST",))
+    assert lists_after["deployments"] >= lists_before["deployments"] + 2  # it did look, twice or more
+    assert after == before, f"writes while idle: { {k: after[k] - before.get(k, 0) for k in after} }"
+
+
+def test_a_missing_database_secret_degrades_then_recovers(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+
+    def degraded() -> dict[str, Any] | None:
+        instance = get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)
+        found = instance and condition(instance, "Degraded")
+        return instance if found and found["status"] == "True" else None
+
+    instance = wait_for(degraded, 60, "Degraded")
+    assert instance["status"]["phase"] == "Degraded"
+    assert condition(instance, "Degraded")["reason"] == "DatabaseSecretMissing"
+    assert "payments-db" in condition(instance, "Degraded")["message"]
+    events = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=GhostPayInstance"
+    ).stdout
+    assert "DatabaseSecretMissing" in events
+    assert operator.process is not None and operator.process.poll() is None  # retrying, not crashing
+
+    _secret(cluster, namespace)
+    healthy = wait_for(lambda: _healthy(cluster, namespace), SETTLE, "recovery after the Secret appears")
+    assert condition(healthy, "Degraded")["status"] == "False"
+
+
+def test_invalid_specs_are_refused_by_the_api_server(crds: localcluster.Cluster, namespace: str) -> None:
+    cases = {
+        "availability.minReplicas": {"availability": {"minReplicas": 1}},
+        "services.cards.replicas must be at least": {
+            "availability": {"minReplicas": 3},
+            "services": {"cards": {"replicas": 2}},
+        },
+        "canarySteps must end at 100": {"release": {"canarySteps": [10, 50]}},
+        "canarySteps must be strictly ascending": {"release": {"canarySteps": [50, 10, 100]}},
+        "spec.release.strategy": {"release": {"strategy": "YOLO"}},
+        "put the tag in spec.version": {"image": "ghcr.io/example/ghostpay:1.0"},
+    }
+    for expected, spec in cases.items():
+        result = crds.kubectl("apply", "-f", "-", input=_instance(namespace, **spec), check=False)
+        assert result.returncode != 0 and expected in result.stderr, (expected, result.stderr)
+    assert get_json(crds, "ghostpayinstances", "-n", namespace)["items"] == []
+
+
+def test_deleting_an_instance_deletes_everything_it_owns(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    _secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--timeout=60s")
+
+    def all_gone() -> bool:
+        left = [
+            kind
+            for kind in ("deployments", "services", "poddisruptionbudgets", "configmaps", "jobs")
+            if get_json(cluster, kind, "-n", namespace, "-l", "app.kubernetes.io/instance=payments")["items"]
+        ]
+        return not left
+
+    wait_for(all_gone, 120, "the garbage collector to delete the children")
+    assert get_json(cluster, "secret", "payments-keys", "-n", namespace) is None
+
+
+def test_the_install_manifests_apply_cleanly(crds: localcluster.Cluster) -> None:
+    crds.kubectl("apply", "-k", str(REPO / "manifests"))
+    deployment = get_json(crds, "deployment", "ghostpay-operator", "-n", "ghostpay-system")
+    assert deployment["spec"]["replicas"] == 2
+    wait_for(
+        lambda: (
+            (d := get_json(crds, "deployment", "ghostpay-operator", "-n", "ghostpay-system"))
+            and d["status"].get("availableReplicas") == 2
+        ),
+        120,
+        "the operator Deployment to be Available",
+    )
+    operator_sa = "--as=system:serviceaccount:ghostpay-system:ghostpay-operator"
+    can = crds.kubectl("auth", "can-i", "list", "secrets", operator_sa, check=False)
+    assert can.stdout.strip() == "no"  # least privilege: it reads Secrets by name only
