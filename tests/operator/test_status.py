@@ -27,28 +27,71 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize(
     ("observed", "previous", "phase", "conditions"),
     [
-        (st.Observed("running"), {}, "Pending",
-         {"Ready": ("False", "ReplicasNotReady"), "Progressing": ("True", "MigrationRunning"),
-          "Degraded": ("False", "AsExpected")}),
-        (st.Observed("succeeded", _deployments(ready=1, updated=2)), {}, "Pending",
-         {"Ready": ("False", "ReplicasNotReady"), "Progressing": ("True", "RollingOut"),
-          "Degraded": ("False", "AsExpected")}),
-        (st.Observed("succeeded", _deployments()), {}, "Healthy",
-         {"Ready": ("True", "AllReplicasReady"), "Progressing": ("False", "ReleaseComplete"),
-          "Degraded": ("False", "AsExpected")}),
-        (st.Observed("succeeded", _deployments("1.3.0")), {"activeVersion": "1.3.0"}, "Progressing",
-         {"Ready": ("True", "MinimumReplicasReady"), "Progressing": ("True", "RollingOut"),
-          "Degraded": ("False", "AsExpected")}),
-        (st.Observed("failed", _deployments("1.3.0")), {"activeVersion": "1.3.0"}, "Degraded",
-         {"Ready": ("True", "MinimumReplicasReady"), "Progressing": ("False", "MigrationFailed"),
-          "Degraded": ("True", "MigrationFailed")}),
-        (st.Observed(problem=st.Problem("DatabaseSecretMissing", "no Secret payments-db")), {}, "Degraded",
-         {"Ready": ("False", "DatabaseSecretMissing"), "Progressing": ("False", "DatabaseSecretMissing"),
-          "Degraded": ("True", "DatabaseSecretMissing")}),
+        (
+            st.Observed("running"),
+            {},
+            "Pending",
+            {
+                "Ready": ("False", "ReplicasNotReady"),
+                "Progressing": ("True", "MigrationRunning"),
+                "Degraded": ("False", "AsExpected"),
+            },
+        ),
+        (
+            st.Observed("succeeded", _deployments(ready=1, updated=2)),
+            {},
+            "Pending",
+            {
+                "Ready": ("False", "ReplicasNotReady"),
+                "Progressing": ("True", "RollingOut"),
+                "Degraded": ("False", "AsExpected"),
+            },
+        ),
+        (
+            st.Observed("succeeded", _deployments()),
+            {},
+            "Healthy",
+            {
+                "Ready": ("True", "AllReplicasReady"),
+                "Progressing": ("False", "ReleaseComplete"),
+                "Degraded": ("False", "AsExpected"),
+            },
+        ),
+        (
+            st.Observed("succeeded", _deployments("1.3.0")),
+            {"activeVersion": "1.3.0"},
+            "Progressing",
+            {
+                "Ready": ("True", "MinimumReplicasReady"),
+                "Progressing": ("True", "RollingOut"),
+                "Degraded": ("False", "AsExpected"),
+            },
+        ),
+        (
+            st.Observed("failed", _deployments("1.3.0")),
+            {"activeVersion": "1.3.0"},
+            "Degraded",
+            {
+                "Ready": ("True", "MinimumReplicasReady"),
+                "Progressing": ("False", "MigrationFailed"),
+                "Degraded": ("True", "MigrationFailed"),
+            },
+        ),
+        (
+            st.Observed(problem=st.Problem("DatabaseSecretMissing", "no Secret payments-db")),
+            {},
+            "Degraded",
+            {
+                "Ready": ("False", "DatabaseSecretMissing"),
+                "Progressing": ("False", "DatabaseSecretMissing"),
+                "Degraded": ("True", "DatabaseSecretMissing"),
+            },
+        ),
     ],
 )
-def test_phase_and_conditions(observed: st.Observed, previous: dict[str, Any], phase: str,
-                              conditions: dict[str, tuple[str, str]]) -> None:
+def test_phase_and_conditions(
+    observed: st.Observed, previous: dict[str, Any], phase: str, conditions: dict[str, tuple[str, str]]
+) -> None:
     status = st.compute_status(SPEC, observed, previous, T0)  # type: ignore[arg-type]
     assert status["phase"] == phase
     assert _conditions(status) == conditions
@@ -69,12 +112,16 @@ def test_transition_times_move_only_when_a_status_changes() -> None:
     later = T0 + timedelta(minutes=5)
     pending = st.compute_status(SPEC, st.Observed("running"), {}, T0)
     still = st.compute_status(SPEC, st.Observed("succeeded", _deployments(ready=0)), pending, later)
-    assert [c["lastTransitionTime"] for c in still["conditions"]] == [c["lastTransitionTime"] for c in
-                                                                       pending["conditions"]]
+    assert [c["lastTransitionTime"] for c in still["conditions"]] == [
+        c["lastTransitionTime"] for c in pending["conditions"]
+    ]
     healthy = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), still, later)
     times = {c["type"]: c["lastTransitionTime"] for c in healthy["conditions"]}
-    assert times == {"Ready": "2026-01-01T00:05:00Z", "Progressing": "2026-01-01T00:05:00Z",
-                     "Degraded": "2026-01-01T00:00:00Z"}
+    assert times == {
+        "Ready": "2026-01-01T00:05:00Z",
+        "Progressing": "2026-01-01T00:05:00Z",
+        "Degraded": "2026-01-01T00:00:00Z",
+    }
 
 
 def test_the_same_observation_gives_the_same_status() -> None:

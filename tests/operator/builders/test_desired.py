@@ -31,7 +31,11 @@ def test_an_instance_owns_four_services_each_with_deployment_service_and_budget(
     for manifest in everything:
         owner = manifest["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-            "GhostPayInstance", "payments", "uid-1", True)
+            "GhostPayInstance",
+            "payments",
+            "uid-1",
+            True,
+        )
         assert manifest["metadata"]["namespace"] == "shop"
         assert manifest["metadata"]["annotations"][meta.SPEC_HASH]
 
@@ -55,7 +59,10 @@ def test_pods_are_spread_over_zones_and_hosts_and_hardened() -> None:
     pod = deployment["spec"]["template"]["spec"]
     zone, host = pod["topologySpreadConstraints"]
     assert (zone["topologyKey"], zone["whenUnsatisfiable"], zone["minDomains"]) == (
-        "topology.kubernetes.io/zone", "DoNotSchedule", 3)
+        "topology.kubernetes.io/zone",
+        "DoNotSchedule",
+        3,
+    )
     assert host["topologyKey"] == "kubernetes.io/hostname"
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     container = pod["containers"][0]
@@ -91,13 +98,15 @@ def test_pod_template_changes_are_what_start_a_rollout(change: dict[str, Any], r
     after = _by_kind_name(_children(**change).deployments)[("Deployment", "payments-cards-blue")]
     assert (before["spec"]["template"] != after["spec"]["template"]) is rolls_pods
     assert before["metadata"]["annotations"][meta.SPEC_HASH] != after["metadata"]["annotations"][meta.SPEC_HASH] or (
-        change.get("services", {}).get("cards") is None)
+        change.get("services", {}).get("cards") is None
+    )
 
 
 def test_the_same_spec_always_builds_the_same_hashes() -> None:
     first, second = _children(), _children()
     assert [m["metadata"]["annotations"][meta.SPEC_HASH] for m in first.deployments] == [
-        m["metadata"]["annotations"][meta.SPEC_HASH] for m in second.deployments]
+        m["metadata"]["annotations"][meta.SPEC_HASH] for m in second.deployments
+    ]
 
 
 def test_one_migration_job_per_image() -> None:
