@@ -68,3 +68,19 @@ def api_requests(cluster: localcluster.Cluster, resources: set[str], verbs: tupl
             key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
             counts[key] = counts.get(key, 0) + int(float(match.group("value")))
     return counts
+
+
+def no_namespace_terminating(cluster: localcluster.Cluster) -> bool:
+    return all(ns["status"]["phase"] != "Terminating" for ns in get_json(cluster, "namespaces")["items"])
+
+
+def writes_while_idle(cluster: localcluster.Cluster, resources: set[str], seconds: float) -> dict[str, int]:
+    """Write requests to `resources` during `seconds` of quiet, by resource (only those that grew).
+
+    Earlier tests' namespaces being torn down would count as writes, so it waits for them to go first."""
+    wait_for(lambda: no_namespace_terminating(cluster), 180, "test namespaces to finish terminating", interval=2)
+    time.sleep(6)  # let the last status write and the controllers' own updates land
+    before = write_requests(cluster, resources)
+    time.sleep(seconds)
+    after = write_requests(cluster, resources)
+    return {key: count - before.get(key, 0) for key, count in after.items() if count != before.get(key, 0)}

@@ -3,7 +3,6 @@ scaling, a broken and mended database Secret, deletion, restarts, two replicas, 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from tests.operator.kube_helpers import (
     get_json,
     operator_process,
     wait_for,
-    write_requests,
+    writes_while_idle,
 )
 
 pytestmark = pytest.mark.slow
@@ -141,21 +140,10 @@ def test_an_idle_instance_costs_no_writes(operator: procs.Proc, cluster: localcl
     _secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
     wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
-    # Other tests' namespaces being torn down would show up as writes: wait until none is left terminating.
-    wait_for(
-        lambda: all(ns["status"]["phase"] != "Terminating" for ns in get_json(cluster, "namespaces")["items"]),
-        180,
-        "earlier test namespaces to finish terminating",
-        interval=2,
-    )
-    time.sleep(6)  # let the last status write and the controllers' own updates land
-    before = write_requests(cluster, OWNED_RESOURCES)
     lists_before = api_requests(cluster, {"deployments"}, ("LIST",))
-    time.sleep(12)  # more than two resync periods of the operator (5 s in this test)
-    after = write_requests(cluster, OWNED_RESOURCES)
+    assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # more than two resync periods (5 s here)
     lists_after = api_requests(cluster, {"deployments"}, ("LIST",))
     assert lists_after["deployments"] >= lists_before["deployments"] + 2  # it did look, twice or more
-    assert after == before, f"writes while idle: { {k: after[k] - before.get(k, 0) for k in after} }"
 
 
 def test_a_missing_database_secret_degrades_then_recovers(

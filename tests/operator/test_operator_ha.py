@@ -1,0 +1,94 @@
+"""The operator under failure: killed mid-reconcile and restarted, and two replicas with kopf peering, which must
+not fight (one writes, the other waits) and must hand over when the active one dies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ghostpay_operator import localcluster
+from tests import procs
+from tests.operator.kube_helpers import REPO, get_json, operator_process, wait_for, writes_while_idle
+from tests.operator.test_operator import OWNED_RESOURCES, SETTLE, _deployments, _healthy, _instance, _secret
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: localcluster.Cluster) -> localcluster.Cluster:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io", "--timeout=60s")
+    return cluster
+
+
+def test_killed_mid_reconcile_it_resumes_from_the_cluster(
+    crds: localcluster.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    _secret(crds, namespace)
+    first = operator_process(crds, tmp_path).start()
+    try:
+        crds.kubectl("apply", "-f", "-", input=_instance(namespace))
+        # Kill it as soon as it has started writing children, before the instance is healthy.
+        wait_for(lambda: get_json(crds, "jobs", "-n", namespace)["items"], 60, "the migration Job", interval=0.2)
+        first.kill()
+    finally:
+        first.stop()
+    assert _healthy(crds, namespace) is None
+    second = operator_process(crds, tmp_path).start()
+    try:
+        instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance after the restart")
+    finally:
+        second.stop()
+    assert instance["status"]["readyReplicas"] == 8
+    assert len(get_json(crds, "jobs", "-n", namespace)["items"]) == 1  # the migration was not started twice
+
+
+@pytest.fixture
+def two_operators(crds: localcluster.Cluster, tmp_path: Path) -> Iterator[tuple[procs.Proc, procs.Proc]]:
+    crds.kubectl("apply", "-f", str(REPO / "manifests" / "peering.yaml"))
+    active = operator_process(crds, tmp_path, GHOSTPAY_OPERATOR_PRIORITY="200")
+    standby = operator_process(crds, tmp_path, GHOSTPAY_OPERATOR_PRIORITY="100")
+    try:
+        with procs.running(active, standby):
+            yield active, standby
+    finally:
+        crds.kubectl("delete", "-f", str(REPO / "manifests" / "peering.yaml"), check=False)
+
+
+def _applied(proc: procs.Proc) -> int:
+    return proc.logs().count("applying ")
+
+
+def test_two_replicas_do_not_fight_and_hand_over(
+    two_operators: tuple[procs.Proc, procs.Proc], cluster: localcluster.Cluster, namespace: str
+) -> None:
+    active, standby = two_operators
+    _secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    assert _applied(active) > 0 and _applied(standby) == 0
+
+    assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # two resync periods of each replica
+
+    # The active replica dies in the middle of a change; the standby takes over after the peering lifetime.
+    cluster.kubectl(
+        "patch",
+        "ghostpay",
+        "payments",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"services": {"cards": {"replicas": 3}}}}',
+    )
+    active.kill()
+    scaled = wait_for(
+        lambda: (i := _healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i,
+        SETTLE,
+        "the standby to finish the change",
+    )
+    assert scaled["status"]["readyReplicas"] == 9
+    assert _deployments(cluster, namespace)["payments-cards-blue"]["spec"]["replicas"] == 3
+    assert _applied(standby) > 0
