@@ -7,6 +7,8 @@ DURATION ?= 30s
 
 .PHONY: install dev test check lint typecheck imports openapi bench load clean
 
+include tools/controlplane/controlplane.mk
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -18,7 +20,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check
+test: install check controlplane
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
