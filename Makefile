@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench load clean
+.PHONY: install dev test check lint typecheck imports openapi bench bench-operator load clean
 
 include tools/controlplane/controlplane.mk
 
@@ -39,6 +39,9 @@ openapi: install
 
 bench: install
 	$(PY) -m bench.charge_bench
+
+bench-operator: install controlplane
+	$(PY) -m bench.operator_bench
 
 clean:
 	rm -rf $(VENV) .ghostpay .mypy_cache .ruff_cache .pytest_cache

@@ -224,3 +224,23 @@ def test_the_install_manifests_apply_cleanly(crds: localcluster.Cluster) -> None
     operator_sa = "--as=system:serviceaccount:ghostpay-system:ghostpay-operator"
     can = crds.kubectl("auth", "can-i", "list", "secrets", operator_sa, check=False)
     assert can.stdout.strip() == "no"  # least privilege: it reads Secrets by name only
+
+
+def test_kubectl_explain_reads_like_a_manual(crds: localcluster.Cluster) -> None:
+    release = crds.kubectl("explain", "ghostpayinstance.spec.release").stdout
+    assert "How a new version is rolled out." in release
+    assert "canarySteps" in release and "Percent of replicas on the new version" in release
+    spec = crds.kubectl("explain", "ghostpayinstance.spec").stdout
+    for field in (
+        "image",
+        "version",
+        "services",
+        "database",
+        "redis",
+        "rateLimits",
+        "keyRotation",
+        "release",
+        "availability",
+        "podAnnotations",
+    ):
+        assert f"\n  {field}\t" in spec or f"\n  {field} " in spec, field

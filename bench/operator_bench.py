@@ -1,0 +1,127 @@
+"""Benchmark of the operator at scale: 50 GhostPayInstances on the local control plane.
+
+    .venv/bin/python -m bench.operator_bench [--instances 50] [--idle 60] [--out FILE]
+
+Starts its own local cluster (`ghostpay_operator.localcluster`, binaries built or cached by
+tools/controlplane/build.sh), installs the CRDs, runs `ghostpay operator` as a process, applies the instances
+at once, and prints:
+- seconds until every instance is Healthy;
+- API requests per instance to converge (from the API server's own `apiserver_request_total`, counting the
+  verbs and resources the operator uses; controllers' status writes are left out);
+- write requests to what the operator owns during `--idle` seconds of quiet (target 0);
+- the operator's resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tests import procs
+from tests.operator.kube_helpers import REPO, api_requests, get_json, operator_process, wait_for, writes_while_idle
+
+from ghostpay_operator import localcluster
+
+OWNED = {
+    "ghostpayinstances",
+    "deployments",
+    "services",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "poddisruptionbudgets",
+    "jobs",
+}
+OPERATOR_VERBS = ("GET", "LIST", "POST", "PATCH", "APPLY")
+
+
+def operator_requests(cluster: localcluster.Cluster) -> int:
+    """Requests of the kinds the operator makes; others' status updates (controllers, KWOK) are left out."""
+    counts = api_requests(cluster, OWNED, OPERATOR_VERBS)
+    return sum(n for key, n in counts.items() if not key.endswith("/status") or key == "ghostpayinstances/status")
+
+
+def instance(name: str, namespace: str) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((REPO / "samples" / "minimal.yaml").read_text())
+    body["metadata"] = {"name": name, "namespace": namespace}
+    return body
+
+
+def healthy_count(cluster: localcluster.Cluster, namespace: str) -> int:
+    items = get_json(cluster, "ghostpayinstances", "-n", namespace)["items"]
+    return sum(1 for i in items if i.get("status", {}).get("phase") == "Healthy")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run(instances: int, idle: float, out: Path) -> dict[str, Any]:
+    directory = Path(tempfile.mkdtemp(prefix="gpob-", dir="/tmp"))
+    cluster = localcluster.up(directory)
+    operator: procs.Proc | None = None
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io")
+        namespace = "bench"
+        cluster.kubectl("create", "namespace", namespace)
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "payments-db",
+            "-n",
+            namespace,
+            "--from-literal=dsn=postgresql://ghostpay@db/ghostpay",
+        )
+        operator = operator_process(cluster, directory, GHOSTPAY_OPERATOR_RESYNC_SECONDS="30").start()
+        requests_before = operator_requests(cluster)
+        started = time.monotonic()
+        documents = "\n---\n".join(yaml.safe_dump(instance(f"gp-{i:03d}", namespace)) for i in range(instances))
+        cluster.kubectl("apply", "-f", "-", input=documents, timeout=120)
+        wait_for(lambda: healthy_count(cluster, namespace) == instances, 900, f"{instances} Healthy instances", 1)
+        converge_seconds = time.monotonic() - started
+        requests = operator_requests(cluster) - requests_before
+        idle_writes = writes_while_idle(cluster, OWNED, idle)
+        figures = {
+            "instances": instances,
+            "seconds_until_all_healthy": round(converge_seconds, 1),
+            "api_requests_per_instance_to_converge": round(requests / instances, 1),
+            "idle_seconds": idle,
+            "writes_while_idle": idle_writes,
+            "writes_while_idle_total": sum(idle_writes.values()),
+            "operator_rss_mib": round(rss_mib(operator.pid), 1),
+        }
+    finally:
+        if operator is not None:
+            operator.stop()
+        localcluster.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=50)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "last-operator-bench.json")
+    args = parser.parse_args()
+    figures = run(args.instances, args.idle, args.out)
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
