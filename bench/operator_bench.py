@@ -22,35 +22,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tests import procs
-from tests.operator.kube_helpers import REPO, api_requests, get_json, operator_process, wait_for, writes_while_idle
+from tests.operator.kube_helpers import (
+    OWNED_RESOURCES,
+    REPO,
+    api_requests,
+    create_database_secret,
+    get_json,
+    install_crds,
+    instance_yaml,
+    operator_process,
+    wait_for,
+    writes_while_idle,
+)
 
 from ghostpay_operator import localcluster
 
-OWNED = {
-    "ghostpayinstances",
-    "deployments",
-    "services",
-    "configmaps",
-    "secrets",
-    "serviceaccounts",
-    "poddisruptionbudgets",
-    "jobs",
-}
 OPERATOR_VERBS = ("GET", "LIST", "POST", "PATCH", "APPLY")
 
 
 def operator_requests(cluster: localcluster.Cluster) -> int:
     """Requests of the kinds the operator makes; others' status updates (controllers, KWOK) are left out."""
-    counts = api_requests(cluster, OWNED, OPERATOR_VERBS)
+    counts = api_requests(cluster, OWNED_RESOURCES, OPERATOR_VERBS)
     return sum(n for key, n in counts.items() if not key.endswith("/status") or key == "ghostpayinstances/status")
-
-
-def instance(name: str, namespace: str) -> dict[str, Any]:
-    body: dict[str, Any] = yaml.safe_load((REPO / "samples" / "minimal.yaml").read_text())
-    body["metadata"] = {"name": name, "namespace": namespace}
-    return body
 
 
 def healthy_count(cluster: localcluster.Cluster, namespace: str) -> int:
@@ -70,28 +64,19 @@ def run(instances: int, idle: float, out: Path) -> dict[str, Any]:
     cluster = localcluster.up(directory)
     operator: procs.Proc | None = None
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io")
+        install_crds(cluster)
         namespace = "bench"
         cluster.kubectl("create", "namespace", namespace)
-        cluster.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "payments-db",
-            "-n",
-            namespace,
-            "--from-literal=dsn=postgresql://ghostpay@db/ghostpay",
-        )
+        create_database_secret(cluster, namespace)
         operator = operator_process(cluster, directory, GHOSTPAY_OPERATOR_RESYNC_SECONDS="30").start()
         requests_before = operator_requests(cluster)
         started = time.monotonic()
-        documents = "\n---\n".join(yaml.safe_dump(instance(f"gp-{i:03d}", namespace)) for i in range(instances))
+        documents = "\n---\n".join(instance_yaml(namespace, f"gp-{i:03d}") for i in range(instances))
         cluster.kubectl("apply", "-f", "-", input=documents, timeout=120)
         wait_for(lambda: healthy_count(cluster, namespace) == instances, 900, f"{instances} Healthy instances", 1)
         converge_seconds = time.monotonic() - started
         requests = operator_requests(cluster) - requests_before
-        idle_writes = writes_while_idle(cluster, OWNED, idle)
+        idle_writes = writes_while_idle(cluster, OWNED_RESOURCES, idle)
         figures = {
             "instances": instances,
             "seconds_until_all_healthy": round(converge_seconds, 1),

@@ -20,8 +20,9 @@ from tests.servers import Servers, fresh_database, running_servers
 
 ADMIN_ID = "cli_test_admin"
 ADMIN_SECRET = "test-admin-secret-" + "x" * 16
-GENEROUS_LIMITS = {role: {"requestsPerSecond": 10000, "burst": 10000}
-                   for role in ("admin", "merchant", "user", "anonymous")}
+GENEROUS_LIMITS = {
+    role: {"requestsPerSecond": 10000, "burst": 10000} for role in ("admin", "merchant", "user", "anonymous")
+}
 
 
 @pytest.fixture(scope="session")

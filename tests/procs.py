@@ -40,8 +40,15 @@ def _base_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def service_env(database_url: str, redis_url: str, keys_dir: Path, admin_id: str, admin_secret: str,
-                rate_limits: Mapping[str, object], **extra: str) -> dict[str, str]:
+def service_env(
+    database_url: str,
+    redis_url: str,
+    keys_dir: Path,
+    admin_id: str,
+    admin_secret: str,
+    rate_limits: Mapping[str, object],
+    **extra: str,
+) -> dict[str, str]:
     """GHOSTPAY_* settings for `ghostpay serve` (host and port are added by `Proc`)."""
     return {
         "GHOSTPAY_DATABASE_URL": database_url,
@@ -94,8 +101,9 @@ class Proc:
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {' '.join(self._argv())}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(self._argv(), env=_base_env(env), stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=log)
+            self.process = subprocess.Popen(
+                self._argv(), env=_base_env(env), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll GET `ready_path` until 200; fail with the log if the process dies or the time runs out."""

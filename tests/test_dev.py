@@ -56,11 +56,13 @@ async def _card_and_charge(proc: procs.Proc, admin: dict[str, Any]) -> tuple[str
         response = await http.post("/auth/clients", json={"name": "shop", "role": "merchant"}, headers=admin_headers)
         assert response.status_code == 201, response.text
         merchant = await _token(http, response.json()["client_id"], response.json()["client_secret"])
-        card = await http.post("/cards", json={"user_id": "user_dev", "amount": 1200, "currency": "USD"},
-                               headers=merchant)
+        card = await http.post(
+            "/cards", json={"user_id": "user_dev", "amount": 1200, "currency": "USD"}, headers=merchant
+        )
         assert card.status_code == 201, card.text
-        charge = await http.post("/charges", json={"card_id": card.json()["card_id"], "amount": 1200,
-                                                   "currency": "USD"}, headers=merchant)
+        charge = await http.post(
+            "/charges", json={"card_id": card.json()["card_id"], "amount": 1200, "currency": "USD"}, headers=merchant
+        )
         assert charge.status_code == 201, charge.text
         return card.json()["card_id"], charge.json()["charge_id"]
 

@@ -21,5 +21,16 @@ def test_the_committed_document_matches_the_app() -> None:
 def test_it_is_openapi_3_1_with_every_contract_path() -> None:
     document = yaml.safe_load(COMMITTED.read_text())
     assert document["openapi"].startswith("3.1")
-    assert {"/auth/token", "/auth/clients", "/.well-known/jwks.json", "/cards", "/cards/{card_id}", "/charges",
-            "/charges/{charge_id}", "/analytics/summary", "/healthz", "/readyz", "/metrics"} <= document["paths"].keys()
+    assert {
+        "/auth/token",
+        "/auth/clients",
+        "/.well-known/jwks.json",
+        "/cards",
+        "/cards/{card_id}",
+        "/charges",
+        "/charges/{charge_id}",
+        "/analytics/summary",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= document["paths"].keys()

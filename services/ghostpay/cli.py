@@ -131,13 +131,7 @@ def migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
 
 
-@main.group()
-def cluster() -> None:
-    """A local, simulated Kubernetes cluster (real control plane, KWOK nodes) for trying the operator."""
-
-
-@cluster.command("up")
-@click.option(
+_cluster_dir = click.option(
     "--dir",
     "directory",
     default=".ghostpay/cluster",
@@ -145,6 +139,15 @@ def cluster() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the cluster keeps its state",
 )
+
+
+@main.group()
+def cluster() -> None:
+    """A local, simulated Kubernetes cluster (real control plane, KWOK nodes) for trying the operator."""
+
+
+@cluster.command("up")
+@_cluster_dir
 def cluster_up(directory: Path) -> None:
     """Start the cluster in DIR (or reuse the one running there) and write DIR/kubeconfig."""
     from ghostpay_operator import localcluster
@@ -157,14 +160,7 @@ def cluster_up(directory: Path) -> None:
 
 
 @cluster.command("down")
-@click.option(
-    "--dir",
-    "directory",
-    default=".ghostpay/cluster",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the cluster keeps its state",
-)
+@_cluster_dir
 def cluster_down(directory: Path) -> None:
     """Delete the cluster in DIR; no process of it is left running."""
     from ghostpay_operator import localcluster

@@ -24,14 +24,22 @@ async def test_a_merchants_summary_counts_its_own_activity(api: Api) -> None:
     jpy = await api.issue_card(merchant["headers"], amount=5000, currency="JPY")
     await api.issue_card(other["headers"])
     for card, amount, currency in [(usd, 700, "USD"), (usd, 1, "USD"), (jpy, 6000, "JPY"), (jpy, 4000, "JPY")]:
-        await api.http.post("/charges", json={"card_id": card["card_id"], "amount": amount, "currency": currency},
-                            headers=merchant["headers"])
+        await api.http.post(
+            "/charges",
+            json={"card_id": card["card_id"], "amount": amount, "currency": currency},
+            headers=merchant["headers"],
+        )
     expected = {
         "cards_issued": 2,
         "charges": {"approved": 2, "declined": 2},
         "volume": {"USD": 700, "JPY": 4000},
-        "decline_reasons": {"card_used": 1, "card_expired": 0, "card_closed": 0, "amount_exceeds_limit": 1,
-                            "currency_mismatch": 0},
+        "decline_reasons": {
+            "card_used": 1,
+            "card_expired": 0,
+            "card_closed": 0,
+            "amount_exceeds_limit": 1,
+            "currency_mismatch": 0,
+        },
     }
     assert await _summary_when(api, merchant["headers"], lambda s: s == expected) == expected
     other_summary = await _summary_when(api, other["headers"], lambda s: s["cards_issued"] == 1)

@@ -63,8 +63,9 @@ async def test_a_card_past_its_expiry_reads_expired_and_declines(api: Api) -> No
     await asyncio.sleep(1.3)
     shown = (await api.http.get(f"/cards/{card['card_id']}", headers=merchant["headers"])).json()
     assert shown["status"] == "expired"
-    charge = await api.http.post("/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
-                                 headers=merchant["headers"])
+    charge = await api.http.post(
+        "/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"}, headers=merchant["headers"]
+    )
     assert charge.status_code == 402 and charge.json()["decline_code"] == "card_expired"
     expired = (await api.http.get("/cards?status=expired", headers=merchant["headers"])).json()
     assert [c["card_id"] for c in expired["data"]] == [card["card_id"]]
@@ -77,16 +78,18 @@ async def test_closing_a_card_stops_charges(api: Api) -> None:
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     again = await api.http.post(f"/cards/{card['card_id']}/close", headers=merchant["headers"])
     assert again.status_code == 200 and again.json()["status"] == "closed"
-    charge = await api.http.post("/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
-                                 headers=merchant["headers"])
+    charge = await api.http.post(
+        "/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"}, headers=merchant["headers"]
+    )
     assert charge.json()["decline_code"] == "card_closed"
 
 
 async def test_a_used_card_cannot_be_closed(api: Api) -> None:
     merchant = await api.merchant()
     card = await api.issue_card(merchant["headers"])
-    await api.http.post("/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
-                        headers=merchant["headers"])
+    await api.http.post(
+        "/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"}, headers=merchant["headers"]
+    )
     response = await api.http.post(f"/cards/{card['card_id']}/close", headers=merchant["headers"])
     assert response.status_code == 409 and response.json()["code"] == "conflict"
 

@@ -9,11 +9,13 @@ import pytest
 from tests.conftest import Api
 
 
-async def _charge(api: Api, headers: dict[str, str], card_id: str, amount: int = 500, currency: str = "USD",
-                  key: str | None = None) -> Any:
+async def _charge(
+    api: Api, headers: dict[str, str], card_id: str, amount: int = 500, currency: str = "USD", key: str | None = None
+) -> Any:
     extra = {"Idempotency-Key": key} if key else {}
-    return await api.http.post("/charges", json={"card_id": card_id, "amount": amount, "currency": currency},
-                               headers={**headers, **extra})
+    return await api.http.post(
+        "/charges", json={"card_id": card_id, "amount": amount, "currency": currency}, headers={**headers, **extra}
+    )
 
 
 async def test_an_approved_charge_uses_the_card(api: Api) -> None:
@@ -24,7 +26,11 @@ async def test_an_approved_charge_uses_the_card(api: Api) -> None:
     charge = response.json()
     assert charge["status"] == "approved" and charge["charge_id"].startswith("ch_")
     assert (charge["card_id"], charge["merchant_id"], charge["amount"], charge["currency"]) == (
-        card["card_id"], merchant["client_id"], 999, "USD")
+        card["card_id"],
+        merchant["client_id"],
+        999,
+        "USD",
+    )
     shown = (await api.http.get(f"/cards/{card['card_id']}", headers=merchant["headers"])).json()
     assert shown["status"] == "used"
 
@@ -110,10 +116,12 @@ async def test_an_oversized_key_is_refused(api: Api) -> None:
 async def test_charges_list_by_card_and_paginate(api: Api) -> None:
     merchant = await api.merchant()
     card = await api.issue_card(merchant["headers"], amount=100)
-    ids = [(await _charge(api, merchant["headers"], card["card_id"], amount=101)).json()["charge_id"]
-           for _ in range(3)]
+    ids = [(await _charge(api, merchant["headers"], card["card_id"], amount=101)).json()["charge_id"] for _ in range(3)]
     page = (await api.http.get(f"/charges?card_id={card['card_id']}&limit=2", headers=merchant["headers"])).json()
     assert page["has_more"] and [c["charge_id"] for c in page["data"]] == ids[::-1][:2]
-    rest = (await api.http.get(f"/charges?card_id={card['card_id']}&limit=2&starting_after={ids[1]}",
-                               headers=merchant["headers"])).json()
+    rest = (
+        await api.http.get(
+            f"/charges?card_id={card['card_id']}&limit=2&starting_after={ids[1]}", headers=merchant["headers"]
+        )
+    ).json()
     assert not rest["has_more"] and [c["charge_id"] for c in rest["data"]] == [ids[0]]

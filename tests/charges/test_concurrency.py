@@ -27,23 +27,24 @@ SAME_KEY_REQUESTS = 40
 
 
 @pytest.fixture(scope="module")
-def replicas(servers: Servers, database_url: str, keys_dir: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[procs.Proc, ...]]:
+def replicas(
+    servers: Servers, database_url: str, keys_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[procs.Proc, ...]]:
     env = procs.service_env(database_url, servers.redis_url, keys_dir, ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS)
     logs = tmp_path_factory.mktemp("replicas")
     with procs.running(procs.serve("charges", env, logs), procs.serve("charges", env, logs)) as running:
         yield running
 
 
-async def _fan_out(replicas: tuple[procs.Proc, ...], count: int, body: dict[str, Any],
-                   headers: dict[str, str]) -> list[httpx.Response]:
+async def _fan_out(
+    replicas: tuple[procs.Proc, ...], count: int, body: dict[str, Any], headers: dict[str, str]
+) -> list[httpx.Response]:
     """`count` concurrent POST /charges, alternating between the replicas."""
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(timeout=60.0, limits=limits) as http:
-        return await asyncio.gather(*(
-            http.post(f"{replicas[i % len(replicas)].url}/charges", json=body, headers=headers)
-            for i in range(count)
-        ))
+        return await asyncio.gather(
+            *(http.post(f"{replicas[i % len(replicas)].url}/charges", json=body, headers=headers) for i in range(count))
+        )
 
 
 async def test_concurrent_charges_on_one_card_approve_exactly_one(

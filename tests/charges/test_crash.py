@@ -33,14 +33,21 @@ DRAIN_TIMEOUT = 30.0
 
 def _jobs(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One charge per card, some over the card's limit, then a second charge on every fifth card."""
-    first = [{"card_id": c["card_id"], "currency": c["currency"], "amount": 1500 if i % 9 == 0 else 100 + i}
-             for i, c in enumerate(cards)]
+    first = [
+        {"card_id": c["card_id"], "currency": c["currency"], "amount": 1500 if i % 9 == 0 else 100 + i}
+        for i, c in enumerate(cards)
+    ]
     again = [{**job, "amount": 50} for job in first[::5]]
     return first + again
 
 
-async def _stream(proc: procs.Proc, jobs: list[dict[str, Any]], headers: dict[str, str],
-                  up: asyncio.Event, outcomes: list[tuple[dict[str, Any], httpx.Response | None]]) -> None:
+async def _stream(
+    proc: procs.Proc,
+    jobs: list[dict[str, Any]],
+    headers: dict[str, str],
+    up: asyncio.Event,
+    outcomes: list[tuple[dict[str, Any], httpx.Response | None]],
+) -> None:
     """Workers charge `jobs` in order; a request the crash cut off is recorded with no response."""
     queue = list(reversed(jobs))
     async with httpx.AsyncClient(timeout=30.0) as http:
@@ -59,11 +66,13 @@ async def _stream(proc: procs.Proc, jobs: list[dict[str, Any]], headers: dict[st
 
 
 async def _expected_counters(conn: asyncpg.Connection, merchant_id: str) -> dict[tuple[str, str], int]:
-    expected = {("cards_issued", ""): await conn.fetchval("SELECT count(*) FROM cards WHERE merchant_id = $1",
-                                                          merchant_id)}
+    expected = {
+        ("cards_issued", ""): await conn.fetchval("SELECT count(*) FROM cards WHERE merchant_id = $1", merchant_id)
+    }
     for row in await conn.fetch(
         """SELECT status, decline_code, currency, count(*) AS n, sum(amount) AS volume
-           FROM charges WHERE merchant_id = $1 GROUP BY 1, 2, 3""", merchant_id,
+           FROM charges WHERE merchant_id = $1 GROUP BY 1, 2, 3""",
+        merchant_id,
     ):
         key = ("charges", row["status"])
         expected[key] = expected.get(key, 0) + row["n"]
@@ -76,8 +85,9 @@ async def _expected_counters(conn: asyncpg.Connection, merchant_id: str) -> dict
 
 
 async def _counters(conn: asyncpg.Connection, merchant_id: str) -> dict[tuple[str, str], int]:
-    rows = await conn.fetch("SELECT metric, dimension, value FROM analytics_counters WHERE merchant_id = $1",
-                            merchant_id)
+    rows = await conn.fetch(
+        "SELECT metric, dimension, value FROM analytics_counters WHERE merchant_id = $1", merchant_id
+    )
     return {(r["metric"], r["dimension"]): r["value"] for r in rows if r["value"]}
 
 
@@ -85,8 +95,9 @@ async def test_sigkill_mid_stream_keeps_approvals_and_analytics_exact(
     api: Api, servers: Servers, database_url: str, keys_dir: Path, settings: Settings, tmp_path: Path
 ) -> None:
     merchant = await api.merchant()
-    cards = [await api.issue_card(merchant["headers"], amount=1000, currency="USD" if i % 2 else "EUR")
-             for i in range(CARDS)]
+    cards = [
+        await api.issue_card(merchant["headers"], amount=1000, currency="USD" if i % 2 else "EUR") for i in range(CARDS)
+    ]
     jobs = _jobs(cards)
     env = procs.service_env(database_url, servers.redis_url, keys_dir, ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS)
     proc = procs.serve("charges", env, tmp_path)

@@ -24,8 +24,16 @@ async def test_a_charge_is_one_database_statement(settings: Settings, api: Api) 
     pool = await db.create_pool(settings, init=watch)
     try:
         for card in cards:
-            attempt = store.ChargeAttempt("ch_rt_" + card["card_id"], card["card_id"], merchant["client_id"], 1,
-                                          "USD", merchant["client_id"], None, service.request_fingerprint("", 1, ""))
+            attempt = store.ChargeAttempt(
+                "ch_rt_" + card["card_id"],
+                card["card_id"],
+                merchant["client_id"],
+                1,
+                "USD",
+                merchant["client_id"],
+                None,
+                service.request_fingerprint("", 1, ""),
+            )
             assert (await store.charge(pool, attempt)).kind == "created"
     finally:
         await pool.close()
@@ -47,8 +55,9 @@ async def test_a_charge_request_is_one_redis_command(settings: Settings, api: Ap
     client = aioredis.from_url(settings.redis_url)
     try:
         before = await _calls(client)
-        response = await api.http.post("/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
-                                       headers=merchant["headers"])
+        response = await api.http.post(
+            "/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"}, headers=merchant["headers"]
+        )
         after = await _calls(client)
     finally:
         await client.aclose()

@@ -39,16 +39,18 @@ async def test_a_missing_token_asks_for_bearer(api: Api) -> None:
 
 async def test_malformed_json_is_a_validation_problem(api: Api) -> None:
     merchant = await api.merchant()
-    response = await api.http.post("/charges", content=b"{not json",
-                                   headers={**merchant["headers"], "content-type": "application/json"})
+    response = await api.http.post(
+        "/charges", content=b"{not json", headers={**merchant["headers"], "content-type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["code"] == "validation_error"
 
 
 async def test_validation_errors_do_not_echo_the_input(api: Api) -> None:
     merchant = await api.merchant()
     secret_looking = "4111111111111111"
-    response = await api.http.post("/cards", json={"user_id": "u", "amount": secret_looking, "currency": "USD"},
-                                   headers=merchant["headers"])
+    response = await api.http.post(
+        "/cards", json={"user_id": "u", "amount": secret_looking, "currency": "USD"}, headers=merchant["headers"]
+    )
     assert response.status_code == 422 and secret_looking not in response.text
 
 

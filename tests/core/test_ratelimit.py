@@ -41,13 +41,16 @@ async def test_a_client_gets_its_burst_then_429(tight_settings: Settings) -> Non
 async def test_two_app_instances_share_one_budget(tight_settings: Settings) -> None:
     async with in_process_api(tight_settings) as first, in_process_api(tight_settings) as second:
         merchant = await first.merchant()
-        codes = [(await (first if i % 2 else second).http.get("/cards", headers=merchant["headers"])).status_code
-                 for i in range(4)]
+        codes = [
+            (await (first if i % 2 else second).http.get("/cards", headers=merchant["headers"])).status_code
+            for i in range(4)
+        ]
         assert codes == [200, 200, 200, 429]
 
 
-async def test_requests_without_a_token_are_limited_by_address(database_url: str, servers: object,
-                                                              keys_dir: Path) -> None:
+async def test_requests_without_a_token_are_limited_by_address(
+    database_url: str, servers: object, keys_dir: Path
+) -> None:
     limits = {**GENEROUS_LIMITS, "anonymous": {"requestsPerSecond": 1, "burst": 2}}
     settings = make_settings(database_url, servers.redis_url, keys_dir, rate_limits=limits)  # type: ignore[attr-defined]
     async with in_process_api(settings, client_address="127.0.0.99") as api:
@@ -57,13 +60,15 @@ async def test_requests_without_a_token_are_limited_by_address(database_url: str
 
 
 @pytest.mark.parametrize(("fail_closed", "expected"), [(False, 200), (True, 503)])
-async def test_when_redis_is_down(database_url: str, servers: object, keys_dir: Path, fail_closed: bool,
-                                  expected: int) -> None:
+async def test_when_redis_is_down(
+    database_url: str, servers: object, keys_dir: Path, fail_closed: bool, expected: int
+) -> None:
     working = make_settings(database_url, servers.redis_url, keys_dir)  # type: ignore[attr-defined]
     async with in_process_api(working) as api:
         merchant = await api.merchant()
-    broken = make_settings(database_url, "unix:///tmp/gp-no-such-redis.sock", keys_dir,
-                           rate_limit_fail_closed=fail_closed)
+    broken = make_settings(
+        database_url, "unix:///tmp/gp-no-such-redis.sock", keys_dir, rate_limit_fail_closed=fail_closed
+    )
     async with in_process_api(broken) as api:
         errors_before = telemetry.RATE_LIMITER_ERRORS._value.get()
         response = await api.http.get("/cards", headers=merchant["headers"])

@@ -9,14 +9,18 @@ async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
     merchant = await api.merchant()
     card = await api.issue_card(merchant["headers"])
     await api.http.get(f"/cards/{card['card_id']}", headers=merchant["headers"])
-    await api.http.post("/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
-                        headers=merchant["headers"])
+    await api.http.post(
+        "/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"}, headers=merchant["headers"]
+    )
     text = (await api.http.get("/metrics")).text
     assert 'ghostpay_http_requests_total{method="GET",route="/cards/{card_id}",service="cards",status="200"}' in text
     assert card["card_id"] not in text
     assert 'ghostpay_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/charges",' in text
-    for name in ("ghostpay_cards_issued_total", 'ghostpay_charges_total{decline_code="",status="approved"}',
-                 "ghostpay_rate_limited_total"):
+    for name in (
+        "ghostpay_cards_issued_total",
+        'ghostpay_charges_total{decline_code="",status="approved"}',
+        "ghostpay_rate_limited_total",
+    ):
         assert name in text
 
 

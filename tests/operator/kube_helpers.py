@@ -10,12 +10,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 from ghostpay_operator import localcluster
 from tests import procs
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+# Everything the operator reads or writes, by API resource name.
+OWNED_RESOURCES = {
+    "ghostpayinstances",
+    "deployments",
+    "services",
+    "configmaps",
+    "secrets",
+    "serviceaccounts",
+    "poddisruptionbudgets",
+    "jobs",
+}
 
 
 def operator_process(cluster: localcluster.Cluster, log_dir: Path, **env: str) -> procs.Proc:
@@ -84,3 +97,27 @@ def writes_while_idle(cluster: localcluster.Cluster, resources: set[str], second
     time.sleep(seconds)
     after = write_requests(cluster, resources)
     return {key: count - before.get(key, 0) for key, count in after.items() if count != before.get(key, 0)}
+
+
+def scale_cards(cluster: localcluster.Cluster, namespace: str, replicas: int, name: str = "payments") -> None:
+    patch = {"spec": {"services": {"cards": {"replicas": replicas}}}}
+    cluster.kubectl("patch", "ghostpay", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+
+def install_crds(cluster: localcluster.Cluster) -> localcluster.Cluster:
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io", "--timeout=60s")
+    return cluster
+
+
+def create_database_secret(cluster: localcluster.Cluster, namespace: str) -> None:
+    dsn = "--from-literal=dsn=postgresql://ghostpay@db/ghostpay"
+    cluster.kubectl("create", "secret", "generic", "payments-db", "-n", namespace, dsn)
+
+
+def instance_yaml(namespace: str, name: str = "payments", **spec: Any) -> str:
+    """samples/minimal.yaml, renamed and with `spec` fields changed."""
+    body = yaml.safe_load((REPO / "samples" / "minimal.yaml").read_text())
+    body["metadata"] = {"name": name, "namespace": namespace}
+    body["spec"].update(spec)
+    return str(yaml.safe_dump(body))

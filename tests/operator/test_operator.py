@@ -7,39 +7,31 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from ghostpay_operator import localcluster
 from tests import procs
 from tests.operator.kube_helpers import (
+    OWNED_RESOURCES,
     REPO,
     api_requests,
     condition,
+    create_database_secret,
     get_json,
+    install_crds,
+    instance_yaml,
     operator_process,
+    scale_cards,
     wait_for,
     writes_while_idle,
 )
 
 pytestmark = pytest.mark.slow
-OWNED_RESOURCES = {
-    "ghostpayinstances",
-    "deployments",
-    "services",
-    "configmaps",
-    "secrets",
-    "serviceaccounts",
-    "poddisruptionbudgets",
-    "jobs",
-}
 SETTLE = 240.0
 
 
 @pytest.fixture(scope="module")
 def crds(cluster: localcluster.Cluster) -> localcluster.Cluster:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io", "--timeout=60s")
-    return cluster
+    return install_crds(cluster)
 
 
 @pytest.fixture(scope="module")
@@ -47,25 +39,6 @@ def operator(crds: localcluster.Cluster, tmp_path_factory: pytest.TempPathFactor
     proc = operator_process(crds, tmp_path_factory.mktemp("operator")).start()
     yield proc
     proc.stop()
-
-
-def _instance(namespace: str, name: str = "payments", **spec: Any) -> str:
-    body = yaml.safe_load((REPO / "samples" / "minimal.yaml").read_text())
-    body["metadata"] = {"name": name, "namespace": namespace}
-    body["spec"].update(spec)
-    return yaml.safe_dump(body)
-
-
-def _secret(cluster: localcluster.Cluster, namespace: str) -> None:
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "payments-db",
-        "-n",
-        namespace,
-        "--from-literal=dsn=postgresql://ghostpay@db/ghostpay",
-    )
 
 
 def _healthy(cluster: localcluster.Cluster, namespace: str, name: str = "payments") -> dict[str, Any] | None:
@@ -87,8 +60,8 @@ def _deployments(cluster: localcluster.Cluster, namespace: str) -> dict[str, dic
 def test_an_instance_becomes_healthy_and_highly_available(
     operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
 ) -> None:
-    _secret(cluster, namespace)
-    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
     instance = wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
     status = instance["status"]
     assert condition(instance, "Ready")["status"] == "True"
@@ -119,16 +92,7 @@ def test_an_instance_becomes_healthy_and_highly_available(
     )
 
     # Scaling one service changes its Deployment and the totals.
-    cluster.kubectl(
-        "patch",
-        "ghostpay",
-        "payments",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec": {"services": {"cards": {"replicas": 3}}}}',
-    )
+    scale_cards(cluster, namespace, 3)
     scaled = wait_for(
         lambda: (i := _healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i, SETTLE, "9 replicas"
     )
@@ -137,8 +101,8 @@ def test_an_instance_becomes_healthy_and_highly_available(
 
 
 def test_an_idle_instance_costs_no_writes(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
-    _secret(cluster, namespace)
-    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
     wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
     lists_before = api_requests(cluster, {"deployments"}, ("LIST",))
     assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # more than two resync periods (5 s here)
@@ -149,7 +113,7 @@ def test_an_idle_instance_costs_no_writes(operator: procs.Proc, cluster: localcl
 def test_a_missing_database_secret_degrades_then_recovers(
     operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
 ) -> None:
-    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
 
     def degraded() -> dict[str, Any] | None:
         instance = get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)
@@ -166,7 +130,7 @@ def test_a_missing_database_secret_degrades_then_recovers(
     assert "DatabaseSecretMissing" in events
     assert operator.process is not None and operator.process.poll() is None  # retrying, not crashing
 
-    _secret(cluster, namespace)
+    create_database_secret(cluster, namespace)
     healthy = wait_for(lambda: _healthy(cluster, namespace), SETTLE, "recovery after the Secret appears")
     assert condition(healthy, "Degraded")["status"] == "False"
 
@@ -184,7 +148,7 @@ def test_invalid_specs_are_refused_by_the_api_server(crds: localcluster.Cluster,
         "put the tag in spec.version": {"image": "ghcr.io/example/ghostpay:1.0"},
     }
     for expected, spec in cases.items():
-        result = crds.kubectl("apply", "-f", "-", input=_instance(namespace, **spec), check=False)
+        result = crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace, **spec), check=False)
         assert result.returncode != 0 and expected in result.stderr, (expected, result.stderr)
     assert get_json(crds, "ghostpayinstances", "-n", namespace)["items"] == []
 
@@ -192,8 +156,8 @@ def test_invalid_specs_are_refused_by_the_api_server(crds: localcluster.Cluster,
 def test_deleting_an_instance_deletes_everything_it_owns(
     operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
 ) -> None:
-    _secret(cluster, namespace)
-    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
     wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--timeout=60s")
 

@@ -10,26 +10,35 @@ import pytest
 
 from ghostpay_operator import localcluster
 from tests import procs
-from tests.operator.kube_helpers import REPO, get_json, operator_process, wait_for, writes_while_idle
-from tests.operator.test_operator import OWNED_RESOURCES, SETTLE, _deployments, _healthy, _instance, _secret
+from tests.operator.kube_helpers import (
+    OWNED_RESOURCES,
+    REPO,
+    create_database_secret,
+    get_json,
+    install_crds,
+    instance_yaml,
+    operator_process,
+    scale_cards,
+    wait_for,
+    writes_while_idle,
+)
+from tests.operator.test_operator import SETTLE, _deployments, _healthy
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def crds(cluster: localcluster.Cluster) -> localcluster.Cluster:
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io", "--timeout=60s")
-    return cluster
+    return install_crds(cluster)
 
 
 def test_killed_mid_reconcile_it_resumes_from_the_cluster(
     crds: localcluster.Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    _secret(crds, namespace)
+    create_database_secret(crds, namespace)
     first = operator_process(crds, tmp_path).start()
     try:
-        crds.kubectl("apply", "-f", "-", input=_instance(namespace))
+        crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
         # Kill it as soon as it has started writing children, before the instance is healthy.
         wait_for(lambda: get_json(crds, "jobs", "-n", namespace)["items"], 60, "the migration Job", interval=0.2)
         first.kill()
@@ -65,24 +74,15 @@ def test_two_replicas_do_not_fight_and_hand_over(
     two_operators: tuple[procs.Proc, procs.Proc], cluster: localcluster.Cluster, namespace: str
 ) -> None:
     active, standby = two_operators
-    _secret(cluster, namespace)
-    cluster.kubectl("apply", "-f", "-", input=_instance(namespace))
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
     wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
     assert _applied(active) > 0 and _applied(standby) == 0
 
     assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # two resync periods of each replica
 
     # The active replica dies in the middle of a change; the standby takes over after the peering lifetime.
-    cluster.kubectl(
-        "patch",
-        "ghostpay",
-        "payments",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec": {"services": {"cards": {"replicas": 3}}}}',
-    )
+    scale_cards(cluster, namespace, 3)
     active.kill()
     scaled = wait_for(
         lambda: (i := _healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i,
