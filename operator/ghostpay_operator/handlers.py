@@ -45,17 +45,33 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     memo.kube = Kube(AsyncClient(field_manager=meta.FIELD_MANAGER))
     memo.locks = {}
+    memo.waiting = set()
     memo.failures = {}
 
 
-async def _reconcile(body: kopf.Body | dict[str, Any], memo: kopf.Memo) -> reconcile.Outcome:
-    uid = body["metadata"]["uid"]
+async def _reconcile(namespace: str, name: str, uid: str, memo: kopf.Memo) -> reconcile.Outcome | None:
+    """One pass for the instance, on its latest version (read after the lock, so never from a stale event).
+
+    Triggers that arrive while a pass is already waiting are folded into it: a burst of pod events costs one
+    pass, not one each. Returns None when folded or when the instance is gone or going."""
+    if uid in memo.waiting:
+        return None
+    memo.waiting.add(uid)
     lock: asyncio.Lock = memo.locks.setdefault(uid, asyncio.Lock())
     async with lock:
-        outcome = await reconcile.reconcile(memo.kube, dict(body))
+        memo.waiting.discard(uid)
+        body = await memo.kube.instance(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
+            return None
+        outcome = await reconcile.reconcile(memo.kube, body)
     for kind, reason, message in outcome.transitions:
-        kopf.event(kopf.Body(dict(body)), type=kind, reason=reason, message=message)  # type: ignore[arg-type]
+        kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
     return outcome
+
+
+def _key(body: kopf.Body) -> tuple[str, str, str]:
+    meta_ = body["metadata"]
+    return meta_["namespace"], meta_["name"], meta_["uid"]
 
 
 def _live(body: kopf.Body) -> bool:
@@ -65,15 +81,17 @@ def _live(body: kopf.Body) -> bool:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if type != "DELETED" and _live(body):
-        await _reconcile(body, memo)
+        await _reconcile(*_key(body), memo)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
 async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if not _live(body):
         return
-    outcome = await _reconcile(body, memo)
+    outcome = await _reconcile(*_key(body), memo)
     uid = body["metadata"]["uid"]
+    if outcome is None:
+        return
     if outcome.problem is None:
         memo.failures.pop(uid, None)
         return
@@ -83,11 +101,8 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
     owner = next((o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == "GhostPayInstance"), None)
-    if owner is None:
-        return
-    parent = await memo.kube.instance(body["metadata"]["namespace"], owner["name"])
-    if parent is not None and not parent["metadata"].get("deletionTimestamp"):
-        await _reconcile(parent, memo)
+    if owner is not None:
+        await _reconcile(body["metadata"]["namespace"], owner["name"], owner["uid"], memo)
 
 
 _OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
