@@ -49,21 +49,23 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.failures = {}
 
 
-async def _reconcile(namespace: str, name: str, uid: str, memo: kopf.Memo) -> reconcile.Outcome | None:
+async def _reconcile(
+    namespace: str, name: str, uid: str, memo: kopf.Memo, full: bool = True
+) -> reconcile.Outcome | None:
     """One pass for the instance, on its latest version (read after the lock, so never from a stale event).
 
     Triggers that arrive while a pass is already waiting are folded into it: a burst of pod events costs one
     pass, not one each. Returns None when folded or when the instance is gone or going."""
-    if uid in memo.waiting:
+    if (uid, full) in memo.waiting or (uid, True) in memo.waiting:
         return None
-    memo.waiting.add(uid)
+    memo.waiting.add((uid, full))
     lock: asyncio.Lock = memo.locks.setdefault(uid, asyncio.Lock())
     async with lock:
-        memo.waiting.discard(uid)
+        memo.waiting.discard((uid, full))
         body = await memo.kube.instance(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
             return None
-        outcome = await reconcile.reconcile(memo.kube, body)
+        outcome = await reconcile.reconcile(memo.kube, body, full=full)
     for kind, reason, message in outcome.transitions:
         kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
     return outcome
@@ -80,7 +82,10 @@ def _live(body: kopf.Body) -> bool:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED" and _live(body):
+    # Our own status writes come back as events too: only the first sight of an instance (type None: the
+    # operator's initial listing) or a spec it has not yet observed needs a pass.
+    unobserved = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
+    if type != "DELETED" and _live(body) and (type is None or unobserved):
         await _reconcile(*_key(body), memo)
 
 
@@ -102,7 +107,7 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
     owner = next((o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == "GhostPayInstance"), None)
     if owner is not None:
-        await _reconcile(body["metadata"]["namespace"], owner["name"], owner["uid"], memo)
+        await _reconcile(body["metadata"]["namespace"], owner["name"], owner["uid"], memo, full=False)
 
 
 _OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}

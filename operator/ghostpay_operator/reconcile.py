@@ -94,11 +94,19 @@ def deployment_state(deployment: Manifest) -> st.DeploymentState:
     )
 
 
-async def _observe_all(kube: Kube, spec: specs.InstanceSpec) -> dict[str, dict[str, Manifest]]:
-    return {
-        kind: await kube.owned(kind, spec.namespace, spec.name)
-        for kind in ("ServiceAccount", "ConfigMap", "Secret", "Service", "PodDisruptionBudget", "Deployment", "Job")
-    }
+SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "Service", "PodDisruptionBudget")
+WORKLOAD_KINDS = ("Deployment", "Job")
+
+
+async def _observe(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, dict[str, Manifest]]:
+    """What the instance owns, one LIST per kind; a workloads-only pass skips the supporting kinds."""
+    kinds = SUPPORTING_KINDS + WORKLOAD_KINDS if full else WORKLOAD_KINDS
+    observed = {kind: await kube.owned(kind, spec.namespace, spec.name) for kind in kinds}
+    if full:
+        # Secrets are read by name, never listed: the operator's role may not list Secrets.
+        keys = await kube.secret(spec.namespace, pods.keys_secret_name(spec))
+        observed["Secret"] = {pods.keys_secret_name(spec): keys} if keys else {}
+    return observed
 
 
 def _deployments_by_service(
@@ -126,18 +134,21 @@ def _without_kopf(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "kopf"}
 
 
-async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = None) -> Outcome:
+async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = None, full: bool = True) -> Outcome:
+    """A full pass checks and applies everything; a workloads-only pass (`full=False`, after an owned Deployment or
+    Job changed) only moves the migration and the Deployments along and refreshes the status."""
     spec = specs.parse(body)
     previous: InstanceStatus = _without_kopf(body.get("status") or {})  # type: ignore[assignment]
     color = previous.get("activeColor", "blue")
-    observed = await _observe_all(kube, spec)
+    observed = await _observe(kube, spec, full)
     problem = await _database_problem(kube, spec)
     migration = "absent"
     if problem is None:
         desired = desired_state.desired_children(spec, color)
-        if pods.keys_secret_name(spec) not in observed["Secret"]:
-            await kube.apply(keys_secret(spec))
-        await _apply_changed(kube, desired.supporting, observed)
+        if full:
+            if pods.keys_secret_name(spec) not in observed["Secret"]:
+                await kube.apply(keys_secret(spec))
+            await _apply_changed(kube, desired.supporting, observed)
         job = observed["Job"].get(desired.migration["metadata"]["name"])
         migration = migration_state(job)
         if migration == "absent":

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ghostpay_operator import localcluster
 from tests import procs
@@ -92,3 +93,28 @@ def test_two_replicas_do_not_fight_and_hand_over(
     assert scaled["status"]["readyReplicas"] == 9
     assert _deployments(cluster, namespace)["payments-cards-blue"]["spec"]["replicas"] == 3
     assert _applied(standby) > 0
+
+
+def _service_account_kubeconfig(cluster: localcluster.Cluster, path: Path) -> Path:
+    """A kubeconfig that authenticates as the operator's own ServiceAccount (from manifests/)."""
+    token = cluster.kubectl("create", "token", "ghostpay-operator", "-n", "ghostpay-system", "--duration=1h")
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token.stdout.strip()}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_it_needs_no_more_than_its_own_role(crds: localcluster.Cluster, namespace: str, tmp_path: Path) -> None:
+    crds.kubectl("apply", "-k", str(REPO / "manifests"))
+    kubeconfig = _service_account_kubeconfig(crds, tmp_path / "operator.kubeconfig")
+    create_database_secret(crds, namespace)
+    crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
+    operator = operator_process(crds, tmp_path, KUBECONFIG=str(kubeconfig)).start()
+    try:
+        instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance under the operator's role")
+    finally:
+        operator.stop()
+        crds.kubectl("delete", "-f", str(REPO / "manifests" / "peering.yaml"), check=False)
+    assert instance["status"]["readyReplicas"] == 8
+    assert "Forbidden" not in operator.logs() and "403" not in operator.logs()
