@@ -134,6 +134,16 @@ def test_a_missing_database_secret_degrades_then_recovers(
     healthy = wait_for(lambda: _healthy(cluster, namespace), SETTLE, "recovery after the Secret appears")
     assert condition(healthy, "Degraded")["status"] == "False"
 
+    # Broken again on a running instance: a Secret without the key. Pods keep serving meanwhile.
+    cluster.kubectl("delete", "secret", "payments-db", "-n", namespace)
+    cluster.kubectl("create", "secret", "generic", "payments-db", "-n", namespace, "--from-literal=url=postgresql://x")
+    broken = wait_for(degraded, 60, "Degraded again")
+    assert condition(broken, "Degraded")["reason"] == "DatabaseSecretInvalid"
+    assert condition(broken, "Ready")["status"] == "True"  # the running pods still serve
+    cluster.kubectl("delete", "secret", "payments-db", "-n", namespace)
+    create_database_secret(cluster, namespace)
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "recovery after the Secret is fixed")
+
 
 def test_invalid_specs_are_refused_by_the_api_server(crds: localcluster.Cluster, namespace: str) -> None:
     cases = {
