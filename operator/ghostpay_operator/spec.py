@@ -32,6 +32,7 @@ class ReleaseSpec:
     scale_down_delay_seconds: int = 30
     prometheus_url: str | None = None
     max_error_rate: float = 0.01
+    auto_promotion: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ def _release(raw: Mapping[str, Any]) -> ReleaseSpec:
         scale_down_delay_seconds=int(raw.get("scaleDownDelaySeconds", 30)),
         prometheus_url=analysis.get("prometheusUrl"),
         max_error_rate=float(analysis.get("maxErrorRate", 0.01)),
+        auto_promotion=bool(raw.get("autoPromotion", True)),
     )
 
 

@@ -1,0 +1,232 @@
+"""The release state machine, transition by transition, without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ghostpay_operator import release as rel
+from ghostpay_operator import spec as specs
+from tests.operator.samples import body
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+OLD, NEW = "hash-old", "hash-new"
+
+
+def _spec(**release: Any) -> specs.InstanceSpec:
+    return specs.parse(
+        body(
+            version="2.0.0",
+            release={"progressDeadlineSeconds": 300, "scaleDownDelaySeconds": 30, "stepSeconds": 60, **release},
+        )
+    )
+
+
+def _colors(blue: str | None = OLD, green: str | None = None, green_ready: bool = False) -> dict[str, rel.ColorState]:
+    return {
+        "blue": rel.ColorState(blue, "1.0.0" if blue else None, blue is not None),
+        "green": rel.ColorState(green, "2.0.0" if green else None, green_ready),
+    }
+
+
+def _started(**changes: Any) -> rel.Release:
+    return rel.Release(
+        **{
+            "target_hash": NEW,
+            "version": "2.0.0",
+            "color": "green",
+            "started_at": "2026-01-01T00:00:00Z",
+            "step_started_at": "2026-01-01T00:00:00Z",
+            **changes,
+        }
+    )
+
+
+def _later(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# --- nothing to release ---------------------------------------------------------------------------------------------
+
+
+def test_a_first_install_builds_the_stable_color() -> None:
+    plan = rel.decide(_spec(), NEW, "blue", None, rel.Observed(_colors(blue=None)), T0)
+    assert (plan.phase, plan.new_template_color, plan.service_selects, plan.share) == (
+        "Healthy",
+        "blue",
+        "blue",
+        {"blue": 1.0, "green": 0.0},
+    )
+    assert plan.release is None
+
+
+def test_a_spec_at_the_stable_template_is_steady() -> None:
+    plan = rel.decide(_spec(), OLD, "blue", None, rel.Observed(_colors()), T0)
+    assert plan.phase == "Healthy" and plan.events == []
+
+
+def test_going_back_to_the_stable_version_ends_a_release_at_once() -> None:
+    plan = rel.decide(_spec(), OLD, "blue", _started(), rel.Observed(_colors(green=NEW)), _later(5))
+    assert plan.phase == "Healthy" and plan.share == {"blue": 1.0, "green": 0.0} and plan.release is None
+    assert [e[1] for e in plan.events] == ["ReleaseAborted"]
+
+
+# --- blue-green -----------------------------------------------------------------------------------------------------
+
+
+def test_a_new_template_starts_a_release_on_the_other_color() -> None:
+    plan = rel.decide(_spec(), NEW, "blue", None, rel.Observed(_colors()), T0)
+    assert plan.release is not None and plan.release.color == "green" and plan.release.target_hash == NEW
+    assert (plan.phase, plan.reason, plan.service_selects, plan.preview_selects) == (
+        "Progressing",
+        "WaitingForReady",
+        "blue",
+        "green",
+    )
+    assert plan.share == {"blue": 1.0, "green": 1.0} and plan.new_template_color == "green"
+    assert [e[1] for e in plan.events] == ["ReleaseStarted"]
+
+
+def test_the_new_color_waits_for_the_migration() -> None:
+    plan = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(), migration="running"), _later(5))
+    assert plan.reason == "MigrationRunning" and plan.share["green"] == 0.0 and plan.service_selects == "blue"
+
+
+def test_traffic_stays_until_the_new_color_is_ready() -> None:
+    plan = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(green=NEW)), _later(100))
+    assert (plan.reason, plan.service_selects) == ("WaitingForReady", "blue")
+
+
+def test_a_ready_new_color_takes_the_traffic() -> None:
+    plan = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(green=NEW, green_ready=True)), _later(100))
+    assert (plan.reason, plan.service_selects, plan.share) == ("Switched", "green", {"blue": 1.0, "green": 1.0})
+    assert plan.release is not None and plan.release.switched_at == "2026-01-01T00:01:40Z"
+
+
+def test_the_old_color_stays_for_the_scale_down_delay_then_goes() -> None:
+    switched = _started(switched_at="2026-01-01T00:01:40Z")
+    observed = rel.Observed(_colors(green=NEW, green_ready=True))
+    during = rel.decide(_spec(), NEW, "blue", switched, observed, _later(100 + 29))
+    assert (during.reason, during.share, during.service_selects) == (
+        "ScalingDown",
+        {"blue": 1.0, "green": 1.0},
+        "green",
+    )
+    after = rel.decide(_spec(), NEW, "blue", switched, observed, _later(100 + 30))
+    assert (after.phase, after.stable_color, after.share, after.promoted_version) == (
+        "Healthy",
+        "green",
+        {"green": 1.0, "blue": 0.0},
+        "2.0.0",
+    )
+    assert [e[1] for e in after.events] == ["ReleaseComplete"]
+
+
+def test_analysis_is_awaited_then_gates_the_switch() -> None:
+    spec = _spec(analysis={"prometheusUrl": "http://prometheus:9090"})
+    ready = _colors(green=NEW, green_ready=True)
+    assert rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(10)).reason == "Analyzing"
+    assert (
+        rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready, analysis="pass"), _later(10)).reason == "Switched"
+    )
+
+
+def test_without_auto_promotion_it_pauses_until_promoted() -> None:
+    spec = _spec(autoPromotion=False)
+    ready = _colors(green=NEW, green_ready=True)
+    paused = rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(10))
+    assert (paused.phase, paused.reason, paused.service_selects) == ("Paused", "WaitingForPromotion", "blue")
+    assert rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready, promote=True), _later(10)).reason == "Switched"
+
+
+# --- rollback -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("observed", "at", "reason"),
+    [
+        (rel.Observed(_colors(green=NEW)), 301, "ProgressDeadlineExceeded"),
+        (rel.Observed(_colors(green=NEW, green_ready=True), analysis="fail"), 10, "AnalysisFailed"),
+        (rel.Observed(_colors(green=NEW), abort=True), 10, "Aborted"),
+        (rel.Observed(_colors(), migration="failed"), 10, "MigrationFailed"),
+    ],
+)
+def test_a_failing_release_rolls_back(observed: rel.Observed, at: float, reason: str) -> None:
+    spec = _spec(analysis={"prometheusUrl": "http://p:9090"}) if reason == "AnalysisFailed" else _spec()
+    plan = rel.decide(spec, NEW, "blue", _started(), observed, _later(at))
+    assert (plan.phase, plan.reason, plan.service_selects, plan.share) == (
+        "RolledBack",
+        reason,
+        "blue",
+        {"blue": 1.0, "green": 0.0},
+    )
+    assert plan.release is not None and plan.release.outcome == "RolledBack"
+    assert [(e[0], e[1]) for e in plan.events] == [("Warning", reason)]
+    assert plan.message
+
+
+def test_a_rolled_back_release_stays_so_until_the_spec_changes() -> None:
+    rolled = _started(outcome="RolledBack", reason="ProgressDeadlineExceeded", message="not ready")
+    again = rel.decide(_spec(), NEW, "blue", rolled, rel.Observed(_colors(green=NEW)), _later(1000))
+    assert again.phase == "RolledBack" and again.events == []  # no new event on every pass
+    newer = rel.decide(_spec(), "hash-newer", "blue", rolled, rel.Observed(_colors(green=NEW)), _later(1000))
+    assert newer.phase == "Progressing" and newer.release is not None and newer.release.target_hash == "hash-newer"
+
+
+def test_the_deadline_does_not_apply_once_traffic_has_moved() -> None:
+    switched = _started(switched_at="2026-01-01T00:01:40Z")
+    plan = rel.decide(_spec(), NEW, "blue", switched, rel.Observed(_colors(green=NEW, green_ready=False)), _later(301))
+    assert plan.phase != "RolledBack"
+
+
+# --- canary ---------------------------------------------------------------------------------------------------------
+
+
+def test_canary_moves_through_its_steps() -> None:
+    spec = _spec(strategy="Canary", canarySteps=[10, 50, 100], stepSeconds=60)
+    ready = rel.Observed(_colors(green=NEW, green_ready=True))
+    start = rel.decide(spec, NEW, "blue", None, rel.Observed(_colors()), T0)
+    assert start.share == {"green": 0.1, "blue": 0.9} and start.service_selects is None
+    holding = rel.decide(spec, NEW, "blue", start.release, ready, _later(59))
+    assert holding.share == {"green": 0.1, "blue": 0.9} and holding.release == start.release
+    second = rel.decide(spec, NEW, "blue", start.release, ready, _later(60))
+    assert second.share == {"green": 0.5, "blue": 0.5} and second.release is not None and second.release.step == 1
+    third = rel.decide(spec, NEW, "blue", second.release, ready, _later(120))
+    assert third.share == {"green": 1.0, "blue": 0.0}
+    done = rel.decide(spec, NEW, "blue", third.release, ready, _later(180))
+    assert (done.phase, done.stable_color, done.service_selects, done.promoted_version) == (
+        "Healthy",
+        "green",
+        "green",
+        "2.0.0",
+    )
+
+
+def test_a_canary_failing_analysis_rolls_back() -> None:
+    spec = _spec(strategy="Canary", analysis={"prometheusUrl": "http://p:9090"})
+    plan = rel.decide(
+        spec,
+        NEW,
+        "blue",
+        _started(step=1),
+        rel.Observed(_colors(green=NEW, green_ready=True), analysis="fail"),
+        _later(30),
+    )
+    assert (plan.phase, plan.reason, plan.share) == ("RolledBack", "AnalysisFailed", {"blue": 1.0, "green": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("replicas", "percent", "split"),
+    [(2, 10, (1, 1)), (2, 50, (1, 1)), (2, 100, (2, 0)), (10, 10, (1, 9)), (3, 50, (2, 1))],
+)
+def test_canary_replicas_keep_the_total_and_at_least_one_new_pod(
+    replicas: int, percent: int, split: tuple[int, int]
+) -> None:
+    assert rel.canary_replicas(replicas, percent) == split
+
+
+def test_the_release_record_survives_a_round_trip_through_status() -> None:
+    record = _started(step=2, switched_at="2026-01-01T00:01:40Z")
+    assert rel.Release.from_status(record.to_status()) == record
