@@ -41,6 +41,7 @@ class InstanceStatus(TypedDict, total=False):
     readyReplicas: int
     readyText: str
     lastKeyRotation: str
+    release: dict[str, Any]
 
 
 class InstanceBody(TypedDict):

@@ -63,6 +63,19 @@ class Kube:
         )
         await self._client.apply(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER, force=True)
 
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Resize a Deployment without touching its template (the other colour keeps the version it runs)."""
+        self.writes["Deployment/replicas"] += 1
+        log.info("scaling Deployment %s/%s to %d", namespace, name, replicas)
+        await self._client.patch(
+            Deployment,
+            name,
+            {"spec": {"replicas": replicas}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=meta.FIELD_MANAGER,
+        )
+
     async def _get(self, resource: Any, namespace: str, name: str) -> Manifest | None:
         try:
             obj = await self._client.get(resource, name, namespace=namespace)

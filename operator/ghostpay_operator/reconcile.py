@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostpay.core.keystore import LocalKeyStore
+from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import desired as desired_state
@@ -94,19 +95,32 @@ def deployment_state(deployment: Manifest) -> st.DeploymentState:
     )
 
 
-SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "Service", "PodDisruptionBudget")
-WORKLOAD_KINDS = ("Deployment", "Job")
+SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget")
+ROUTING_AND_WORKLOAD_KINDS = ("Service", "Deployment", "Job")
+PROMOTE, ABORT = "ghostpay.io/promote", "ghostpay.io/abort"
 
 
 async def _observe(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, dict[str, Manifest]]:
     """What the instance owns, one LIST per kind; a workloads-only pass skips the supporting kinds."""
-    kinds = SUPPORTING_KINDS + WORKLOAD_KINDS if full else WORKLOAD_KINDS
+    kinds = SUPPORTING_KINDS + ROUTING_AND_WORKLOAD_KINDS if full else ROUTING_AND_WORKLOAD_KINDS
     observed = {kind: await kube.owned(kind, spec.namespace, spec.name) for kind in kinds}
     if full:
         # Secrets are read by name, never listed: the operator's role may not list Secrets.
         keys = await kube.secret(spec.namespace, pods.keys_secret_name(spec))
         observed["Secret"] = {pods.keys_secret_name(spec): keys} if keys else {}
     return observed
+
+
+def color_state(spec: specs.InstanceSpec, deployments: dict[str, Manifest], color: str) -> release.ColorState:
+    """A colour's template (when all its Deployments agree on one) and whether all its pods are ready."""
+    mine = [deployments.get(workloads.deployment_name(spec, name, color)) for name in specs.SERVICES]
+    if any(d is None for d in mine):
+        return release.ColorState(None, None, False)
+    present = [d for d in mine if d is not None]
+    hashes = {d["metadata"].get("annotations", {}).get(workloads.TEMPLATE_HASH) for d in present}
+    states = [deployment_state(d) for d in present]
+    ready = all(s.rolled_out and s.replicas > 0 for s in states)
+    return release.ColorState(hashes.pop() if len(hashes) == 1 else None, states[0].version, ready)
 
 
 def _deployments_by_service(
@@ -119,9 +133,9 @@ def _deployments_by_service(
     }
 
 
-def _transitions(previous: InstanceStatus, status: InstanceStatus) -> list[tuple[str, str, str]]:
-    """Events worth telling a user: a phase change, with the reason behind it."""
-    if previous.get("phase") == status["phase"]:
+def _transitions(previous: InstanceStatus, status: InstanceStatus, plan: release.Plan) -> list[tuple[str, str, str]]:
+    """Events worth telling a user: a phase change, with the reason behind it (unless the release said it)."""
+    if previous.get("phase") == status["phase"] or plan.events:
         return []
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
@@ -134,30 +148,62 @@ def _without_kopf(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "kopf"}
 
 
+def _plan(
+    spec: specs.InstanceSpec,
+    body: dict[str, Any],
+    previous: InstanceStatus,
+    observed: dict[str, dict[str, Manifest]],
+    migration: str,
+    now: datetime,
+) -> release.Plan:
+    annotations = body["metadata"].get("annotations") or {}
+    view = release.Observed(
+        colors={c: color_state(spec, observed["Deployment"], c) for c in (release.BLUE, release.GREEN)},
+        migration=migration,
+        promote=PROMOTE in annotations,
+        abort=ABORT in annotations,
+    )
+    stable = previous.get("activeColor", release.BLUE)
+    current = release.Release.from_status(previous.get("release"))
+    return release.decide(spec, workloads.template_hash(spec), stable, current, view, now)
+
+
+async def _apply_workloads(
+    kube: Kube, spec: specs.InstanceSpec, desired: desired_state.Desired, observed: dict[str, dict[str, Manifest]]
+) -> int:
+    changed = await _apply_changed(kube, desired.deployments, observed)
+    for name, replicas in desired.scale.items():
+        live = observed["Deployment"].get(name)
+        if live is not None and live["spec"].get("replicas") != replicas:
+            await kube.scale(spec.namespace, name, replicas)
+            changed += 1
+    return changed
+
+
 async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = None, full: bool = True) -> Outcome:
     """A full pass checks and applies everything; a workloads-only pass (`full=False`, after an owned Deployment or
-    Job changed) only moves the migration and the Deployments along and refreshes the status."""
+    Job changed) skips the supporting objects (ServiceAccount, ConfigMap, budgets, key Secret)."""
+    now = now or datetime.now(UTC)
     spec = specs.parse(body)
     previous: InstanceStatus = _without_kopf(body.get("status") or {})  # type: ignore[assignment]
-    color = previous.get("activeColor", "blue")
     observed = await _observe(kube, spec, full)
     problem = await _database_problem(kube, spec)
-    migration = "absent"
+    migration = migration_state(observed["Job"].get(workloads.migration_job_name(spec)))
+    plan = _plan(spec, body, previous, observed, migration, now)
     if problem is None:
-        desired = desired_state.desired_children(spec, color)
+        desired = desired_state.desired_children(spec, plan)
         if full:
             if pods.keys_secret_name(spec) not in observed["Secret"]:
                 await kube.apply(keys_secret(spec))
             await _apply_changed(kube, desired.supporting, observed)
-        job = observed["Job"].get(desired.migration["metadata"]["name"])
-        migration = migration_state(job)
         if migration == "absent":
             await kube.apply(desired.migration)
             migration = "running"
-        if migration == "succeeded" and await _apply_changed(kube, desired.deployments, observed):
+        if migration == "succeeded" and await _apply_workloads(kube, spec, desired, observed):
             observed["Deployment"] = await kube.owned("Deployment", spec.namespace, spec.name)
-    view = st.Observed(migration, _deployments_by_service(spec, observed["Deployment"], color), problem)
-    status = st.compute_status(spec, view, previous, now or datetime.now(UTC))
+        await _apply_changed(kube, desired.routing, observed)
+    view = st.Observed(migration, _deployments_by_service(spec, observed["Deployment"], plan.stable_color), problem)
+    status = st.compute_status(spec, view, previous, now, plan)
     if status != previous:
         await kube.write_status(spec.namespace, spec.name, status)
-    return Outcome(status, problem, _transitions(previous, status))
+    return Outcome(status, problem, [*plan.events, *_transitions(previous, status, plan)])

@@ -108,9 +108,10 @@ def canary_replicas(replicas: int, percent: int) -> tuple[int, int]:
     return new, replicas - new
 
 
-def _steady(stable: str, message: str) -> Plan:
+def steady(stable: str, message: str = "") -> Plan:
+    """No release: every pod on the stable colour, on the desired template."""
     return Plan(
-        stable, {stable: 1.0, other(stable): 0.0}, None, stable, None, None, "Healthy", "ReleaseComplete", message
+        stable, {stable: 1.0, other(stable): 0.0}, stable, stable, None, None, "Healthy", "ReleaseComplete", message
     )
 
 
@@ -142,8 +143,8 @@ def decide(
             if (release and release.outcome == "InProgress")
             else []
         )
-        plan = _steady(stable, f"Version {spec.version} is stable on {stable}.")
-        return replace(plan, new_template_color=stable, events=events)
+        plan = steady(stable, f"Version {spec.version} is stable on {stable}.")
+        return replace(plan, events=events)
     if release is not None and release.target_hash == desired_hash and release.outcome == "RolledBack":
         return _rolled_back(stable, release, release.reason, release.message)
     if release is None or release.target_hash != desired_hash:
@@ -203,7 +204,7 @@ def _blue_green(
     new = release.color
     if release.switched_at is not None:
         if _elapsed(release.switched_at, now) >= spec.release.scale_down_delay_seconds:
-            plan = _steady(new, f"Version {release.version} is stable on {new}.")
+            plan = steady(new, f"Version {release.version} is stable on {new}.")
             return replace(
                 plan,
                 new_template_color=new,
@@ -312,7 +313,7 @@ def _canary(
     if not (held and analysed):
         return at_step
     if percent >= 100:
-        plan = _steady(new, f"Version {release.version} is stable on {new}.")
+        plan = steady(new, f"Version {release.version} is stable on {new}.")
         return replace(
             plan,
             new_template_color=new,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ghostpay_operator import release
 from ghostpay_operator.kinds import Condition, InstanceStatus
 from ghostpay_operator.spec import InstanceSpec
 
@@ -67,7 +68,7 @@ def _serving(spec: InstanceSpec, observed: Observed) -> bool:
     )
 
 
-def verdict(spec: InstanceSpec, observed: Observed, was_active: bool) -> Verdict:
+def verdict(spec: InstanceSpec, observed: Observed, was_active: bool, plan: release.Plan | None = None) -> Verdict:
     """The phase and the three conditions: (status, reason, message) each."""
     serving = _serving(spec, observed)
     ready = (
@@ -83,10 +84,16 @@ def verdict(spec: InstanceSpec, observed: Observed, was_active: bool) -> Verdict
             (False, p.reason, p.message),
             (True, p.reason, p.message),
         )
+    healthy = (False, "AsExpected", "Nothing is wrong.")
+    if plan is not None and plan.phase == ROLLED_BACK:
+        return Verdict(ROLLED_BACK, ready, (False, plan.reason, plan.message), (True, plan.reason, plan.message))
+    if plan is not None and plan.release is not None and plan.phase in ("Progressing", "Paused"):
+        return Verdict(
+            PROGRESSING, ready, (True, plan.reason, plan.message), (False, "AsExpected", "Nothing is wrong.")
+        )
     if observed.migration == "failed":
         message = f"The database migration Job for {spec.version} failed; see its pod logs."
         return Verdict(DEGRADED, ready, (False, "MigrationFailed", message), (True, "MigrationFailed", message))
-    healthy = (False, "AsExpected", "Nothing is wrong.")
     if _ok(spec, observed):
         done = f"Version {spec.version} is running with all replicas ready."
         return Verdict(HEALTHY, (True, "AllReplicasReady", done), (False, "ReleaseComplete", done), healthy)
@@ -113,10 +120,12 @@ def _condition(
     }
 
 
-def compute_status(spec: InstanceSpec, observed: Observed, previous: InstanceStatus, now: datetime) -> InstanceStatus:
+def compute_status(
+    spec: InstanceSpec, observed: Observed, previous: InstanceStatus, now: datetime, plan: release.Plan | None = None
+) -> InstanceStatus:
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     active_version = previous.get("activeVersion")
-    decided = verdict(spec, observed, was_active=active_version is not None)
+    decided = verdict(spec, observed, was_active=active_version is not None, plan=plan)
     conditions = previous.get("conditions", [])
     status: InstanceStatus = {
         **previous,
@@ -127,8 +136,11 @@ def compute_status(spec: InstanceSpec, observed: Observed, previous: InstanceSta
             _condition(conditions, "Progressing", decided.progressing, spec.generation, stamp),
             _condition(conditions, "Degraded", decided.degraded, spec.generation, stamp),
         ],
-        "activeColor": previous.get("activeColor", "blue"),
+        "activeColor": plan.stable_color if plan else previous.get("activeColor", "blue"),
     }
+    status.pop("release", None)
+    if plan is not None and plan.release is not None:
+        status["release"] = plan.release.to_status()
     if decided.phase == HEALTHY and active_version != spec.version:
         status["activeVersion"] = spec.version
         if active_version is not None:

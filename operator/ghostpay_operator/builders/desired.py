@@ -1,9 +1,10 @@
-"""Everything an instance should own, in apply order, given what the operator has observed."""
+"""Everything an instance should own, in apply order, given the release plan for this pass."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ghostpay_operator import release
 from ghostpay_operator.builders import config, meta, networking, workloads
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import SERVICES, InstanceSpec
@@ -11,20 +12,43 @@ from ghostpay_operator.spec import SERVICES, InstanceSpec
 
 @dataclass(frozen=True)
 class Desired:
-    """Children to apply now; `migration` runs first, and the Deployments wait until it has succeeded."""
+    """Children to apply now. `migration` runs first; the Deployments on the desired template (`deployments`) wait
+    until it has succeeded; Deployments of the other colour keep their template and only change size (`scale`)."""
 
     supporting: list[Manifest]
+    routing: list[Manifest]
     migration: Manifest
     deployments: list[Manifest]
+    scale: dict[str, int]  # Deployment name -> replicas
 
 
-def desired_children(spec: InstanceSpec, active_color: str) -> Desired:
+def replicas_by_color(replicas: int, plan: release.Plan) -> dict[str, int]:
+    """One service's pods per colour for the plan's shares (a canary split keeps the total)."""
+    new = plan.new_template_color
+    result = {color: round(share * replicas) for color, share in plan.share.items()}
+    if new is not None and new != plan.stable_color and 0 < plan.share[new] < 1:
+        result[new], result[plan.stable_color] = release.canary_replicas(replicas, round(plan.share[new] * 100))
+    return result
+
+
+def desired_children(spec: InstanceSpec, plan: release.Plan) -> Desired:
     supporting = [config.service_account(spec), config.config_map(spec)]
+    routing: list[Manifest] = []
+    deployments: list[Manifest] = []
+    scale: dict[str, int] = {}
     for name in SERVICES:
-        supporting += [networking.service(spec, name, active_color), networking.disruption_budget(spec, name)]
-    deployments = [workloads.deployment(spec, name, active_color, spec.services[name].replicas) for name in SERVICES]
+        supporting.append(networking.disruption_budget(spec, name))
+        routing.append(networking.service(spec, name, plan.service_selects))
+        routing.append(networking.service(spec, name, plan.preview_selects or plan.stable_color, preview=True))
+        for color, count in replicas_by_color(spec.services[name].replicas, plan).items():
+            if color == plan.new_template_color:
+                deployments.append(workloads.deployment(spec, name, color, count))
+            else:
+                scale[workloads.deployment_name(spec, name, color)] = count
     return Desired(
         supporting=[meta.stamped(m) for m in supporting],
+        routing=[meta.stamped(m) for m in routing],
         migration=meta.stamped(workloads.migration_job(spec)),
         deployments=[meta.stamped(m) for m in deployments],
+        scale=scale,
     )

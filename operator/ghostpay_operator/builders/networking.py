@@ -11,14 +11,17 @@ def service_name(spec: InstanceSpec, service: str) -> str:
     return meta.child_name(spec, service)
 
 
-def service(spec: InstanceSpec, name: str, color: str) -> Manifest:
+def service(spec: InstanceSpec, name: str, color: str | None, preview: bool = False) -> Manifest:
+    """The service's Service (or its preview Service during a release): one colour, or both (`None`, canary)."""
+    selector = meta.color_selector(spec, name, color) if color else meta.service_selector(spec, name)
+    full_name = service_name(spec, name) + ("-preview" if preview else "")
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": meta.object_meta(spec, service_name(spec, name), {"app.kubernetes.io/component": name}),
+        "metadata": meta.object_meta(spec, full_name, {"app.kubernetes.io/component": name}),
         "spec": {
             "type": "ClusterIP",
-            "selector": meta.color_selector(spec, name, color),
+            "selector": selector,
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }

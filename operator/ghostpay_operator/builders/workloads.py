@@ -6,9 +6,10 @@ from typing import Any
 
 from ghostpay_operator.builders import config, meta, pods
 from ghostpay_operator.kinds import Manifest
-from ghostpay_operator.spec import InstanceSpec
+from ghostpay_operator.spec import SERVICES, InstanceSpec
 
 CONFIG_HASH = "ghostpay.io/config-hash"
+TEMPLATE_HASH = "ghostpay.io/template-hash"
 
 
 def deployment_name(spec: InstanceSpec, service: str, color: str) -> str:
@@ -62,28 +63,42 @@ def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
     }
 
 
-def deployment(spec: InstanceSpec, service: str, color: str, replicas: int) -> Manifest:
+def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any]:
     selector = meta.color_selector(spec, service, color)
     pod_labels = {**meta.instance_labels(spec), **selector, "app.kubernetes.io/version": spec.version}
     annotations = {**spec.pod_annotations, CONFIG_HASH: meta.content_hash(config.config_data(spec))}
     return {
+        "metadata": {"labels": pod_labels, "annotations": annotations},
+        "spec": pods.pod_spec(
+            spec,
+            [service_container(spec, service)],
+            topologySpreadConstraints=_topology_spread(spec, selector),
+            terminationGracePeriodSeconds=30,
+        ),
+    }
+
+
+def template_hash(spec: InstanceSpec) -> str:
+    """What a release is about: the pod templates of all services (whatever their colour). A change here — image,
+    version, configuration, pod annotations, resources — starts a release."""
+    return meta.content_hash([_pod_template(spec, name, "any") for name in SERVICES])
+
+
+def deployment(spec: InstanceSpec, service: str, color: str, replicas: int) -> Manifest:
+    template = _pod_template(spec, service, color)
+    labels = template["metadata"]["labels"]
+    metadata = meta.object_meta(spec, deployment_name(spec, service, color), labels)
+    metadata["annotations"] = {TEMPLATE_HASH: template_hash(spec)}
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta.object_meta(spec, deployment_name(spec, service, color), pod_labels),
+        "metadata": metadata,
         "spec": {
             "replicas": replicas,
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": selector},
+            "selector": {"matchLabels": meta.color_selector(spec, service, color)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": annotations},
-                "spec": pods.pod_spec(
-                    spec,
-                    [service_container(spec, service)],
-                    topologySpreadConstraints=_topology_spread(spec, selector),
-                    terminationGracePeriodSeconds=30,
-                ),
-            },
+            "template": template,
         },
     }
 

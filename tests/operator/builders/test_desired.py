@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
+from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import desired, meta, networking, workloads
 from tests.operator.samples import body
 
 
 def _children(**changes: Any) -> desired.Desired:
-    return desired.desired_children(specs.parse(body(**changes)), "blue")
+    return desired.desired_children(specs.parse(body(**changes)), release.steady("blue"))
 
 
 def _by_kind_name(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -21,13 +22,13 @@ def _by_kind_name(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict
 
 def test_an_instance_owns_four_services_each_with_deployment_service_and_budget() -> None:
     children = _children()
-    names = _by_kind_name(children.supporting + children.deployments)
+    names = _by_kind_name(children.supporting + children.routing + children.deployments)
     for service in specs.SERVICES:
         assert ("Deployment", f"payments-{service}-blue") in names
         assert ("Service", f"payments-{service}") in names
         assert ("PodDisruptionBudget", f"payments-{service}") in names
     assert ("ServiceAccount", "payments") in names and ("ConfigMap", "payments-config") in names
-    everything = [*children.supporting, *children.deployments, children.migration]
+    everything = [*children.supporting, *children.routing, *children.deployments, children.migration]
     for manifest in everything:
         owner = manifest["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
@@ -117,3 +118,49 @@ def test_one_migration_job_per_image() -> None:
     job = workloads.migration_job(parsed)
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["ghostpay", "migrate"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def _plan_for(share_green: float, selects: str | None, new: str | None = "green") -> release.Plan:
+    return release.Plan(
+        "blue",
+        {"blue": 1.0 if share_green in (0.0, 1.0) else 1 - share_green, "green": share_green},
+        new,
+        selects,
+        "green",
+        None,
+        "Progressing",
+        "r",
+        "m",
+    )
+
+
+def test_blue_green_runs_the_new_template_on_the_new_color_and_previews_it() -> None:
+    children = desired.desired_children(specs.parse(body(version="2.0.0")), _plan_for(1.0, "blue"))
+    deployments = _by_kind_name(children.deployments)
+    assert ("Deployment", "payments-cards-green") in deployments and (
+        "Deployment",
+        "payments-cards-blue",
+    ) not in deployments
+    assert deployments[("Deployment", "payments-cards-green")]["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ].endswith(":2.0.0")
+    assert children.scale["payments-cards-blue"] == 2  # the stable colour keeps its template, only sized
+    routing = _by_kind_name(children.routing)
+    assert routing[("Service", "payments-cards")]["spec"]["selector"][meta.COLOR_LABEL] == "blue"
+    assert routing[("Service", "payments-cards-preview")]["spec"]["selector"][meta.COLOR_LABEL] == "green"
+
+
+@pytest.mark.parametrize(("share", "green", "blue"), [(0.1, 1, 1), (0.5, 1, 1), (0.0, 0, 2)])
+def test_a_canary_step_splits_each_service_and_selects_both_colors(share: float, green: int, blue: int) -> None:
+    children = desired.desired_children(specs.parse(body(version="2.0.0")), _plan_for(share, None))
+    green_cards = _by_kind_name(children.deployments)[("Deployment", "payments-cards-green")]
+    assert (green_cards["spec"]["replicas"], children.scale["payments-cards-blue"]) == (green, blue)
+    selector = _by_kind_name(children.routing)[("Service", "payments-cards")]["spec"]["selector"]
+    assert meta.COLOR_LABEL not in selector
+
+
+def test_a_rollback_only_resizes_both_colors() -> None:
+    plan = release.Plan("blue", {"blue": 1.0, "green": 0.0}, None, "blue", None, None, "RolledBack", "r", "m")
+    children = desired.desired_children(specs.parse(body(version="2.0.0")), plan)
+    assert children.deployments == []
+    assert children.scale["payments-cards-blue"] == 2 and children.scale["payments-cards-green"] == 0
