@@ -1,0 +1,174 @@
+"""Releases on the local control plane: blue-green to a healthy version without ever losing ready endpoints,
+blue-green to a version that never becomes ready (rolled back by the deadline), and canary steps."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ghostpay_operator import localcluster
+from tests import procs
+from tests.operator.kube_helpers import (
+    condition,
+    create_database_secret,
+    get_json,
+    install_crds,
+    instance_yaml,
+    operator_process,
+    wait_for,
+)
+from tests.operator.test_operator import SETTLE, _deployments, _healthy
+
+pytestmark = pytest.mark.slow
+SERVICES = ("auth", "cards", "charges", "analytics")
+FAST = {"progressDeadlineSeconds": 20, "scaleDownDelaySeconds": 5, "stepSeconds": 4}
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: localcluster.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Proc]:
+    install_crds(cluster)
+    proc = operator_process(cluster, tmp_path_factory.mktemp("operator"), GHOSTPAY_OPERATOR_RESYNC_SECONDS="2").start()
+    yield proc
+    proc.stop()
+
+
+class EndpointWatch:
+    """Polls every Service's EndpointSlices in the background and keeps the fewest ready endpoints seen."""
+
+    def __init__(self, cluster: localcluster.Cluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.fewest = {name: 10**6 for name in SERVICES}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ready(self) -> dict[str, int]:
+        slices = get_json(self.cluster, "endpointslices", "-n", self.namespace)["items"]
+        counts = dict.fromkeys(SERVICES, 0)
+        for item in slices:
+            owner = item["metadata"].get("labels", {}).get("kubernetes.io/service-name", "")
+            service = owner.removeprefix("payments-")
+            if service in counts:
+                counts[service] += sum(1 for e in item.get("endpoints") or [] if e["conditions"].get("ready"))
+        return counts
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 600
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for name, count in self._ready().items():
+                self.fewest[name] = min(self.fewest[name], count)
+            self.samples += 1
+            self._stop.wait(0.3)
+
+    def __enter__(self) -> EndpointWatch:
+        # Endpoints trail pod readiness a little: start from a steady state where every Service is fully served.
+        wait_for(lambda: min(self._ready().values()) >= 2, 60, "every Service to have its ready endpoints")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def _install(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> dict[str, Any]:
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=FAST, **spec))
+    return wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+
+
+def _upgrade(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> None:
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=FAST, **spec))
+
+
+def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
+    _install(cluster, namespace)
+    with EndpointWatch(cluster, namespace) as watch:
+        _upgrade(cluster, namespace, version="0.2.0")
+        done = wait_for(
+            lambda: (i := _healthy(cluster, namespace)) and i["status"].get("activeColor") == "green" and i,
+            SETTLE,
+            "the release to complete",
+        )
+        wait_for(
+            lambda: all(
+                d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
+            ),
+            60,
+            "the old colour to scale down",
+        )
+    assert watch.samples > 5 and min(watch.fewest.values()) >= 2, watch.fewest  # availability.minReplicas
+    status = done["status"]
+    assert (status["activeVersion"], status["previousVersion"], status["activeColor"]) == ("0.2.0", "0.1.0", "green")
+    green = _deployments(cluster, namespace)["payments-cards-green"]
+    assert green["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.2.0")
+    reasons = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=GhostPayInstance"
+    ).stdout
+    assert "ReleaseStarted" in reasons and "Switched" in reasons and "ReleaseComplete" in reasons
+
+
+def test_blue_green_to_an_unready_version_rolls_back(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    _install(cluster, namespace)
+    with EndpointWatch(cluster, namespace) as watch:
+        _upgrade(cluster, namespace, version="0.3.0", podAnnotations={"ghostpay.io/simulate": "unready"})
+
+        def rolled_back() -> dict[str, Any] | None:
+            instance = get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)
+            return instance if instance["status"].get("phase") == "RolledBack" else None
+
+        instance = wait_for(rolled_back, SETTLE, "the rollback")
+        wait_for(
+            lambda: all(
+                d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-green")
+            ),
+            60,
+            "the new colour to scale down",
+        )
+    assert min(watch.fewest.values()) >= 2, watch.fewest  # the stable colour never lost its endpoints
+    degraded = condition(instance, "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ProgressDeadlineExceeded")
+    assert "0.3.0" in degraded["message"]
+    assert (instance["status"]["activeVersion"], instance["status"]["activeColor"]) == ("0.1.0", "blue")
+    time.sleep(4)  # it stays rolled back while the spec is unchanged
+    assert get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)["status"]["phase"] == "RolledBack"
+
+    # Back to the stable version: immediate.
+    _upgrade(cluster, namespace, version="0.1.0")
+    healthy = wait_for(lambda: _healthy(cluster, namespace), 60, "Healthy again")
+    assert healthy["status"]["activeColor"] == "blue"
+
+
+def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
+    canary = {**FAST, "strategy": "Canary", "canarySteps": [10, 50, 100], "stepSeconds": 6}
+    create_database_secret(cluster, namespace)
+    cluster.kubectl(
+        "apply", "-f", "-", input=instance_yaml(namespace, release=canary, services={"cards": {"replicas": 4}})
+    )
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=instance_yaml(namespace, version="0.2.0", release=canary, services={"cards": {"replicas": 4}}),
+    )
+    seen: set[tuple[int, int]] = set()
+
+    def finished() -> bool:
+        deployments = _deployments(cluster, namespace)
+        green = deployments.get("payments-cards-green", {}).get("spec", {}).get("replicas", 0)
+        blue = deployments["payments-cards-blue"]["spec"]["replicas"]
+        seen.add((green, blue))
+        instance = _healthy(cluster, namespace)
+        return bool(instance and instance["status"]["activeColor"] == "green")
+
+    wait_for(finished, SETTLE, "the canary to complete", interval=0.5)
+    assert {(1, 3), (2, 2), (4, 0)} <= seen, seen  # 10 % (at least one pod), 50 %, 100 % of 4 cards pods
+    selector = get_json(cluster, "service", "payments-cards", "-n", namespace)["spec"]["selector"]
+    assert selector["ghostpay.io/color"] == "green"
