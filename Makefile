@@ -8,6 +8,7 @@ DURATION ?= 30s
 .PHONY: install dev test check lint typecheck imports openapi bench bench-operator load clean
 
 include tools/controlplane/controlplane.mk
+include tools/openbao/openbao.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +21,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane
+test: install check controlplane openbao
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
