@@ -13,7 +13,10 @@ async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
         "/charges", json={"card_id": card["card_id"], "amount": 1, "currency": "USD"}, headers=merchant["headers"]
     )
     text = (await api.http.get("/metrics")).text
-    assert 'ghostpay_http_requests_total{method="GET",route="/cards/{card_id}",service="cards",status="200"}' in text
+    assert (
+        'ghostpay_http_requests_total{method="GET",route="/cards/{card_id}",service="cards",status="200",version="0.1.0"}'
+        in text
+    )
     assert card["card_id"] not in text
     assert 'ghostpay_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/charges",' in text
     for name in (

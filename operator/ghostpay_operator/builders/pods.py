@@ -35,14 +35,16 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def environment(spec: InstanceSpec) -> dict[str, Any]:
-    """`env` and `envFrom` of every GhostPay container: the DSN from its Secret, the rest from the ConfigMap."""
+def environment(spec: InstanceSpec, values: dict[str, str] | None = None) -> dict[str, Any]:
+    """`env` and `envFrom` of every GhostPay container: the DSN from its Secret, the rest from the ConfigMap,
+    plus `values` that differ between colours (so cannot live in the shared ConfigMap)."""
     return {
         "env": [
             {
                 "name": "GHOSTPAY_DATABASE_URL",
                 "valueFrom": {"secretKeyRef": {"name": spec.database_secret, "key": spec.database_key}},
-            }
+            },
+            *({"name": name, "value": value} for name, value in sorted((values or {}).items())),
         ],
         "envFrom": [{"configMapRef": {"name": config.config_name(spec)}}],
     }

@@ -54,7 +54,7 @@ def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
         "image": spec.image_ref,
         "command": ["ghostpay", "serve", service],
         "ports": [{"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"}],
-        **pods.environment(spec),
+        **pods.environment(spec, {"GHOSTPAY_VERSION": spec.version}),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/healthz", 10, 3),
         "resources": spec.services[service].resources,

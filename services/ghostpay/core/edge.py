@@ -62,7 +62,7 @@ class EdgeMiddleware:
                     return
             await self.app(scope, receive, send_with_headers)
         finally:
-            self._record(scope, runtime.service_name, status_holder[0], time.perf_counter() - started)
+            self._record(scope, runtime, status_holder[0], time.perf_counter() - started)
 
     async def _admit(self, scope: Scope, headers: Headers, runtime: Runtime, extra_headers: dict[str, str]) -> Any:
         """Verify the token and spend one unit of the caller's budget; a response if refused, else None."""
@@ -96,10 +96,10 @@ class EdgeMiddleware:
         )
 
     @staticmethod
-    def _record(scope: Scope, default_service: str, status: int, seconds: float) -> None:
-        service, route = route_labels(scope, default_service)
+    def _record(scope: Scope, runtime: Runtime, status: int, seconds: float) -> None:
+        service, route = route_labels(scope, runtime.service_name)
         method = scope["method"]
-        telemetry.HTTP_REQUESTS.labels(service, route, method, str(status)).inc()
+        telemetry.HTTP_REQUESTS.labels(service, route, method, str(status), runtime.settings.version).inc()
         telemetry.HTTP_DURATION.labels(service, route, method).observe(seconds)
         if scope["path"] not in OPS_PATHS:
             log.info(

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ghostpay import __version__
+
 Role = Literal["admin", "merchant", "user"]
 RateLimitedRole = Literal["admin", "merchant", "user", "anonymous"]
 
@@ -65,6 +67,8 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=20, ge=1)
     analytics_relay_interval_seconds: float = Field(default=0.5, gt=0)
     log_level: str = "INFO"
+    # The release this process belongs to (the operator sets it to spec.version); a label on the HTTP metrics.
+    version: str = Field(default=__version__, max_length=128)
 
     @field_validator("rate_limits", mode="before")
     @classmethod

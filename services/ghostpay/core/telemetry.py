@@ -20,8 +20,9 @@ from ghostpay.core import luhn
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double every counter for no use here
 
+# `version` lets a release's analysis compare the new version's error rate with the stable one's.
 HTTP_REQUESTS = Counter(
-    "ghostpay_http_requests_total", "HTTP requests answered", ["service", "route", "method", "status"]
+    "ghostpay_http_requests_total", "HTTP requests answered", ["service", "route", "method", "status", "version"]
 )
 HTTP_DURATION = Histogram(
     "ghostpay_http_request_duration_seconds",
