@@ -53,8 +53,8 @@ def error_rate_query(version: str, window: str = "1m") -> str:
 
 
 def verdict(value: float | None, max_error_rate: float) -> str | None:
-    """"pass" when the error rate is at most `max_error_rate`, "fail" above it; None when there is no data yet
-    (no result, or NaN: no requests in the window)."""
+    """PASS when the error rate is at most `max_error_rate`, FAIL above it; None when there is no data yet (no
+    result, or NaN: no requests in the window)."""
     if value is None or math.isnan(value):
         return None
     return FAIL if value > max_error_rate else PASS
@@ -87,7 +87,7 @@ async def error_rate(
     prometheus_url: str,
     version: str,
     client: httpx.AsyncClient | None = None,
-    timeout: float = 5.0,
+    timeout: float = 5.0,  # noqa: ASYNC109  # the HTTP timeout handed to httpx, per request
     window: str = "1m",
 ) -> float | None:
     """The current error rate of `version` (0..1, or NaN with no traffic), None when unknown. Never raises for
@@ -105,7 +105,8 @@ async def error_rate(
     except (httpx.HTTPError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         if prometheus_url not in _failing:
             _failing.add(prometheus_url)
-            log.warning("release analysis: cannot ask Prometheus at %s: %s", prometheus_url, exc or type(exc).__name__)
+            reason = str(exc) or type(exc).__name__
+            log.warning("release analysis: cannot ask Prometheus at %s: %s", prometheus_url, reason)
         else:
             log.debug("release analysis: Prometheus at %s still failing: %s", prometheus_url, exc)
         return None
@@ -120,7 +121,7 @@ async def measure(
     version: str,
     max_error_rate: float,
     client: httpx.AsyncClient | None = None,
-    timeout: float = 5.0,
+    timeout: float = 5.0,  # noqa: ASYNC109  # the HTTP timeout handed to httpx, per request
 ) -> str | None:
     """`Observed.analysis` for a release to `version`: "pass", "fail", or None (no data yet, or Prometheus
     unavailable — the release then waits, and its progress deadline still applies)."""

@@ -63,6 +63,12 @@ class Kube:
         )
         await self._client.apply(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER, force=True)
 
+    async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
+        """Take away one-shot command annotations (promote, abort) once acted on."""
+        self.writes["GhostPayInstance"] += 1
+        patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
+        await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
+
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         """Resize a Deployment without touching its template (the other colour keeps the version it runs)."""
         self.writes["Deployment/replicas"] += 1

@@ -168,6 +168,15 @@ def _plan(
     return release.decide(spec, workloads.template_hash(spec), stable, current, view, now)
 
 
+def _consumed_commands(body: dict[str, Any], plan: release.Plan) -> list[str]:
+    """Command annotations this pass has acted on: promote once traffic moved, abort once rolled back; either
+    also once no release is left to act on."""
+    present = [key for key in (PROMOTE, ABORT) if key in (body["metadata"].get("annotations") or {})]
+    if plan.release is None or plan.release.outcome == "RolledBack":
+        return present
+    return [key for key in present if key == PROMOTE and plan.release.switched_at is not None]
+
+
 async def _apply_workloads(
     kube: Kube, spec: specs.InstanceSpec, desired: desired_state.Desired, observed: dict[str, dict[str, Manifest]]
 ) -> int:
@@ -202,6 +211,9 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
         if migration == "succeeded" and await _apply_workloads(kube, spec, desired, observed):
             observed["Deployment"] = await kube.owned("Deployment", spec.namespace, spec.name)
         await _apply_changed(kube, desired.routing, observed)
+    consumed = _consumed_commands(body, plan)
+    if consumed:
+        await kube.remove_annotations(spec.namespace, spec.name, consumed)
     view = st.Observed(migration, _deployments_by_service(spec, observed["Deployment"], plan.stable_color), problem)
     status = st.compute_status(spec, view, previous, now, plan)
     if status != previous:

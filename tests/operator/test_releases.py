@@ -172,3 +172,68 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
     assert {(1, 3), (2, 2), (4, 0)} <= seen, seen  # 10 % (at least one pod), 50 %, 100 % of 4 cards pods
     selector = get_json(cluster, "service", "payments-cards", "-n", namespace)["spec"]["selector"]
     assert selector["ghostpay.io/color"] == "green"
+
+
+def _instance(cluster: localcluster.Cluster, namespace: str) -> dict[str, Any]:
+    found: dict[str, Any] = get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)
+    return found
+
+
+def test_manual_promotion_waits_for_the_annotation(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    manual = {**FAST, "autoPromotion": False, "progressDeadlineSeconds": 600}
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=manual))
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version="0.2.0", release=manual))
+    paused = wait_for(
+        lambda: (
+            (i := _instance(cluster, namespace))
+            and condition(i, "Progressing").get("reason") == "WaitingForPromotion"
+            and i
+        ),
+        SETTLE,
+        "the pause",
+    )
+    assert paused["status"]["activeColor"] == "blue"
+    service = get_json(cluster, "service", "payments-cards", "-n", namespace)["spec"]["selector"]
+    assert service["ghostpay.io/color"] == "blue"
+    preview = get_json(cluster, "service", "payments-cards-preview", "-n", namespace)["spec"]["selector"]
+    assert preview["ghostpay.io/color"] == "green"
+
+    cluster.kubectl("annotate", "ghostpay", "payments", "-n", namespace, "ghostpay.io/promote=true")
+    done = wait_for(
+        lambda: (i := _healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
+        SETTLE,
+        "the promotion",
+    )
+    assert done["status"]["activeVersion"] == "0.2.0"
+    assert "ghostpay.io/promote" not in (_instance(cluster, namespace)["metadata"].get("annotations") or {})
+
+
+def test_abort_rolls_back_at_once(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
+    patient = {**FAST, "progressDeadlineSeconds": 600}
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=patient))
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=instance_yaml(
+            namespace, version="0.3.0", release=patient, podAnnotations={"ghostpay.io/simulate": "unready"}
+        ),
+    )
+    wait_for(lambda: _instance(cluster, namespace)["status"].get("release"), 60, "the release to start")
+    cluster.kubectl("annotate", "ghostpay", "payments", "-n", namespace, "ghostpay.io/abort=true")
+    rolled = wait_for(
+        lambda: (i := _instance(cluster, namespace))["status"].get("phase") == "RolledBack" and i, 60, "the abort"
+    )
+    assert condition(rolled, "Degraded")["reason"] == "Aborted"
+    assert rolled["status"]["activeColor"] == "blue"
+    wait_for(
+        lambda: "ghostpay.io/abort" not in (_instance(cluster, namespace)["metadata"].get("annotations") or {}),
+        30,
+        "the abort annotation to be consumed",
+    )
