@@ -83,6 +83,12 @@ def parse_result(payload: Any) -> float | None:
     raise ValueError(f"unexpected result type {kind!r}")
 
 
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}: {exc.response.text[:200]}"
+    return str(exc) or type(exc).__name__
+
+
 async def error_rate(
     prometheus_url: str,
     version: str,
@@ -105,7 +111,7 @@ async def error_rate(
     except (httpx.HTTPError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         if prometheus_url not in _failing:
             _failing.add(prometheus_url)
-            reason = str(exc) or type(exc).__name__
+            reason = _describe(exc)
             log.warning("release analysis: cannot ask Prometheus at %s: %s", prometheus_url, reason)
         else:
             log.debug("release analysis: Prometheus at %s still failing: %s", prometheus_url, exc)

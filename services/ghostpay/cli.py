@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -120,6 +121,21 @@ def operator(namespace: str | None, verbose: bool, host: str, port: int) -> None
     from ghostpay_operator import main as operator_main
 
     operator_main.run(namespace, verbose, f"{host}:{port}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--namespace", "-n", default="default", show_default=True)
+@click.option("--watch", "-w", is_flag=True, help="Refresh every 2 seconds until interrupted")
+def status(name: str, namespace: str, watch: bool) -> None:
+    """Show a GhostPayInstance as a tree: phase and reason, the release, each service's colours and pods."""
+    from ghostpay_operator import main as operator_main
+
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            operator_main.show_status(name, namespace, watch)
+        except Exception as exc:  # no kubeconfig, no such instance, API unreachable: say which, without a trace
+            raise click.ClickException(f"cannot show GhostPayInstance {namespace}/{name}: {exc}") from exc
 
 
 @main.command()

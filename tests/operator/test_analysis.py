@@ -36,6 +36,14 @@ CLEAN, FAULTY, SILENT = "2.0.0", "3.0.0", "9.9.9"
 # --- pure ------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _fresh_outage_log() -> Iterator[None]:
+    """Each test starts with no Prometheus known to be failing (the once-per-outage log is module state)."""
+    analysis._failing.clear()
+    yield
+    analysis._failing.clear()
+
+
 def test_error_rate_query_is_the_5xx_share_of_one_version() -> None:
     assert analysis.error_rate_query("2.0.0") == (
         '(sum(rate(ghostpay_http_requests_total{version="2.0.0",status=~"5.."}[1m])) or vector(0))'
@@ -90,7 +98,10 @@ def test_verdict(value: float | None, limit: float, expected: str | None) -> Non
     ("payload", "expected"),
     [
         ({"status": "success", "data": {"resultType": "vector", "result": []}}, None),
-        ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.25"]}]}}, 0.25),
+        (
+            {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0.25"]}]}},
+            0.25,
+        ),
         ({"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "0"]}]}}, 0.0),
         ({"status": "success", "data": {"resultType": "scalar", "result": [1, "0.5"]}}, 0.5),
     ],
@@ -193,9 +204,7 @@ def prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if found:
         return found
-    result = subprocess.run(  # noqa: S603
-        ["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=600, check=False
-    )
+    result = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=600, check=False)
     found = shutil.which("prometheus")
     if result.returncode != 0 or not found:
         raise RuntimeError(f"{INSTALL_SCRIPT} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -276,7 +285,7 @@ def start_prometheus(directory: Path, target_port: int) -> Prometheus:
     port = _free_port()
     log_path = directory / "prometheus.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [
                 binary,
                 f"--config.file={config}",

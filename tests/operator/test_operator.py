@@ -3,7 +3,11 @@ scaling, a broken and mended database Secret, deletion, restarts, two replicas, 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,6 +95,16 @@ def test_an_instance_becomes_healthy_and_highly_available(
         return [line.split()[:5] for line in cluster.kubectl("get", resource, "-n", namespace).stdout.splitlines()]
 
     assert columns("gpi") == columns("ghostpayinstances") == columns("ghostpay")
+
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "ghostpay"), "status", "payments", "-n", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+    ).stdout
+    assert "✔ Healthy" in shown and "blue   0.1.0      2/2 ready  ● active" in shown
 
     # Scaling one service changes its Deployment and the totals.
     scale_cards(cluster, namespace, 3)
