@@ -237,3 +237,44 @@ def test_abort_rolls_back_at_once(operator: procs.Proc, cluster: localcluster.Cl
         30,
         "the abort annotation to be consumed",
     )
+
+
+def test_a_release_survives_the_operator_dying_in_each_phase(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    slow = {**FAST, "scaleDownDelaySeconds": 15}
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=slow))
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    with EndpointWatch(cluster, namespace) as watch:
+        cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version="0.2.0", release=slow))
+        # Killed while the new colour comes up.
+        wait_for(lambda: _instance(cluster, namespace)["status"].get("release"), 60, "the release to start", 0.2)
+        operator.kill()
+        operator.start()
+        # Killed after the switch, while the old colour waits to be scaled down.
+        wait_for(
+            lambda: condition(_instance(cluster, namespace), "Progressing").get("reason") == "ScalingDown",
+            SETTLE,
+            "the switch",
+            0.3,
+        )
+        operator.kill()
+        assert any(
+            d["spec"]["replicas"] > 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
+        )
+        operator.start()
+        done = wait_for(
+            lambda: (i := _healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
+            SETTLE,
+            "the release to finish after the restarts",
+        )
+        wait_for(
+            lambda: all(
+                d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
+            ),
+            60,
+            "the old colour to scale down",
+        )
+    assert (done["status"]["activeVersion"], done["status"]["previousVersion"]) == ("0.2.0", "0.1.0")
+    assert min(watch.fewest.values()) >= 2, watch.fewest
