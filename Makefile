@@ -9,6 +9,7 @@ DURATION ?= 30s
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
+include tools/prometheus/prometheus.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao
+test: install check controlplane openbao prometheus
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports

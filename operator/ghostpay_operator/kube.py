@@ -98,13 +98,14 @@ class Kube:
     async def instance(self, namespace: str, name: str) -> Manifest | None:
         return await self._get(GhostPayInstance, namespace, name)
 
-    async def write_status(self, namespace: str, name: str, status: InstanceStatus) -> None:
+    async def write_status(
+        self, namespace: str, name: str, status: InstanceStatus, previous: InstanceStatus | None = None
+    ) -> None:
+        """Merge-patch the status; fields `previous` had and `status` has not are removed (sent as null), since a
+        merge patch keeps what it does not mention."""
         self.writes["GhostPayInstance/status"] += 1
         log.info("writing status of %s/%s: %s", namespace, name, status.get("phase"))
+        patch: dict[str, Any] = {**dict.fromkeys(previous or {}), **status}
         await self._client.patch(
-            GhostPayInstance.Status,
-            name,
-            {"status": dict(status)},
-            namespace=namespace,
-            patch_type=PatchType.MERGE,
+            GhostPayInstance.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostpay.core.keystore import LocalKeyStore
-from ghostpay_operator import release
+from ghostpay_operator import analysis, release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import desired as desired_state
@@ -148,7 +148,7 @@ def _without_kopf(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "kopf"}
 
 
-def _plan(
+async def _plan(
     spec: specs.InstanceSpec,
     body: dict[str, Any],
     previous: InstanceStatus,
@@ -157,15 +157,28 @@ def _plan(
     now: datetime,
 ) -> release.Plan:
     annotations = body["metadata"].get("annotations") or {}
+    colors = {c: color_state(spec, observed["Deployment"], c) for c in (release.BLUE, release.GREEN)}
+    current = release.Release.from_status(previous.get("release"))
     view = release.Observed(
-        colors={c: color_state(spec, observed["Deployment"], c) for c in (release.BLUE, release.GREEN)},
+        colors=colors,
         migration=migration,
+        analysis=await _analysis(spec, current, colors),
         promote=PROMOTE in annotations,
         abort=ABORT in annotations,
     )
     stable = previous.get("activeColor", release.BLUE)
-    current = release.Release.from_status(previous.get("release"))
     return release.decide(spec, workloads.template_hash(spec), stable, current, view, now)
+
+
+async def _analysis(
+    spec: specs.InstanceSpec, current: release.Release | None, colors: dict[str, release.ColorState]
+) -> str | None:
+    """The new version's error rate against `maxErrorRate`, once its pods are up and a release is under way.
+    None (no data yet, or Prometheus unreachable) holds the release; the deadline then rolls it back."""
+    url = spec.release.prometheus_url
+    if url is None or current is None or current.outcome != "InProgress" or not colors[current.color].ready:
+        return None
+    return await analysis.measure(url, current.version, spec.release.max_error_rate)
 
 
 def _consumed_commands(body: dict[str, Any], plan: release.Plan) -> list[str]:
@@ -198,7 +211,7 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     observed = await _observe(kube, spec, full)
     problem = await _database_problem(kube, spec)
     migration = migration_state(observed["Job"].get(workloads.migration_job_name(spec)))
-    plan = _plan(spec, body, previous, observed, migration, now)
+    plan = await _plan(spec, body, previous, observed, migration, now)
     if problem is None:
         desired = desired_state.desired_children(spec, plan)
         if full:
@@ -217,5 +230,5 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     view = st.Observed(migration, _deployments_by_service(spec, observed["Deployment"], plan.stable_color), problem)
     status = st.compute_status(spec, view, previous, now, plan)
     if status != previous:
-        await kube.write_status(spec.namespace, spec.name, status)
+        await kube.write_status(spec.namespace, spec.name, status, previous)
     return Outcome(status, problem, [*plan.events, *_transitions(previous, status, plan)])

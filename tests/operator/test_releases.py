@@ -3,9 +3,11 @@ blue-green to a version that never becomes ready (rolled back by the deadline), 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from tests.operator.kube_helpers import (
     operator_process,
     wait_for,
 )
+from tests.operator.test_analysis import FAULTY, Traffic, start_prometheus, wait_for_data
 from tests.operator.test_operator import SETTLE, _deployments, _healthy
 
 pytestmark = pytest.mark.slow
@@ -102,6 +105,7 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
             "the old colour to scale down",
         )
     assert watch.samples > 5 and min(watch.fewest.values()) >= 2, watch.fewest  # availability.minReplicas
+    assert "release" not in _instance(cluster, namespace)["status"]  # the finished release's record is cleared
     status = done["status"]
     assert (status["activeVersion"], status["previousVersion"], status["activeColor"]) == ("0.2.0", "0.1.0", "green")
     green = _deployments(cluster, namespace)["payments-cards-green"]
@@ -278,3 +282,36 @@ def test_a_release_survives_the_operator_dying_in_each_phase(
         )
     assert (done["status"]["activeVersion"], done["status"]["previousVersion"]) == ("0.2.0", "0.1.0")
     assert min(watch.fewest.values()) >= 2, watch.fewest
+
+
+def test_a_canary_failing_analysis_rolls_back(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """A real Prometheus scrapes a metrics endpoint where version 3.0.0 answers 20 % 5xx (KWOK pods serve
+    nothing, so this endpoint stands in for the new pods' metrics)."""
+    traffic = Traffic()
+    server = start_prometheus(tmp_path, traffic.port)
+    try:
+        asyncio.run(wait_for_data(server.url, FAULTY))
+        checked = {
+            **FAST,
+            "strategy": "Canary",
+            "canarySteps": [50, 100],
+            "progressDeadlineSeconds": 120,
+            "analysis": {"prometheusUrl": server.url, "maxErrorRate": 0.05},
+        }
+        create_database_secret(cluster, namespace)
+        cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=checked))
+        wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+        cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version=FAULTY, release=checked))
+        rolled = wait_for(
+            lambda: (i := _instance(cluster, namespace))["status"].get("phase") == "RolledBack" and i,
+            SETTLE,
+            "the analysis to roll the canary back",
+        )
+    finally:
+        server.stop()
+        traffic.stop()
+    degraded = condition(rolled, "Degraded")
+    assert (degraded["reason"], rolled["status"]["activeColor"]) == ("AnalysisFailed", "blue")
+    assert FAULTY in degraded["message"] and "0.05" in degraded["message"]
