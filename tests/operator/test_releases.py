@@ -163,17 +163,23 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
         input=instance_yaml(namespace, version="0.2.0", release=canary, services={"cards": {"replicas": 4}}),
     )
     seen: set[tuple[int, int]] = set()
+    restarted = []
 
     def finished() -> bool:
         deployments = _deployments(cluster, namespace)
         green = deployments.get("payments-cards-green", {}).get("spec", {}).get("replicas", 0)
         blue = deployments["payments-cards-blue"]["spec"]["replicas"]
         seen.add((green, blue))
+        if (green, blue) == (1, 3) and not restarted:  # the operator dies at the first canary step
+            operator.kill()
+            operator.start()
+            restarted.append(True)
         instance = _healthy(cluster, namespace)
         return bool(instance and instance["status"]["activeColor"] == "green")
 
     wait_for(finished, SETTLE, "the canary to complete", interval=0.5)
     assert {(1, 3), (2, 2), (4, 0)} <= seen, seen  # 10 % (at least one pod), 50 %, 100 % of 4 cards pods
+    assert restarted  # and the canary went on after the operator's restart
     selector = get_json(cluster, "service", "payments-cards", "-n", namespace)["spec"]["selector"]
     assert selector["ghostpay.io/color"] == "green"
 
