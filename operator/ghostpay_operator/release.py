@@ -192,6 +192,14 @@ def _progress(
     return _blue_green(spec, stable, release, ready, observed, now, events)
 
 
+def _completed(release: Release, events: list[tuple[str, str, str]]) -> Plan:
+    """The new colour is the stable one now; the release record is done with."""
+    plan = steady(release.color, f"Version {release.version} is stable on {release.color}.")
+    return replace(
+        plan, promoted_version=release.version, events=[*events, ("Normal", "ReleaseComplete", plan.message)]
+    )
+
+
 def _blue_green(
     spec: InstanceSpec,
     stable: str,
@@ -204,13 +212,7 @@ def _blue_green(
     new = release.color
     if release.switched_at is not None:
         if _elapsed(release.switched_at, now) >= spec.release.scale_down_delay_seconds:
-            plan = steady(new, f"Version {release.version} is stable on {new}.")
-            return replace(
-                plan,
-                new_template_color=new,
-                promoted_version=release.version,
-                events=[*events, ("Normal", "ReleaseComplete", plan.message)],
-            )
+            return _completed(release, events)
         return Plan(
             stable,
             {stable: 1.0, new: 1.0},
@@ -313,13 +315,7 @@ def _canary(
     if not (held and analysed):
         return at_step
     if percent >= 100:
-        plan = steady(new, f"Version {release.version} is stable on {new}.")
-        return replace(
-            plan,
-            new_template_color=new,
-            promoted_version=release.version,
-            events=[*events, ("Normal", "ReleaseComplete", plan.message)],
-        )
+        return _completed(release, events)
     advanced = replace(release, step=release.step + 1, step_started_at=_ts(now))
     next_percent = steps[advanced.step]
     return replace(
