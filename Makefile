@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench bench-operator load clean
+.PHONY: install dev test check lint typecheck imports openapi bench bench-operator clean
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
