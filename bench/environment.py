@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +30,7 @@ import asyncpg
 import httpx
 import redis
 from argon2 import PasswordHasher
+from tests.procs import free_port
 
 from ghostpay.auth import service as auth_service
 from ghostpay.auth import store as auth_store
@@ -40,7 +38,7 @@ from ghostpay.core import db
 from ghostpay.core.ids import new_id
 from ghostpay.core.keystore import LocalKeyStore
 from ghostpay.core.tokens import issue_token
-from ghostpay.dev import EmbeddedPostgres, EmbeddedRedis
+from ghostpay.dev import EmbeddedPostgres, EmbeddedRedis, die_with_parent
 
 ISSUER = AUDIENCE = "ghostpay"
 CURRENCY = "USD"
@@ -50,7 +48,6 @@ SERVICE_BATCH, PGBENCH_BATCH = "s", "p"
 _CARD_DIGITS = 23  # "card_" + batch letter + 23 digits: as long as a real id ("card_" + 24 hex digits)
 _DATA_KEY_ID = "key_bench"
 _TOKEN_TTL = 3600
-_PR_SET_PDEATHSIG = 1
 
 
 def card_id(batch: str, number: int) -> str:
@@ -60,11 +57,6 @@ def card_id(batch: str, number: int) -> str:
 def card_id_sql(batch: str, number_sql: str) -> str:
     """The SQL expression for `card_id(batch, number)`, for bulk inserts and the pgbench script."""
     return f"'card_{batch}' || lpad(({number_sql})::text, {_CARD_DIGITS}, '0')"
-
-
-def die_with_parent() -> None:
-    """Runs in a child before exec: the kernel sends it SIGTERM when the benchmark dies, even by SIGKILL."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
         redis_url = redis_server.start()
         keys_dir = root / "keys"
         merchant_id, token = asyncio.run(_seed(database_url, keys_dir, cards_per_batch))
-        port = _free_port()
+        port = free_port()
         service_env = {
             "GHOSTPAY_DATABASE_URL": database_url,
             "GHOSTPAY_REDIS_URL": redis_url,
@@ -171,13 +163,6 @@ async def _insert_cards(pool: asyncpg.Pool, batch: str, count: int, merchant_id:
         _DATA_KEY_ID,
         count,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

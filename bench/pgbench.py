@@ -25,11 +25,11 @@ from bench.environment import (
     Environment,
     card_id,
     card_id_sql,
-    die_with_parent,
 )
 from bench.stats import Summary, summarize
 from ghostpay.charges.service import request_fingerprint
 from ghostpay.charges.store import CHARGE_SQL
+from ghostpay.dev import die_with_parent
 
 PGBENCH = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pgbench"
 CHARGE_ID_PREFIX = "ch_p"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,7 +50,3 @@ async def fresh_database(admin_url: str, name: str) -> str:
     url = admin_url.replace("/ghostpay?", f"/{name}?")
     await db.migrate(url)
     return url
-
-
-def run(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ _UNIX_PATH_MAX = 107
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGTERM when `ghostpay dev` dies, even by SIGKILL."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -97,7 +97,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=open(self.directory / "redis.log", "ab"),  # noqa: SIM115
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while not _answers_ping(self.socket_path):

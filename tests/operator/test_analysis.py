@@ -11,7 +11,6 @@ import asyncio
 import logging
 import math
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -25,6 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from ghostpay_operator import analysis
+from tests.procs import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / "tools" / "prometheus" / "install.sh"
@@ -167,7 +167,7 @@ async def test_measure_with_a_given_client(status: int, body: object | bytes, ex
 
 
 async def test_prometheus_unreachable_is_none_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with caplog.at_level(logging.DEBUG, logger="ghostpay_operator.analysis"):
         for _ in range(3):
             assert await analysis.measure(url, CLEAN, 0.01, timeout=2.0) is None
@@ -190,13 +190,6 @@ async def test_recovery_is_logged_and_a_new_outage_warns_again(caplog: pytest.Lo
 
 
 # --- a real Prometheus ---------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def prometheus_binary() -> str:
@@ -282,7 +275,7 @@ def start_prometheus(directory: Path, target_port: int) -> Prometheus:
         "    static_configs:\n"
         f"      - targets: ['127.0.0.1:{target_port}']\n"
     )
-    port = _free_port()
+    port = free_port()
     log_path = directory / "prometheus.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
