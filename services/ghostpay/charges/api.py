@@ -48,7 +48,7 @@ async def create_charge(
     response: Response,
     runtime: RuntimeDep,
     caller: Charger,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
 ) -> Charge:
     result = await service.create_charge(runtime, caller, body.card_id, body.amount, body.currency, idempotency_key)
     if result.replayed:
