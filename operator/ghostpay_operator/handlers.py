@@ -1,7 +1,8 @@
 """kopf wiring, and nothing else: which events start a reconcile pass, retries with back-off, peering, events.
 
 - an instance's own watch events (create, spec change, and the periodic re-list) → reconcile it;
-- events of the Deployments and Jobs it owns → reconcile the owner, so status follows pods;
+- events of the Deployments and Jobs it owns (and of its CronJob's key-rotation Jobs) → reconcile the owner, so
+  status follows pods and rotations;
 - a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised.
 
 Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster.
@@ -19,7 +20,7 @@ import kopf
 from lightkube import AsyncClient
 
 from ghostpay_operator import reconcile
-from ghostpay_operator.builders import meta
+from ghostpay_operator.builders import meta, rotation
 from ghostpay_operator.kube import Kube
 from ghostpay_operator.spec import GROUP, PLURAL, VERSION
 
@@ -105,10 +106,22 @@ async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     raise kopf.TemporaryError(outcome.problem.message, delay=min(MAX_BACKOFF_SECONDS, 2.0**failures))
 
 
-async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
-    owner = next((o for o in body["metadata"].get("ownerReferences", []) if o.get("kind") == "GhostPayInstance"), None)
+def _instance_of(body: kopf.Body) -> tuple[str, str] | None:
+    """(name, uid) of the instance a child belongs to: its owner, or for a key-rotation Job (owned by the
+    CronJob) the instance label and uid annotation the CronJob's job template gives it."""
+    metadata = body["metadata"]
+    owner = next((o for o in metadata.get("ownerReferences", []) if o.get("kind") == "GhostPayInstance"), None)
     if owner is not None:
-        await _reconcile(body["metadata"]["namespace"], owner["name"], owner["uid"], memo, full=False)
+        return owner["name"], owner["uid"]
+    name = metadata.get("labels", {}).get("app.kubernetes.io/instance")
+    uid = metadata.get("annotations", {}).get(rotation.INSTANCE_UID)
+    return (name, uid) if name and uid else None
+
+
+async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
+    instance = _instance_of(body)
+    if instance is not None:
+        await _reconcile(body["metadata"]["namespace"], *instance, memo, full=False)
 
 
 _OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}

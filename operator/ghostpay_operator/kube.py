@@ -17,7 +17,8 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.resources.core_v1 import ConfigMap, Secret, Service, ServiceAccount
 from lightkube.resources.policy_v1 import PodDisruptionBudget
-from lightkube.types import PatchType
+from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
+from lightkube.types import CascadeType, PatchType
 
 from ghostpay_operator.builders import meta
 from ghostpay_operator.kinds import InstanceStatus, Manifest
@@ -34,6 +35,8 @@ OWNED_KINDS: dict[str, Any] = {
     "Deployment": Deployment,
     "Job": Job,
     "CronJob": CronJob,
+    "Role": Role,
+    "RoleBinding": RoleBinding,
 }
 
 
@@ -56,12 +59,39 @@ class Kube:
             found[manifest["metadata"]["name"]] = manifest
         return found
 
-    async def apply(self, manifest: Manifest) -> None:
+    async def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply; returns the object as the API server now has it."""
         self.writes[manifest["kind"]] += 1
         log.info(
             "applying %s %s/%s", manifest["kind"], manifest["metadata"].get("namespace"), manifest["metadata"]["name"]
         )
-        await self._client.apply(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER, force=True)
+        obj = await self._client.apply(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER, force=True)
+        result: Manifest = obj.to_dict()  # type: ignore[no-untyped-call]
+        return result
+
+    async def create(self, manifest: Manifest) -> bool:
+        """Create the object unless it exists (then False, and nothing is changed): for things made once and never
+        overwritten, such as a generated passphrase, where an apply racing another writer would replace it."""
+        self.writes[manifest["kind"]] += 1
+        log.info("creating %s %s/%s", manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        try:
+            await self._client.create(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                return False
+            raise
+        return True
+
+    async def delete_cronjob(self, namespace: str, name: str) -> None:
+        """The only deletion the operator makes (see manifests/rbac.yaml): its Jobs, ServiceAccount, Role and
+        RoleBinding are the CronJob's, so the garbage collector takes them with it."""
+        self.writes["CronJob/delete"] += 1
+        log.info("deleting CronJob %s/%s", namespace, name)
+        try:
+            await self._client.delete(CronJob, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
 
     async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
         """Take away one-shot command annotations (promote, abort) once acted on."""

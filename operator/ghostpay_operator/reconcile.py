@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ghostpay.core.keystore import LocalKeyStore
+from ghostpay.core.keys.local import LocalKeyStore
 from ghostpay_operator import analysis, release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import desired as desired_state
-from ghostpay_operator.builders import meta, pods, workloads
+from ghostpay_operator.builders import meta, pods, rotation, workloads
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
 
@@ -57,19 +58,66 @@ async def _database_problem(kube: Kube, spec: specs.InstanceSpec) -> st.Problem 
     return None
 
 
-def keys_secret(spec: specs.InstanceSpec) -> Manifest:
-    """A fresh local key store, as a Secret the pods mount. Made once; never rebuilt (not pure: random)."""
+def _secret(spec: specs.InstanceSpec, name: str, data: dict[str, bytes]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": meta.object_meta(spec, name),
+        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+    }
+
+
+def passphrase_secret(spec: specs.InstanceSpec) -> Manifest:
+    """A random passphrase for the local key store's private keys. Made once; never rebuilt (not pure: random)."""
+    passphrase = secrets.token_urlsafe(32).encode()
+    return _secret(spec, pods.passphrase_secret_name(spec), {pods.PASSPHRASE_KEY: passphrase})
+
+
+def keys_secret(spec: specs.InstanceSpec, passphrase: str) -> Manifest:
+    """A fresh local key store, as a Secret the pods mount. Made once; never rebuilt (not pure: random); the
+    key-rotation Job rewrites it."""
     with tempfile.TemporaryDirectory() as folder:
-        files = LocalKeyStore(Path(folder) / "keys").open().files()
-    return meta.stamped(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": meta.object_meta(spec, pods.keys_secret_name(spec)),
-            "data": {name: base64.b64encode(content).decode() for name, content in files.items()},
-        }
-    )
+        files = LocalKeyStore(Path(folder) / "keys", passphrase).open().files()
+    return _secret(spec, pods.keys_secret_name(spec), files)
+
+
+def _passphrase(secret: Manifest | None) -> str | None:
+    encoded = ((secret or {}).get("data") or {}).get(pods.PASSPHRASE_KEY)
+    return base64.b64decode(encoded).decode() if encoded else None
+
+
+async def _make_key_secrets(kube: Kube, spec: specs.InstanceSpec, observed: dict[str, Manifest]) -> None:
+    """The passphrase Secret, then the key store encrypted with it: each created once, never overwritten (a
+    create, not an apply, so a racing writer cannot replace a passphrase keys are already encrypted with)."""
+    name = pods.passphrase_secret_name(spec)
+    passphrase = _passphrase(observed.get(name))
+    if passphrase is None:
+        made = passphrase_secret(spec)
+        passphrase = (
+            _passphrase(made) if await kube.create(made) else _passphrase(await kube.secret(spec.namespace, name))
+        )
+    if pods.keys_secret_name(spec) not in observed and passphrase is not None:
+        await kube.create(keys_secret(spec, passphrase))
+
+
+def _true_conditions(job: Manifest) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+
+
+def rotation_runs(jobs: dict[str, Manifest]) -> tuple[st.RotationRun, ...]:
+    """The finished key-rotation Jobs among the instance's Jobs (the CronJob's, found by their labels)."""
+    runs = []
+    for name, job in sorted(jobs.items()):
+        if job["metadata"].get("labels", {}).get("app.kubernetes.io/component") != rotation.COMPONENT:
+            continue
+        conditions = _true_conditions(job)
+        if "Complete" in conditions:
+            finished = job["status"].get("completionTime") or conditions["Complete"]["lastTransitionTime"]
+            runs.append(st.RotationRun(name, True, datetime.fromisoformat(finished)))
+        elif "Failed" in conditions:
+            runs.append(st.RotationRun(name, False, datetime.fromisoformat(conditions["Failed"]["lastTransitionTime"])))
+    return tuple(runs)
 
 
 def migration_state(job: Manifest | None) -> str:
@@ -78,7 +126,7 @@ def migration_state(job: Manifest | None) -> str:
     status = job.get("status") or {}
     if status.get("succeeded"):
         return "succeeded"
-    if any(c.get("type") == "Failed" and c.get("status") == "True" for c in status.get("conditions") or []):
+    if "Failed" in _true_conditions(job):
         return "failed"
     return "running"
 
@@ -95,19 +143,25 @@ def deployment_state(deployment: Manifest) -> st.DeploymentState:
     )
 
 
-SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget")
+SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget", "CronJob")
+KEY_ROTATION_ACCESS_KINDS = ("Role", "RoleBinding")  # listed only with spec.keyRotation: they go with the CronJob
 ROUTING_AND_WORKLOAD_KINDS = ("Service", "Deployment", "Job")
 PROMOTE, ABORT = "ghostpay.io/promote", "ghostpay.io/abort"
 
 
 async def _observe(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, dict[str, Manifest]]:
     """What the instance owns, one LIST per kind; a workloads-only pass skips the supporting kinds."""
-    kinds = SUPPORTING_KINDS + ROUTING_AND_WORKLOAD_KINDS if full else ROUTING_AND_WORKLOAD_KINDS
+    kinds: tuple[str, ...] = SUPPORTING_KINDS + ROUTING_AND_WORKLOAD_KINDS if full else ROUTING_AND_WORKLOAD_KINDS
+    if full and spec.key_rotation is not None:
+        kinds += KEY_ROTATION_ACCESS_KINDS
     observed = {kind: await kube.owned(kind, spec.namespace, spec.name) for kind in kinds}
     if full:
         # Secrets are read by name, never listed: the operator's role may not list Secrets.
-        keys = await kube.secret(spec.namespace, pods.keys_secret_name(spec))
-        observed["Secret"] = {pods.keys_secret_name(spec): keys} if keys else {}
+        observed["Secret"] = {}
+        for name in (pods.passphrase_secret_name(spec), pods.keys_secret_name(spec)):
+            secret = await kube.secret(spec.namespace, name)
+            if secret is not None:
+                observed["Secret"][name] = secret
     return observed
 
 
@@ -142,6 +196,40 @@ def _transitions(previous: InstanceStatus, status: InstanceStatus, plan: release
     source = degraded if degraded["status"] == "True" else progressing
     kind = "Warning" if status["phase"] in (st.DEGRADED, st.ROLLED_BACK) else "Normal"
     return [(kind, source["reason"], f"{status['phase']}: {source['message']}")]
+
+
+def _rotation_events(previous: InstanceStatus, status: InstanceStatus) -> list[tuple[str, str, str]]:
+    """A Warning for each newly failed rotation Job (the condition names it), a Normal event for each success."""
+    before = next((c for c in previous.get("conditions", []) if c["type"] == "KeyRotation"), None)
+    now = next((c for c in status["conditions"] if c["type"] == "KeyRotation"), None)
+    events = []
+    if now is not None and now["status"] == "False" and (before is None or before["message"] != now["message"]):
+        events.append(("Warning", "KeyRotationFailed", now["message"]))
+    rotated = status.get("lastKeyRotation")
+    if rotated is not None and rotated != previous.get("lastKeyRotation"):
+        events.append(("Normal", "KeyRotated", f"The signing keys were rotated at {rotated}."))
+    return events
+
+
+async def _apply_key_rotation(
+    kube: Kube, spec: specs.InstanceSpec, cronjob: Manifest | None, observed: dict[str, dict[str, Manifest]]
+) -> None:
+    """The CronJob, then its ServiceAccount, Role and RoleBinding (owned by it, so they need its uid); without
+    `spec.keyRotation`, deleting the CronJob takes all of them."""
+    name = rotation.cronjob_name(spec)
+    live = observed["CronJob"].get(name)
+    if cronjob is None:
+        if live is not None:
+            await kube.delete_cronjob(spec.namespace, name)
+        return
+    if (
+        live is None
+        or live["metadata"].get("annotations", {}).get(meta.SPEC_HASH)
+        != cronjob["metadata"]["annotations"][meta.SPEC_HASH]
+    ):
+        live = await kube.apply(cronjob)
+    access = [meta.stamped(m) for m in rotation.access(spec, live["metadata"]["uid"])]
+    await _apply_changed(kube, access, observed)
 
 
 def _without_kopf(status: dict[str, Any]) -> dict[str, Any]:
@@ -215,9 +303,9 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     if problem is None:
         desired = desired_state.desired_children(spec, plan)
         if full:
-            if pods.keys_secret_name(spec) not in observed["Secret"]:
-                await kube.apply(keys_secret(spec))
+            await _make_key_secrets(kube, spec, observed["Secret"])
             await _apply_changed(kube, desired.supporting, observed)
+            await _apply_key_rotation(kube, spec, desired.key_rotation, observed)
         if migration == "absent":
             await kube.apply(desired.migration)
             migration = "running"
@@ -227,8 +315,10 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     consumed = _consumed_commands(body, plan)
     if consumed:
         await kube.remove_annotations(spec.namespace, spec.name, consumed)
-    view = st.Observed(migration, _deployments_by_service(spec, observed["Deployment"], plan.stable_color), problem)
+    deployments = _deployments_by_service(spec, observed["Deployment"], plan.stable_color)
+    view = st.Observed(migration, deployments, problem, rotation_runs(observed["Job"]))
     status = st.compute_status(spec, view, previous, now, plan)
     if status != previous:
         await kube.write_status(spec.namespace, spec.name, status, previous)
-    return Outcome(status, problem, [*plan.events, *_transitions(previous, status, plan)])
+    events = [*plan.events, *_transitions(previous, status, plan), *_rotation_events(previous, status)]
+    return Outcome(status, problem, events)

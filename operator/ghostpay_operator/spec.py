@@ -36,10 +36,17 @@ class ReleaseSpec:
 
 
 @dataclass(frozen=True)
+class VaultSpec:
+    address: str
+    role: str = "ghostpay"  # the base of each workload's Kubernetes-auth role: `<role>-<workload>`
+    transit_key: str = "ghostpay-jwt"
+
+
+@dataclass(frozen=True)
 class KeyRotationSpec:
     schedule: str
     grace_period: str
-    vault: dict[str, str] | None
+    vault: VaultSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,11 @@ class InstanceSpec:
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
+
+    @property
+    def vault(self) -> VaultSpec | None:
+        """Where the keys live: Vault when key rotation names one, else the local key store (a Secret)."""
+        return self.key_rotation.vault if self.key_rotation else None
 
     @property
     def desired_replicas(self) -> int:
@@ -97,10 +109,16 @@ def _release(raw: Mapping[str, Any]) -> ReleaseSpec:
     )
 
 
-def _key_rotation(raw: Mapping[str, Any] | None) -> KeyRotationSpec | None:
+def _vault(raw: Mapping[str, Any] | None) -> VaultSpec | None:
     if not raw:
         return None
-    return KeyRotationSpec(raw.get("schedule", "0 3 * * *"), raw.get("gracePeriod", "24h"), raw.get("vault"))
+    return VaultSpec(raw["address"], raw.get("role", "ghostpay"), raw.get("transitKey", "ghostpay-jwt"))
+
+
+def _key_rotation(raw: Mapping[str, Any] | None) -> KeyRotationSpec | None:
+    if raw is None:
+        return None
+    return KeyRotationSpec(raw.get("schedule", "0 3 * * *"), raw.get("gracePeriod", "24h"), _vault(raw.get("vault")))
 
 
 def parse(body: InstanceBody | Mapping[str, Any]) -> InstanceSpec:

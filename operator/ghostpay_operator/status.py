@@ -1,7 +1,8 @@
 """The instance's status as a pure function of its spec, what was observed, and the previous status.
 
-Follows the Kubernetes API conventions: `observedGeneration`, conditions `Ready`/`Progressing`/`Degraded` with
-CamelCase reasons, and a `lastTransitionTime` that moves only when a condition's status really changes.
+Follows the Kubernetes API conventions: `observedGeneration`, conditions `Ready`/`Progressing`/`Degraded` (and
+`KeyRotation` with `spec.keyRotation`) with CamelCase reasons, and a `lastTransitionTime` that moves only when a
+condition's status really changes.
 """
 
 from __future__ import annotations
@@ -40,10 +41,20 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class RotationRun:
+    """A finished key-rotation Job."""
+
+    job: str
+    succeeded: bool
+    finished_at: datetime  # completionTime, or when it was marked Failed
+
+
+@dataclass(frozen=True)
 class Observed:
     migration: str = "absent"  # absent | running | succeeded | failed
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
     problem: Problem | None = None
+    rotations: tuple[RotationRun, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,10 +131,46 @@ def _condition(
     }
 
 
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def last_key_rotation(previous: str | None, runs: tuple[RotationRun, ...]) -> str | None:
+    """The newest successful rotation's completion; never earlier than what was recorded before (the Jobs it
+    came from may since have been cleaned up by the CronJob's history limit)."""
+    times = [run.finished_at for run in runs if run.succeeded]
+    if previous:
+        times.append(datetime.fromisoformat(previous))
+    return _stamp(max(times)) if times else None
+
+
+def key_rotation_state(runs: tuple[RotationRun, ...]) -> tuple[bool, str, str] | None:
+    """The `KeyRotation` condition from the newest finished rotation Job; None when none has finished."""
+    if not runs:
+        return None
+    newest = max(runs, key=lambda run: (run.finished_at, run.job))
+    if newest.succeeded:
+        return (True, "Rotated", f"Key rotation Job {newest.job} completed at {_stamp(newest.finished_at)}.")
+    return (False, "RotationFailed", f"Key rotation Job {newest.job} failed; see its pod logs.")
+
+
+def _key_rotation_condition(
+    spec: InstanceSpec, observed: Observed, previous: list[Condition], stamp: str
+) -> list[Condition]:
+    """No condition without `spec.keyRotation`; with it, the newest finished Job's verdict, else the last one."""
+    if spec.key_rotation is None:
+        return []
+    state = key_rotation_state(observed.rotations)
+    if state is not None:
+        return [_condition(previous, "KeyRotation", state, spec.generation, stamp)]
+    before = next((c for c in previous if c.get("type") == "KeyRotation"), None)
+    return [] if before is None else [{**before, "observedGeneration": spec.generation}]
+
+
 def compute_status(
     spec: InstanceSpec, observed: Observed, previous: InstanceStatus, now: datetime, plan: release.Plan | None = None
 ) -> InstanceStatus:
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = _stamp(now)
     active_version = previous.get("activeVersion")
     decided = verdict(spec, observed, was_active=active_version is not None, plan=plan)
     conditions = previous.get("conditions", [])
@@ -135,6 +182,7 @@ def compute_status(
             _condition(conditions, "Ready", decided.ready, spec.generation, stamp),
             _condition(conditions, "Progressing", decided.progressing, spec.generation, stamp),
             _condition(conditions, "Degraded", decided.degraded, spec.generation, stamp),
+            *_key_rotation_condition(spec, observed, conditions, stamp),
         ],
         "activeColor": plan.stable_color if plan else previous.get("activeColor", "blue"),
     }
@@ -145,6 +193,9 @@ def compute_status(
         status["activeVersion"] = spec.version
         if active_version is not None:
             status["previousVersion"] = active_version
+    rotated = last_key_rotation(previous.get("lastKeyRotation"), observed.rotations)
+    if rotated is not None:
+        status["lastKeyRotation"] = rotated
     ready = sum(d.ready for d in observed.deployments.values())
     status["replicas"] = spec.desired_replicas
     status["readyReplicas"] = ready

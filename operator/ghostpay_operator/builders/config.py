@@ -1,10 +1,10 @@
-"""The configuration objects of an instance: its ServiceAccount and the ConfigMap every service reads."""
+"""The configuration objects of an instance: its ServiceAccounts and the ConfigMap every service reads."""
 
 from __future__ import annotations
 
 from ghostpay_operator.builders import meta
 from ghostpay_operator.kinds import Manifest
-from ghostpay_operator.spec import InstanceSpec
+from ghostpay_operator.spec import SERVICES, InstanceSpec
 
 KEYS_DIR = "/var/run/ghostpay/keys"
 
@@ -13,7 +13,11 @@ def config_name(spec: InstanceSpec) -> str:
     return meta.child_name(spec, "config")
 
 
-def service_account_name(spec: InstanceSpec) -> str:
+def service_account_name(spec: InstanceSpec, service: str | None = None) -> str:
+    """The shared ServiceAccount, or in Vault mode `service`'s own: a Vault Kubernetes-auth role binds
+    ServiceAccount names, so one role (one policy) per service needs one ServiceAccount per service."""
+    if service is not None and spec.vault is not None:
+        return meta.child_name(spec, service)
     return spec.name
 
 
@@ -36,10 +40,18 @@ def config_map(spec: InstanceSpec) -> Manifest:
     }
 
 
-def service_account(spec: InstanceSpec) -> Manifest:
+def service_account(spec: InstanceSpec, name: str | None = None) -> Manifest:
+    """No token by default: the pods that need one (to log in to Vault) ask for it themselves."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": meta.object_meta(spec, service_account_name(spec)),
+        "metadata": meta.object_meta(spec, name or service_account_name(spec)),
         "automountServiceAccountToken": False,
     }
+
+
+def service_accounts(spec: InstanceSpec) -> list[Manifest]:
+    """The shared ServiceAccount (the migration Job's, and the services' without Vault), plus one per service in
+    Vault mode."""
+    names = dict.fromkeys([service_account_name(spec), *(service_account_name(spec, s) for s in SERVICES)])
+    return [service_account(spec, name) for name in names]

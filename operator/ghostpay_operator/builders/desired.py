@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ghostpay_operator import release
-from ghostpay_operator.builders import config, meta, networking, workloads
+from ghostpay_operator.builders import config, meta, networking, rotation, workloads
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import SERVICES, InstanceSpec
 
@@ -20,6 +20,7 @@ class Desired:
     migration: Manifest
     deployments: list[Manifest]
     scale: dict[str, int]  # Deployment name -> replicas
+    key_rotation: Manifest | None = None  # the CronJob; None: there should be none
 
 
 def replicas_by_color(replicas: int, plan: release.Plan) -> dict[str, int]:
@@ -32,7 +33,7 @@ def replicas_by_color(replicas: int, plan: release.Plan) -> dict[str, int]:
 
 
 def desired_children(spec: InstanceSpec, plan: release.Plan) -> Desired:
-    supporting = [config.service_account(spec), config.config_map(spec)]
+    supporting = [*config.service_accounts(spec), config.config_map(spec)]
     routing: list[Manifest] = []
     deployments: list[Manifest] = []
     scale: dict[str, int] = {}
@@ -51,4 +52,5 @@ def desired_children(spec: InstanceSpec, plan: release.Plan) -> Desired:
         migration=meta.stamped(workloads.migration_job(spec)),
         deployments=[meta.stamped(m) for m in deployments],
         scale=scale,
+        key_rotation=meta.stamped(rotation.cronjob(spec)) if spec.key_rotation else None,
     )

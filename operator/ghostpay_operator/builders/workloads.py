@@ -54,7 +54,7 @@ def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
         "image": spec.image_ref,
         "command": ["ghostpay", "serve", service],
         "ports": [{"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"}],
-        **pods.environment(spec, {"GHOSTPAY_VERSION": spec.version}),
+        **pods.environment(spec, service, {"GHOSTPAY_VERSION": spec.version}),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/healthz", 10, 3),
         "resources": spec.services[service].resources,
@@ -72,6 +72,8 @@ def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any
         "spec": pods.pod_spec(
             spec,
             [service_container(spec, service)],
+            service_account=config.service_account_name(spec, service),
+            token=spec.vault is not None,  # the service logs in to Vault with its ServiceAccount token
             topologySpreadConstraints=_topology_spread(spec, selector),
             terminationGracePeriodSeconds=30,
         ),
@@ -109,7 +111,7 @@ def migration_job(spec: InstanceSpec) -> Manifest:
         "name": "migrate",
         "image": spec.image_ref,
         "command": ["ghostpay", "migrate"],
-        **pods.environment(spec),
+        **pods.environment(spec, "migrate"),  # no token: migrations never log in to Vault
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": pods.container_security_context(),
         "volumeMounts": pods.volume_mounts(),
