@@ -16,6 +16,7 @@ from asgi_lifespan import LifespanManager
 
 from ghostpay.app import create_app
 from ghostpay.core.settings import Settings
+from tests.procs import KEYS_PASSPHRASE
 from tests.servers import Servers, fresh_database, running_servers
 
 ADMIN_ID = "cli_test_admin"
@@ -41,6 +42,7 @@ def make_settings(database_url: str, redis_url: str, keys_dir: Path, **overrides
         "database_url": database_url,
         "redis_url": redis_url,
         "keys_dir": keys_dir,
+        "keys_passphrase": KEYS_PASSPHRASE,
         "admin_client_id": ADMIN_ID,
         "admin_client_secret": ADMIN_SECRET,
         "rate_limits": GENEROUS_LIMITS,

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import httpx
 
+# The passphrase of the test key stores (GHOSTPAY_KEYS_PASSPHRASE); a test secret, not a real one.
+KEYS_PASSPHRASE = "test-keystore-passphrase"
+
 GHOSTPAY = Path(sys.executable).parent / "ghostpay"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -54,6 +57,7 @@ def service_env(
         "GHOSTPAY_DATABASE_URL": database_url,
         "GHOSTPAY_REDIS_URL": redis_url,
         "GHOSTPAY_KEYS_DIR": str(keys_dir),
+        "GHOSTPAY_KEYS_PASSPHRASE": KEYS_PASSPHRASE,
         "GHOSTPAY_ADMIN_CLIENT_ID": admin_id,
         "GHOSTPAY_ADMIN_CLIENT_SECRET": admin_secret,
         "GHOSTPAY_RATE_LIMITS": json.dumps(rate_limits),

@@ -38,13 +38,13 @@ _ROUTERS = {
 
 async def _start_services(runtime: Runtime, services: Iterable[ServiceName]) -> list[asyncio.Task[None]]:
     settings = runtime.settings
-    tasks: list[asyncio.Task[None]] = []
+    tasks = [asyncio.create_task(runtime.keys.run(), name="key-refresh")]
     if "auth" in services and settings.admin_client_id and settings.admin_client_secret:
         await auth_service.bootstrap_admin(
             runtime, settings.admin_client_id, settings.admin_client_secret.get_secret_value()
         )
     if "cards" in services:
-        await cards_service.open_data_key(runtime)
+        await cards_service.open_keys(runtime)
     if "analytics" in services:
         tasks.append(asyncio.create_task(analytics_service.run_relay(runtime), name="outbox-relay"))
     return tasks

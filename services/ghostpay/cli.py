@@ -1,4 +1,4 @@
-"""The `ghostpay` command line: `dev`, `serve`, `migrate` (and, as they land, `keys`, `cluster`, `operator`)."""
+"""The `ghostpay` command line: `dev`, `serve`, `migrate`, `keys`, `openapi`, `operator`, `status`, `cluster`."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ import asyncio
 import contextlib
 import os
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import click
 import uvicorn
 import yaml
+from pydantic import ValidationError
 
 from ghostpay import app as app_module
 from ghostpay import dev as dev_module
 from ghostpay.core import db, telemetry
+from ghostpay.core.keys import open_backend, ring
+from ghostpay.core.keys.local import KeyStoreError
+from ghostpay.core.keys.ring import KeysUnavailable
 from ghostpay.core.settings import Settings
 
 
@@ -62,8 +67,8 @@ def dev(host: str, port: int, data_dir: Path) -> None:
     if not os.environ.get("GHOSTPAY_REDIS_URL"):
         redis = dev_module.EmbeddedRedis(data_dir / "redis")
         overrides["redis_url"] = redis.start()
-    if not os.environ.get("GHOSTPAY_KEYS_DIR"):
-        overrides["keys_dir"] = data_dir / "keys"
+    if not os.environ.get("GHOSTPAY_VAULT_ADDR"):
+        overrides.update(dev_module.local_keys(data_dir))
     if not os.environ.get("GHOSTPAY_ADMIN_CLIENT_ID"):
         creds = dev_module.admin_credentials(data_dir)
         overrides.update(admin_client_id=creds.client_id, admin_client_secret=creds.client_secret)
@@ -145,6 +150,72 @@ def migrate() -> None:
     telemetry.configure_logging(settings.log_level)
     applied = asyncio.run(db.migrate(settings.database_url))
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+
+
+@main.group()
+def keys() -> None:
+    """Token signing keys and PAN key-encryption keys: in Vault transit (GHOSTPAY_VAULT_ADDR) or local."""
+
+
+def _key_settings(data_dir: Path, **overrides: Any) -> Settings:
+    if not os.environ.get("GHOSTPAY_VAULT_ADDR"):
+        overrides = {**dev_module.local_keys(data_dir.resolve()), **overrides}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+_keys_data_dir = click.option(
+    "--data-dir",
+    default=".ghostpay",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The data directory of `ghostpay dev`, whose local key store to use (ignored with GHOSTPAY_VAULT_ADDR)",
+)
+
+
+@keys.command("rotate")
+@_keys_data_dir
+@click.option("--grace-period", help="How long superseded versions still verify, e.g. 24h [GHOSTPAY_KEY_GRACE_PERIOD]")
+@click.option("--kube-secret", help="Rotate the local key store kept in this Kubernetes Secret (the operator's)")
+@click.option("--namespace", "-n", default="default", show_default=True, help="Namespace of --kube-secret")
+def keys_rotate(data_dir: Path, grace_period: str | None, kube_secret: str | None, namespace: str) -> None:
+    """Publish a new signing key version (it signs once verifiers have refreshed) and a new PAN key-encryption
+    version; retire signing versions whose grace period is over. A running `ghostpay dev` picks it up."""
+    settings = _key_settings(data_dir, **({"key_grace_period": grace_period} if grace_period else {}))
+    grace = settings.key_grace_period
+    delay = timedelta(seconds=settings.key_activation_delay_seconds)
+    try:
+        if kube_secret:
+            from ghostpay_operator import keysecret
+
+            passphrase = settings.keys_passphrase.get_secret_value() if settings.keys_passphrase else ""
+            keysecret.rotate_secret(namespace, kube_secret, grace.total_seconds(), passphrase, delay.total_seconds())
+            click.echo(f"rotated the key store in Secret {namespace}/{kube_secret}")
+            return
+        backend = open_backend(settings)
+        retired = backend.rotate(grace, delay)
+        newest = backend.public_keys()[-1]
+    except (KeysUnavailable, KeyStoreError, ValueError) as exc:
+        raise click.ClickException(f"key rotation failed: {exc}") from exc
+    click.echo(f"published {newest.kid}; it signs from {(newest.created_at + delay).isoformat(timespec='seconds')}")
+    click.echo(f"retired: {', '.join(retired) or 'none'} (grace period {grace})")
+
+
+@keys.command("list")
+@_keys_data_dir
+def keys_list(data_dir: Path) -> None:
+    """The published signing key versions (the JWKS), and which one signs now."""
+    settings = _key_settings(data_dir)
+    try:
+        published = open_backend(settings).public_keys()
+    except (KeysUnavailable, KeyStoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    signer = ring.signing_key(published, datetime.now(UTC), timedelta(seconds=settings.key_activation_delay_seconds))
+    for key in published:
+        mark = "signing" if key.kid == signer.kid else "verifying"
+        click.echo(f"{key.kid}  v{key.version}  {key.created_at.isoformat(timespec='seconds')}  {mark}")
 
 
 _cluster_dir = click.option(

@@ -149,6 +149,18 @@ class AdminCredentials:
     created: bool  # True the first time, when they must be shown
 
 
+def _create_private(path: Path, text: str) -> None:
+    """Create `path` (mode 0600) holding `text`, whole or not at all; FileExistsError if it exists."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.link(tmp, path)  # atomic, and refuses to replace: a concurrent creator's file wins intact
+    finally:
+        tmp.unlink()
+
+
 def admin_credentials(data_dir: Path) -> AdminCredentials:
     """Read `DIR/admin-credentials.json`, or create it (mode 0600) with fresh credentials."""
     path = data_dir / "admin-credentials.json"
@@ -156,7 +168,20 @@ def admin_credentials(data_dir: Path) -> AdminCredentials:
         stored = json.loads(path.read_text())
         return AdminCredentials(stored["client_id"], stored["client_secret"], created=False)
     creds = {"client_id": f"cli_admin_{secrets.token_hex(6)}", "client_secret": secrets.token_urlsafe(32)}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(creds, handle)
+    _create_private(path, json.dumps(creds))
     return AdminCredentials(creds["client_id"], creds["client_secret"], created=True)
+
+
+def local_keys(data_dir: Path) -> dict[str, object]:
+    """Settings of the local key store in `DIR/keys`, encrypted with the passphrase in `DIR/keys-passphrase`
+    (made once, mode 0600; beside the store, not in it, so a copy of the store alone is useless). Shared by
+    `ghostpay dev` and `ghostpay keys rotate --data-dir`, so both open the same store."""
+    overrides: dict[str, object] = {}
+    if not os.environ.get("GHOSTPAY_KEYS_DIR"):
+        overrides["keys_dir"] = data_dir / "keys"
+    if not os.environ.get("GHOSTPAY_KEYS_PASSPHRASE"):
+        path = data_dir / "keys-passphrase"
+        with contextlib.suppress(FileExistsError):
+            _create_private(path, secrets.token_urlsafe(32))
+        overrides["keys_passphrase"] = path.read_text().strip()
+    return overrides

@@ -25,9 +25,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ghostpay.core.keystore import LocalKeyStore, SigningKey
+from ghostpay.core.keys.local import LocalKeyStore
 from ghostpay.core.settings import Settings
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, Api
+from tests.procs import KEYS_PASSPHRASE
 
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
@@ -52,6 +53,16 @@ def hs256_token(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -
     signing_input = f"{b64url_json(header)}.{b64url_json(claims)}"
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(signature)}"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_key: rsa.RSAPrivateKey
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self.private_key.public_key()
 
 
 @dataclass(frozen=True)
@@ -163,7 +174,9 @@ ROUTES = [("GET", "/cards", None), ("POST", "/auth/clients", {"name": "forged", 
 
 @pytest.fixture(scope="module")
 async def ctx(api: Api, keys_dir: Path, settings: Settings) -> Ctx:
-    key = LocalKeyStore(keys_dir).open().current_signing_key()
+    store = LocalKeyStore(keys_dir, KEYS_PASSPHRASE).open()
+    public = store.public_keys()[-1]
+    key = SigningKey(public.kid, store.private_key(public.kid))
     merchant = await api.merchant()
     return Ctx(
         key=key,

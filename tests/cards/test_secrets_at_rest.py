@@ -29,8 +29,9 @@ from cryptography.exceptions import InvalidTag
 
 from ghostpay.cards import sealing
 from ghostpay.core import telemetry
-from ghostpay.core.keystore import LocalKeyStore
+from ghostpay.core.keys.local import LocalKeyStore
 from tests.conftest import Api
+from tests.procs import KEYS_PASSPHRASE
 from tests.servers import Servers
 
 CARD_COUNT = 5
@@ -175,7 +176,8 @@ async def test_redis_holds_no_pan(servers: Servers, cards: list[dict[str, Any]])
 async def test_the_stored_ciphertext_decrypts_to_the_pan(
     db: asyncpg.Connection, cards: list[dict[str, Any]], keys_dir: Path
 ) -> None:
-    keys = LocalKeyStore(keys_dir).open()
+    keys = LocalKeyStore(keys_dir, KEYS_PASSPHRASE).open()
+    lookup_key = keys.unwrap(await db.fetchval("SELECT wrapped_key FROM data_keys WHERE purpose = 'lookup'"))
     rows = {
         r["card_id"]: r
         for r in await db.fetch(
@@ -187,11 +189,11 @@ async def test_the_stored_ciphertext_decrypts_to_the_pan(
     assert rows.keys() == {card["card_id"] for card in cards}
     for card in cards:
         row = rows[card["card_id"]]
-        material = keys.unwrap_data_key(row["wrapped_key"])
+        material = keys.unwrap(row["wrapped_key"])
         assert material not in row["wrapped_key"]  # the data key itself is not stored either
         data_key = sealing.DataKey(row["data_key_id"], material)
         assert sealing.unseal_pan(data_key, card["card_id"], row["pan_ciphertext"]) == card["pan"]
-        assert row["pan_hash"] == sealing.pan_lookup_hash(keys.lookup_key(), card["pan"])
+        assert row["pan_hash"] == sealing.pan_lookup_hash(lookup_key, card["pan"])
         # The card id is authenticated data: the ciphertext does not open as another card's.
         with pytest.raises(InvalidTag):
             sealing.unseal_pan(data_key, cards[-1 if card is cards[0] else 0]["card_id"], row["pan_ciphertext"])

@@ -2,45 +2,60 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from ghostpay.core.errors import Unauthorized
-from ghostpay.core.keystore import LocalKeyStore
-from ghostpay.core.tokens import Principal, TokenVerifier, issue_token
+from ghostpay.core.keys.cache import KeyCache
+from ghostpay.core.keys.local import LocalKeyStore
+from ghostpay.core.tokens import Principal, TokenVerifier, claims_for, issue_token
 
 MERCHANT = Principal("cli_m", "merchant", merchant_id="cli_m")
 
 
-def test_a_cached_token_expires_on_time(tmp_path: Path) -> None:
-    store = LocalKeyStore(tmp_path).open()
-    verifier = TokenVerifier(store.verification_keys, "ghostpay", "ghostpay")
-    token = issue_token(store.current_signing_key(), MERCHANT, "ghostpay", "ghostpay", ttl=1)
-    assert verifier.verify(token) == MERCHANT
-    assert verifier.verify(token) == MERCHANT  # from the cache
-    time.sleep(1.1)
+async def open_cache(directory: Path) -> KeyCache:
+    cache = KeyCache(LocalKeyStore(directory, "pass").open(), 30, 0, activation_delay=0)
+    assert await cache.refresh()
+    return cache
+
+
+async def token(cache: KeyCache, ttl: int = 600) -> str:
+    return await issue_token(cache, claims_for(MERCHANT, "ghostpay", "ghostpay", ttl))
+
+
+async def test_a_cached_token_expires_on_time(tmp_path: Path) -> None:
+    cache = await open_cache(tmp_path)
+    verifier = TokenVerifier(cache, "ghostpay", "ghostpay")
+    short_lived = await token(cache, ttl=1)
+    assert await verifier.verify(short_lived) == MERCHANT
+    assert await verifier.verify(short_lived) == MERCHANT  # from the cache
+    await asyncio.sleep(1.1)
     with pytest.raises(Unauthorized):
-        verifier.verify(token)
+        await verifier.verify(short_lived)
 
 
-def test_a_cached_token_dies_with_its_key(tmp_path: Path) -> None:
-    store = LocalKeyStore(tmp_path).open()
-    published = store.verification_keys()
-    verifier = TokenVerifier(lambda: published, "ghostpay", "ghostpay")
-    token = issue_token(store.current_signing_key(), MERCHANT, "ghostpay", "ghostpay", ttl=600)
-    assert verifier.verify(token) == MERCHANT
-    published = []  # the key is retired
+async def test_a_cached_token_dies_with_its_key(tmp_path: Path) -> None:
+    cache = await open_cache(tmp_path)
+    verifier = TokenVerifier(cache, "ghostpay", "ghostpay")
+    issued = await token(cache)
+    assert await verifier.verify(issued) == MERCHANT
+    store = cache.backend
+    assert isinstance(store, LocalKeyStore)
+    store.rotate(grace=timedelta(0), activation_delay=timedelta(0))
+    store.rotate(grace=timedelta(0), activation_delay=timedelta(0))  # retires the first version
+    assert await cache.refresh()
     with pytest.raises(Unauthorized):
-        verifier.verify(token)
+        await verifier.verify(issued)
 
 
-def test_the_cache_is_bounded(tmp_path: Path) -> None:
-    store = LocalKeyStore(tmp_path).open()
-    verifier = TokenVerifier(store.verification_keys, "ghostpay", "ghostpay")
+async def test_the_cache_is_bounded(tmp_path: Path) -> None:
+    cache = await open_cache(tmp_path)
+    verifier = TokenVerifier(cache, "ghostpay", "ghostpay")
     verifier.CACHE_SIZE = 3
-    tokens = [issue_token(store.current_signing_key(), MERCHANT, "ghostpay", "ghostpay", ttl=600) for _ in range(5)]
-    for token in tokens:
-        verifier.verify(token)
+    tokens = [await token(cache) for _ in range(5)]
+    for issued in tokens:
+        await verifier.verify(issued)
     assert len(verifier._verified) == 3 and tokens[-1] in verifier._verified

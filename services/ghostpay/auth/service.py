@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
-import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -19,7 +18,7 @@ from ghostpay.core.errors import InvalidRequest, Unauthorized
 from ghostpay.core.ids import new_id
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.settings import Role
-from ghostpay.core.tokens import Principal, issue_token
+from ghostpay.core.tokens import Principal, claims_for, issue_token
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended cost
 # Verified against when the client does not exist, so an unknown id costs as long as a wrong secret.
@@ -62,14 +61,8 @@ async def issue_for_credentials(runtime: Runtime, client_id: str, client_secret:
     if _hasher.check_needs_rehash(client.secret_hash):
         await store.update_secret_hash(runtime.pool, client.client_id, await _hash(client_secret))
     ttl = runtime.settings.token_ttl_seconds
-    token = issue_token(
-        runtime.keys.current_signing_key(),
-        principal_of(client),
-        runtime.settings.issuer,
-        runtime.settings.audience,
-        ttl,
-    )
-    return IssuedToken(token, ttl)
+    claims = claims_for(principal_of(client), runtime.settings.issuer, runtime.settings.audience, ttl)
+    return IssuedToken(await issue_token(runtime.keys, claims), ttl)
 
 
 async def _hash(secret: str) -> str:
@@ -91,8 +84,4 @@ async def bootstrap_admin(runtime: Runtime, client_id: str, client_secret: str) 
 
 
 def jwks(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
-    keys = []
-    for key in runtime.keys.verification_keys():
-        jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key, as_dict=True)
-        keys.append({**jwk, "kid": key.kid, "alg": key.alg, "use": "sig"})
-    return {"keys": keys}
+    return runtime.keys.jwks()

@@ -18,7 +18,7 @@ from ghostpay.core.runtime import Runtime
 from ghostpay.core.telemetry import CARDS_ISSUED
 from ghostpay.core.tokens import Principal
 
-_DATA_KEY = "cards.data_key"
+_CARD_KEYS = "cards.keys"
 _PAN_ATTEMPTS = 5
 
 
@@ -38,21 +38,49 @@ def visibility_of(principal: Principal) -> store.Visibility:
     return store.Visibility()
 
 
-async def open_data_key(runtime: Runtime) -> None:
-    """Load the newest PAN data key (creating the first one) and keep it for this process's life."""
-    latest = await store.latest_data_key(runtime.pool)
+@dataclass(frozen=True)
+class CardKeys:
+    """What issuing a card needs, unwrapped once per process: the newest PAN data key and the look-up key."""
+
+    data_key: sealing.DataKey
+    lookup_key: bytes
+
+
+async def _unwrapped_key(runtime: Runtime, purpose: store.KeyPurpose) -> sealing.DataKey:
+    """The newest key of `purpose`, made (and wrapped by the key backend) if there is none yet."""
+    latest = await store.latest_data_key(runtime.pool, purpose)
     if latest is None:
         key_id, material = new_id("dk"), sealing.new_data_key_material()
-        await store.insert_data_key(runtime.pool, key_id, runtime.keys.wrap_data_key(material))
-        runtime.extras[_DATA_KEY] = sealing.DataKey(key_id, material)
-        return
-    runtime.extras[_DATA_KEY] = sealing.DataKey(latest[0], runtime.keys.unwrap_data_key(latest[1]))
+        wrapped = await runtime.keys.call(runtime.keys.backend.wrap, material)
+        if await store.insert_data_key(runtime.pool, key_id, wrapped, purpose):
+            return sealing.DataKey(key_id, material)
+        latest = await store.latest_data_key(runtime.pool, purpose)
+        assert latest is not None  # the insert lost to another process's key, which is there now
+    return sealing.DataKey(latest[0], await runtime.keys.call(runtime.keys.backend.unwrap, latest[1]))
+
+
+async def open_keys(runtime: Runtime) -> None:
+    """Load the card keys for this process's life, and rewrap them after every key rotation."""
+    data_key = await _unwrapped_key(runtime, "pan")
+    lookup = await _unwrapped_key(runtime, "lookup")
+    runtime.extras[_CARD_KEYS] = CardKeys(data_key, lookup.key)
+    await rewrap_keys(runtime)
+    runtime.keys.on_refresh(lambda: rewrap_keys(runtime))
+
+
+async def rewrap_keys(runtime: Runtime) -> None:
+    """Wrap every stored data key by the newest key-encryption version (Vault: without seeing it in clear),
+    so old versions hold nothing."""
+    for key_id, wrapped in await store.wrapped_keys(runtime.pool):
+        rewrapped = await runtime.keys.call(runtime.keys.backend.rewrap, wrapped)
+        if rewrapped != wrapped:
+            await store.replace_wrapped_key(runtime.pool, key_id, wrapped, rewrapped)
 
 
 async def issue_card(
     runtime: Runtime, principal: Principal, user_id: str, amount: int, currency: str, ttl_seconds: int | None
 ) -> IssuedCard:
-    data_key: sealing.DataKey = runtime.extras[_DATA_KEY]
+    keys: CardKeys = runtime.extras[_CARD_KEYS]
     merchant_id = principal.merchant_id or principal.client_id
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl_seconds or runtime.settings.card_default_ttl_seconds)
     for _ in range(_PAN_ATTEMPTS):
@@ -67,9 +95,9 @@ async def issue_card(
             exp_month=expires_at.month,
             exp_year=expires_at.year,
             last4=number[-4:],
-            pan_ciphertext=sealing.seal_pan(data_key, card_id, number),
-            data_key_id=data_key.key_id,
-            pan_hash=sealing.pan_lookup_hash(runtime.keys.lookup_key(), number),
+            pan_ciphertext=sealing.seal_pan(keys.data_key, card_id, number),
+            data_key_id=keys.data_key.key_id,
+            pan_hash=sealing.pan_lookup_hash(keys.lookup_key, number),
         )
         try:
             row = await store.insert_card(runtime.pool, new_card)

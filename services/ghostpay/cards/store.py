@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 
@@ -54,13 +55,34 @@ class NewCard:
     pan_hash: bytes
 
 
-async def latest_data_key(pool: asyncpg.Pool) -> tuple[str, bytes] | None:
-    row = await pool.fetchrow("SELECT key_id, wrapped_key FROM data_keys ORDER BY created_at DESC LIMIT 1")
+KeyPurpose = Literal["pan", "lookup"]
+
+
+async def latest_data_key(pool: asyncpg.Pool, purpose: KeyPurpose) -> tuple[str, bytes] | None:
+    row = await pool.fetchrow(
+        "SELECT key_id, wrapped_key FROM data_keys WHERE purpose = $1 ORDER BY created_at DESC LIMIT 1", purpose
+    )
     return (row["key_id"], row["wrapped_key"]) if row else None
 
 
-async def insert_data_key(pool: asyncpg.Pool, key_id: str, wrapped_key: bytes) -> None:
-    await pool.execute("INSERT INTO data_keys (key_id, wrapped_key) VALUES ($1, $2)", key_id, wrapped_key)
+async def insert_data_key(pool: asyncpg.Pool, key_id: str, wrapped_key: bytes, purpose: KeyPurpose) -> bool:
+    """False if a look-up key already exists (another process made it first): the caller reads that one."""
+    status = await pool.execute(
+        "INSERT INTO data_keys (key_id, wrapped_key, purpose) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        key_id,
+        wrapped_key,
+        purpose,
+    )
+    return bool(status == "INSERT 0 1")
+
+
+async def wrapped_keys(pool: asyncpg.Pool) -> list[tuple[str, bytes]]:
+    return [(r["key_id"], r["wrapped_key"]) for r in await pool.fetch("SELECT key_id, wrapped_key FROM data_keys")]
+
+
+async def replace_wrapped_key(pool: asyncpg.Pool, key_id: str, old: bytes, new: bytes) -> None:
+    """Only if nobody rewrapped it meanwhile (every cards and charges process does this after a rotation)."""
+    await pool.execute("UPDATE data_keys SET wrapped_key = $3 WHERE key_id = $1 AND wrapped_key = $2", key_id, old, new)
 
 
 async def insert_card(pool: asyncpg.Pool, card: NewCard) -> CardRow:

@@ -73,7 +73,7 @@ class EdgeMiddleware:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if token and scheme.lower() == "bearer":
             try:
-                principal = runtime.verifier.verify(token.strip())
+                principal = await runtime.verifier.verify(token.strip())
             except Unauthorized as exc:
                 state["auth_error"] = exc
             else:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 import asyncpg
 import redis.asyncio as aioredis
 
 from ghostpay.core import db
-from ghostpay.core.keystore import LocalKeyStore
+from ghostpay.core.keys import open_backend
+from ghostpay.core.keys.cache import KeyCache
 from ghostpay.core.ratelimit import RateLimiter
 from ghostpay.core.settings import Settings
 from ghostpay.core.tokens import TokenVerifier
@@ -25,7 +27,7 @@ class Runtime:
     service_name: str
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    keys: LocalKeyStore
+    keys: KeyCache
     verifier: TokenVerifier
     limiter: RateLimiter
     extras: dict[str, Any] = field(default_factory=dict)  # per-service state, e.g. the PAN data key ring
@@ -36,7 +38,14 @@ class Runtime:
 
 
 async def open_runtime(settings: Settings, service_name: str) -> Runtime:
-    keys = LocalKeyStore(settings.keys_dir).open()
+    keys = KeyCache(
+        await anyio.to_thread.run_sync(open_backend, settings),
+        refresh_interval=settings.key_refresh_seconds,
+        min_refresh_interval=settings.key_min_refresh_seconds,
+        activation_delay=settings.key_activation_delay_seconds,
+    )
+    if not await keys.refresh():
+        raise RuntimeError("Could not load the signing keys (see the warning above); not starting.")
     redis_client = aioredis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
     )
@@ -47,6 +56,6 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
         pool=pool,
         redis=redis_client,
         keys=keys,
-        verifier=TokenVerifier(keys.verification_keys, settings.issuer, settings.audience),
+        verifier=TokenVerifier(keys, settings.issuer, settings.audience),
         limiter=RateLimiter(redis_client, settings.rate_limit_fail_closed),
     )

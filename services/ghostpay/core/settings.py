@@ -6,10 +6,12 @@ the environment.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghostpay import __version__
@@ -38,6 +40,22 @@ DEFAULT_RATE_LIMITS: dict[RateLimitedRole, RateLimit] = {
 }
 
 
+_DURATION = re.compile(r"^(?:([0-9]+(?:\.[0-9]+)?)(h|m|s))+$")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
+_UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: object) -> object:
+    """`24h`, `90m`, `1h30m`, `45s` (the CRD's gracePeriod format) as a timedelta; other values pass through."""
+    if isinstance(value, str) and _DURATION.match(value.strip()):
+        parts = _DURATION_PART.findall(value.strip())
+        return timedelta(seconds=sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts))
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
 class Settings(BaseSettings):
     """Everything a GhostPay process needs to know, from `GHOSTPAY_*` variables."""
 
@@ -46,6 +64,27 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://localhost/ghostpay"
     redis_url: str = "redis://127.0.0.1:6379/0"
     keys_dir: Path = Path(".ghostpay/keys")
+    # The local key store is encrypted at rest with this; not needed with Vault.
+    keys_passphrase: SecretStr | None = None
+
+    # Vault (or OpenBao) transit: set the address to keep every key there instead of in the local store.
+    vault_addr: str | None = Field(default=None, pattern=r"^https?://")
+    vault_token: SecretStr | None = None
+    vault_role: str | None = None  # Kubernetes-auth role, logged in with the pod's ServiceAccount token
+    vault_auth_mount: str = "kubernetes"
+    vault_service_account_token_path: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    vault_transit_mount: str = "transit"
+    vault_jwt_key: str = "ghostpay-jwt"
+    vault_pan_key: str = "ghostpay-pan"
+    vault_timeout_seconds: int = Field(default=3, ge=1)
+
+    # Rotation: verifiers refresh the published keys every `key_refresh_seconds` (and on an unknown kid, at
+    # most once per `key_min_refresh_seconds`); a new version signs only `key_activation_delay_seconds`
+    # after it is published, so it must be at least the refresh interval.
+    key_refresh_seconds: float = Field(default=30.0, gt=0)
+    key_min_refresh_seconds: float = Field(default=5.0, ge=0)
+    key_activation_delay_seconds: float = Field(default=60.0, ge=0)
+    key_grace_period: Duration = timedelta(hours=24)
 
     issuer: str = "ghostpay"
     audience: str = "ghostpay"
@@ -69,6 +108,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # The release this process belongs to (the operator sets it to spec.version); a label on the HTTP metrics.
     version: str = Field(default=__version__, max_length=128)
+
+    @model_validator(mode="after")
+    def _rotation_is_safe(self) -> Settings:
+        if self.key_activation_delay_seconds < self.key_refresh_seconds:
+            raise ValueError(
+                "GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS must be at least GHOSTPAY_KEY_REFRESH_SECONDS: a new key may "
+                "sign only once every verifier has refreshed."
+            )
+        if self.key_grace_period.total_seconds() < self.token_ttl_seconds:
+            raise ValueError(
+                "GHOSTPAY_KEY_GRACE_PERIOD must be at least the token lifetime (GHOSTPAY_TOKEN_TTL_SECONDS)."
+            )
+        return self
 
     @field_validator("rate_limits", mode="before")
     @classmethod

@@ -36,6 +36,12 @@ RATE_LIMITED = Counter("ghostpay_rate_limited_total", "Requests refused by the r
 RATE_LIMITER_ERRORS = Counter(
     "ghostpay_rate_limiter_errors_total", "Requests let through because Redis could not be asked"
 )
+KEY_REFRESH_FAILURES = Counter(
+    "ghostpay_key_refresh_failures_total", "Refreshes of the published signing keys that failed (cache kept)"
+)
+KEY_VERSIONS_SEEN = Counter(
+    "ghostpay_key_versions_published_total", "Signing key versions that appeared on a refresh (rotations seen)"
+)
 OUTBOX_RELAYED = Counter("ghostpay_outbox_events_relayed_total", "Outbox events folded into analytics")
 
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")

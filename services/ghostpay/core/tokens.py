@@ -1,21 +1,24 @@
 """JWT access tokens: issued by the auth service, verified by every service.
 
 Strict by construction: the algorithm is pinned per key (never taken from the token), `kid` is required and
-must be known, and `aud`, `iss`, `exp`, `iat`, `sub`, `jti` and `role` are required.
+must be a published key, and `aud`, `iss`, `exp`, `iat`, `sub`, `jti` and `role` are required. Keys come
+from the `KeyCache`; signing goes through the key backend (the private key may never leave Vault), so a token
+is assembled here from its signing input and the backend's signature.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt.utils import base64url_encode
 
 from ghostpay.core.errors import Unauthorized
-from ghostpay.core.keystore import SigningKey
+from ghostpay.core.keys.cache import KeyCache
 from ghostpay.core.settings import Role
 
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "role"]
@@ -32,8 +35,8 @@ class Principal:
     user_id: str | None = None
 
 
-def issue_token(key: SigningKey, principal: Principal, issuer: str, audience: str, ttl: int) -> str:
-    now = int(time.time())
+def claims_for(principal: Principal, issuer: str, audience: str, ttl: int, now: int | None = None) -> dict[str, Any]:
+    now = int(time.time()) if now is None else now
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
@@ -47,11 +50,23 @@ def issue_token(key: SigningKey, principal: Principal, issuer: str, audience: st
         claims["merchant_id"] = principal.merchant_id
     if principal.user_id:
         claims["user_id"] = principal.user_id
-    return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid})
+    return claims
+
+
+def _segment(value: dict[str, Any]) -> bytes:
+    return base64url_encode(json.dumps(value, separators=(",", ":")).encode())
+
+
+async def issue_token(keys: KeyCache, claims: dict[str, Any]) -> str:
+    """A compact JWS signed by the current signing version (raises `KeysUnavailable` if it cannot sign)."""
+    key = keys.signing_key()
+    signing_input = _segment({"alg": key.alg, "kid": key.kid, "typ": "JWT"}) + b"." + _segment(claims)
+    signature = await keys.call(keys.backend.sign, key.kid, signing_input)
+    return (signing_input + b"." + base64url_encode(signature)).decode()
 
 
 class TokenVerifier:
-    """Verifies tokens against the keys `keys()` returns (looked up by `kid`).
+    """Verifies tokens against the published keys in the `KeyCache` (looked up by `kid`).
 
     A token verified once is remembered (by its exact text, until its `exp` and only while its key is still
     published): a client sends the same token for minutes, and parsing and checking it costs more than the rest
@@ -60,26 +75,26 @@ class TokenVerifier:
 
     CACHE_SIZE = 10_000
 
-    def __init__(self, keys: Callable[[], list[SigningKey]], issuer: str, audience: str) -> None:
+    def __init__(self, keys: KeyCache, issuer: str, audience: str) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._verified: dict[str, tuple[Principal, float, str]] = {}
 
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires_at, kid = cached
-            if time.time() < expires_at and any(k.kid == kid for k in self._keys()):
+            if time.time() < expires_at and self._keys.get(kid) is not None:
                 return principal
             del self._verified[token]
-        principal, expires_at, kid = self._verify_fully(token)
+        principal, expires_at, kid = await self._verify_fully(token)
         if len(self._verified) >= self.CACHE_SIZE:
             self._verified.pop(next(iter(self._verified)))  # oldest first: dicts keep insertion order
         self._verified[token] = (principal, expires_at, kid)
         return principal
 
-    def _verify_fully(self, token: str) -> tuple[Principal, float, str]:
+    async def _verify_fully(self, token: str) -> tuple[Principal, float, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -87,7 +102,7 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise Unauthorized("The bearer token has no key id (kid).")
-        key = next((k for k in self._keys() if k.kid == kid), None)
+        key = self._keys.get(kid) or await self._keys.refresh_for_unknown_kid(kid)
         if key is None:
             raise Unauthorized("The bearer token is signed with an unknown key.")
         try:

@@ -1,0 +1,237 @@
+"""The local key backend: signing keys and PAN key-encryption keys in files under one directory.
+
+`ghostpay dev` keeps it in `DIR/keys`; the operator keeps it in a Kubernetes Secret mounted into every pod.
+Every secret byte is encrypted at rest with AES-256-GCM under a key derived (scrypt) from a passphrase that is
+not stored in the directory (`GHOSTPAY_KEYS_PASSPHRASE`; `ghostpay dev` keeps one beside, not inside, the
+store). The file name is the authenticated data, so a file renamed onto another fails to decrypt.
+
+Files (flat, so a Kubernetes Secret can hold the whole store):
+  keystore.json             format and the scrypt salt (not secret)
+  signing-<kid>.key / .json one signing key version: the encrypted PKCS#8 key, then its public metadata
+  kek-<n>.key               version n of the key that wraps PAN data keys
+
+Writers take an exclusive lock and replace files atomically; a version counts once its `.json` (written
+last, removed first) exists, so a reader never sees half a key. A complete store is only read, so it may be a
+read-only mount.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from ghostpay.core.keys import ring, wrapping
+
+_NONCE_BYTES = 12
+_FORMAT = 1
+_SCRYPT = {"length": 32, "n": 2**15, "r": 8, "p": 1}
+_KEK_FILE = re.compile(r"^kek-([0-9]+)\.key$")
+_SIGNING_META = re.compile(r"^signing-(.+)\.json$")
+
+
+class KeyStoreError(RuntimeError):
+    """The store cannot be opened: a wrong passphrase, or a damaged or foreign file."""
+
+
+@dataclass(frozen=True)
+class _SigningVersion:
+    public: ring.PublicKey
+    private_key: rsa.RSAPrivateKey
+
+
+class LocalKeyStore:
+    """See the module docstring. `open()` creates what is missing and loads; `reload()` picks up rotations."""
+
+    def __init__(self, directory: Path, passphrase: str) -> None:
+        if not passphrase:
+            raise KeyStoreError("The local key store needs a passphrase (GHOSTPAY_KEYS_PASSPHRASE).")
+        self.directory = directory
+        self._passphrase = passphrase.encode()
+        self._master = b""
+        self._signing: dict[str, _SigningVersion] = {}
+        self._keks: dict[int, bytes] = {}
+
+    # --- opening and reloading -------------------------------------------------------------------------
+    def open(self) -> LocalKeyStore:
+        if not self._complete():
+            with self._locked():
+                self._master = self._master_key(create=True)
+                if not self._kek_versions():
+                    self._write_secret("kek-1.key", AESGCM.generate_key(bit_length=256))
+                if not self._signing_metas():
+                    self._write_signing_version(version=1)
+        self.reload()
+        return self
+
+    def reload(self) -> None:
+        """Read the versions on disk again; keys already decrypted are kept, not derived again."""
+        if not self._master:
+            self._master = self._master_key(create=False)
+        signing: dict[str, _SigningVersion] = {}
+        for meta_path in self._signing_metas():
+            kid = _SIGNING_META.match(meta_path.name)[1]  # type: ignore[index]  # listed by that pattern
+            signing[kid] = self._signing.get(kid) or self._read_signing_version(meta_path)
+        self._signing = signing
+        self._keks = {v: self._keks.get(v) or self._read_secret(f"kek-{v}.key") for v in self._kek_versions()}
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the store by name (what a Kubernetes Secret holds)."""
+        return {p.name: p.read_bytes() for p in sorted(self.directory.iterdir()) if p.is_file() and p.name[0] != "."}
+
+    # --- signing -----------------------------------------------------------------------------------------
+    def public_keys(self) -> list[ring.PublicKey]:
+        return sorted((v.public for v in self._signing.values()), key=lambda k: k.version)
+
+    def private_key(self, kid: str) -> rsa.RSAPrivateKey:
+        version = self._signing.get(kid)
+        if version is None:
+            raise ring.KeysUnavailable(f"Signing key {kid} is no longer in the key store.")
+        return version.private_key
+
+    def sign(self, kid: str, signing_input: bytes) -> bytes:
+        algorithm = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256)
+        return algorithm.sign(signing_input, self.private_key(kid))
+
+    # --- wrapping PAN data keys --------------------------------------------------------------------------
+    def wrap(self, plaintext: bytes) -> bytes:
+        version = max(self._keks)
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = nonce + AESGCM(self._keks[version]).encrypt(nonce, plaintext, b"ghostpay-data-key")
+        return wrapping.encode("local", version, sealed)
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        version, sealed = wrapping.decode("local", wrapped)
+        kek = self._keks.get(version)
+        if kek is None:
+            raise KeyStoreError(f"Key-encryption key version {version} is not in the key store.")
+        return AESGCM(kek).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], b"ghostpay-data-key")
+
+    def rewrap(self, wrapped: bytes) -> bytes:
+        """The same data key wrapped by the newest key-encryption key (unchanged if it already is)."""
+        if wrapping.version_of(wrapped) == max(self._keks):
+            return wrapped
+        return self.wrap(self.unwrap(wrapped))
+
+    # --- rotation ----------------------------------------------------------------------------------------
+    def rotate(self, grace: timedelta, activation_delay: timedelta, now: datetime | None = None) -> list[str]:
+        """Retire the signing versions whose grace period is over, then add a signing version and a
+        key-encryption version. Key-encryption versions are never deleted (a lost one loses PANs). Returns
+        the retired kids."""
+        now = now or datetime.now(UTC)
+        with self._locked():
+            self.reload()
+            published = self.public_keys()
+            retired = set(ring.retired_versions(published, now, activation_delay, grace))
+            retired_kids = [k.kid for k in published if k.version in retired]
+            for kid in retired_kids:
+                (self.directory / f"signing-{kid}.json").unlink()
+                (self.directory / f"signing-{kid}.key").unlink(missing_ok=True)
+            self._write_signing_version(version=max(k.version for k in published) + 1, created_at=now)
+            self._write_secret(f"kek-{max(self._keks) + 1}.key", AESGCM.generate_key(bit_length=256))
+            self.reload()
+        return retired_kids
+
+    # --- files -------------------------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _complete(self) -> bool:
+        return (self.directory / "keystore.json").exists() and bool(self._kek_versions() and self._signing_metas())
+
+    def _kek_versions(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []
+        found = (_KEK_FILE.match(p.name) for p in self.directory.iterdir())
+        return sorted(int(m[1]) for m in found if m)
+
+    def _signing_metas(self) -> list[Path]:
+        return sorted(self.directory.glob("signing-*.json")) if self.directory.is_dir() else []
+
+    def _master_key(self, create: bool) -> bytes:
+        path = self.directory / "keystore.json"
+        if create and not path.exists():
+            salt = base64.b64encode(secrets.token_bytes(16)).decode()
+            _write_private(path, json.dumps({"format": _FORMAT, "kdf": "scrypt", "salt": salt}).encode())
+        header = json.loads(path.read_bytes())
+        if header.get("format") != _FORMAT:
+            raise KeyStoreError(f"{path} has format {header.get('format')!r}; this version reads {_FORMAT}.")
+        return Scrypt(salt=base64.b64decode(header["salt"]), **_SCRYPT).derive(self._passphrase)
+
+    def _write_secret(self, name: str, data: bytes) -> None:
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        _write_private(self.directory / name, nonce + AESGCM(self._master).encrypt(nonce, data, name.encode()))
+
+    def _read_secret(self, name: str) -> bytes:
+        blob = (self.directory / name).read_bytes()
+        try:
+            return AESGCM(self._master).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], name.encode())
+        except InvalidTag as exc:
+            raise KeyStoreError(f"Cannot decrypt {name}: wrong GHOSTPAY_KEYS_PASSPHRASE or a damaged file.") from exc
+
+    def _write_signing_version(self, version: int, created_at: datetime | None = None) -> None:
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        kid = f"local-v{version}-{ring.thumbprint(private_key.public_key())[:16]}"
+        der = private_key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        self._write_secret(f"signing-{kid}.key", der)
+        meta = {
+            "kid": kid,
+            "version": version,
+            "alg": ring.SIGNING_ALG,
+            "created_at": (created_at or datetime.now(UTC)).isoformat(),
+        }
+        _write_private(self.directory / f"signing-{kid}.json", json.dumps(meta).encode())
+
+    def _read_signing_version(self, meta_path: Path) -> _SigningVersion:
+        meta = json.loads(meta_path.read_bytes())
+        private_key = serialization.load_der_private_key(self._read_secret(f"signing-{meta['kid']}.key"), None)
+        if not isinstance(private_key, rsa.RSAPrivateKey):
+            raise KeyStoreError(f"signing-{meta['kid']}.key does not hold an RSA key.")
+        public = ring.PublicKey(
+            kid=meta["kid"],
+            version=int(meta["version"]),
+            public_key=private_key.public_key(),
+            created_at=datetime.fromisoformat(meta["created_at"]),
+            alg=meta["alg"],
+        )
+        return _SigningVersion(public, private_key)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read, atomically (a reader never sees half a key)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def rotate_directory(directory: Path, passphrase: str, grace_seconds: float, activation_delay_seconds: float) -> None:
+    """`ghostpay keys rotate` on a store in `directory` (used by the operator's Secret-backed rotation)."""
+    LocalKeyStore(directory, passphrase).open().rotate(
+        timedelta(seconds=grace_seconds), timedelta(seconds=activation_delay_seconds)
+    )
