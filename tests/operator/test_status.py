@@ -128,3 +128,69 @@ def test_the_same_observation_gives_the_same_status() -> None:
     observed = st.Observed("succeeded", _deployments())
     first = st.compute_status(SPEC, observed, {}, T0)
     assert st.compute_status(SPEC, observed, first, T0 + timedelta(hours=1)) == first
+
+
+ROTATING = specs.parse(body(keyRotation={"schedule": "0 3 * * *", "gracePeriod": "24h"}))
+HEALTHY = st.Observed("succeeded", _deployments())
+
+
+def _rotated(*runs: tuple[str, bool, int]) -> st.Observed:
+    """Finished rotation Jobs as (name, succeeded, minutes after T0)."""
+    finished = tuple(st.RotationRun(name, ok, T0 + timedelta(minutes=m)) for name, ok, m in runs)
+    return st.Observed("succeeded", _deployments(), rotations=finished)
+
+
+def _key_rotation(status: InstanceStatus) -> dict[str, Any]:
+    return next((dict(c) for c in status["conditions"] if c["type"] == "KeyRotation"), {})
+
+
+def test_last_key_rotation_is_the_newest_successful_completion() -> None:
+    status = st.compute_status(ROTATING, _rotated(("r-1", True, 10), ("r-2", True, 70), ("r-3", False, 130)), {}, T0)
+    assert status["lastKeyRotation"] == "2026-01-01T01:10:00Z"
+
+
+def test_last_key_rotation_never_moves_backwards() -> None:
+    first = st.compute_status(ROTATING, _rotated(("r-2", True, 70)), {}, T0)
+    # r-2 cleaned up by the history limit, only an older success still listed: the record stays.
+    later = st.compute_status(ROTATING, _rotated(("r-1", True, 10)), first, T0 + timedelta(hours=2))
+    assert later["lastKeyRotation"] == "2026-01-01T01:10:00Z"
+    assert st.compute_status(ROTATING, HEALTHY, first, T0)["lastKeyRotation"] == "2026-01-01T01:10:00Z"
+
+
+def test_no_rotation_yet_means_no_record_and_no_condition() -> None:
+    status = st.compute_status(ROTATING, HEALTHY, {}, T0)
+    assert "lastKeyRotation" not in status and _key_rotation(status) == {}
+
+
+def test_a_failed_rotation_sets_the_condition_false_naming_the_job_and_a_success_sets_it_back() -> None:
+    ok = st.compute_status(ROTATING, _rotated(("r-1", True, 10)), {}, T0)
+    assert (_key_rotation(ok)["status"], _key_rotation(ok)["reason"]) == ("True", "Rotated")
+    failed = st.compute_status(ROTATING, _rotated(("r-1", True, 10), ("r-2", False, 70)), ok, T0 + timedelta(hours=1))
+    condition = _key_rotation(failed)
+    assert (condition["status"], condition["reason"]) == ("False", "RotationFailed")
+    assert "r-2" in condition["message"]
+    assert condition["lastTransitionTime"] == "2026-01-01T01:00:00Z"
+    assert failed["lastKeyRotation"] == "2026-01-01T00:10:00Z"  # the failure does not count
+    assert failed["phase"] == "Healthy"  # the services still serve with the keys they have
+    again = st.compute_status(
+        ROTATING, _rotated(("r-2", False, 70), ("r-3", True, 130)), failed, T0 + timedelta(hours=3)
+    )
+    assert (_key_rotation(again)["status"], _key_rotation(again)["reason"]) == ("True", "Rotated")
+    assert "r-3" in _key_rotation(again)["message"]
+    assert _key_rotation(again)["lastTransitionTime"] == "2026-01-01T03:00:00Z"
+
+
+def test_the_key_rotation_condition_keeps_its_transition_time_and_outlives_its_jobs() -> None:
+    failed = st.compute_status(ROTATING, _rotated(("r-1", False, 10)), {}, T0)
+    still = st.compute_status(ROTATING, _rotated(("r-1", False, 10)), failed, T0 + timedelta(hours=1))
+    assert still == failed
+    gone = st.compute_status(ROTATING, HEALTHY, failed, T0 + timedelta(hours=2))  # the Job was cleaned up
+    assert _key_rotation(gone) == _key_rotation(failed)
+
+
+def test_without_key_rotation_the_condition_goes_and_the_record_stays() -> None:
+    rotating = st.compute_status(ROTATING, _rotated(("r-1", False, 10), ("r-0", True, 5)), {}, T0)
+    assert _key_rotation(rotating)
+    status = st.compute_status(SPEC, HEALTHY, rotating, T0)
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "Progressing", "Degraded"]
+    assert status["lastKeyRotation"] == "2026-01-01T00:05:00Z"

@@ -1,0 +1,80 @@
+"""Every GhostPay container's environment and ServiceAccount, without and with Vault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ghostpay_operator import release
+from ghostpay_operator import spec as specs
+from ghostpay_operator.builders import desired, workloads
+from tests.operator.samples import body
+
+VAULT = {"vault": {"address": "https://vault.example:8200", "role": "gp", "transitKey": "jwt-key"}}
+PASSPHRASE = {"secretKeyRef": {"name": "payments-keys-passphrase", "key": "passphrase"}}
+
+
+def _children(**changes: Any) -> desired.Desired:
+    return desired.desired_children(specs.parse(body(**changes)), release.steady("blue"))
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def _pods(children: desired.Desired) -> dict[str, dict[str, Any]]:
+    pods = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["spec"]
+        for d in children.deployments
+    }
+    pods["migrate"] = children.migration["spec"]["template"]["spec"]
+    return pods
+
+
+@pytest.mark.parametrize("changes", [{}, {"keyRotation": {"schedule": "0 3 * * *"}}, {"keyRotation": VAULT}])
+def test_every_container_gets_the_key_store_passphrase_from_its_secret(changes: dict[str, Any]) -> None:
+    for name, pod in _pods(_children(**changes)).items():
+        assert _env(pod["containers"][0])["GHOSTPAY_KEYS_PASSPHRASE"] == PASSPHRASE, name
+
+
+@pytest.mark.parametrize("changes", [{}, {"keyRotation": {"schedule": "0 3 * * *", "gracePeriod": "24h"}}])
+def test_without_vault_pods_share_one_service_account_and_mount_no_token(changes: dict[str, Any]) -> None:
+    children = _children(**changes)
+    for name, pod in _pods(children).items():
+        assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("payments", False), name
+        assert not any(key.startswith("GHOSTPAY_VAULT_") for key in _env(pod["containers"][0])), name
+    accounts = [m["metadata"]["name"] for m in children.supporting if m["kind"] == "ServiceAccount"]
+    assert accounts == ["payments"]
+
+
+def test_with_vault_each_service_logs_in_with_its_own_service_account_and_role() -> None:
+    children = _children(keyRotation=VAULT)
+    pods = _pods(children)
+    for service in specs.SERVICES:
+        pod = pods[service]
+        assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == (f"payments-{service}", True)
+        env = _env(pod["containers"][0])
+        assert (env["GHOSTPAY_VAULT_ADDR"], env["GHOSTPAY_VAULT_ROLE"], env["GHOSTPAY_VAULT_JWT_KEY"]) == (
+            "https://vault.example:8200",
+            f"gp-{service}",
+            "jwt-key",
+        )
+    accounts = {m["metadata"]["name"]: m for m in children.supporting if m["kind"] == "ServiceAccount"}
+    assert sorted(accounts) == ["payments", *(f"payments-{s}" for s in sorted(specs.SERVICES))]
+    assert all(a["automountServiceAccountToken"] is False for a in accounts.values())  # pods opt in
+
+
+def test_with_vault_the_migration_gets_the_settings_but_no_token() -> None:
+    pod = _pods(_children(keyRotation=VAULT))["migrate"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("payments", False)
+    env = _env(pod["containers"][0])
+    assert env["GHOSTPAY_VAULT_ADDR"] == "https://vault.example:8200" and env["GHOSTPAY_VAULT_JWT_KEY"] == "jwt-key"
+
+
+def test_turning_vault_on_is_a_release_of_the_services() -> None:
+    parsed = specs.parse(body())
+    assert workloads.template_hash(parsed) != workloads.template_hash(specs.parse(body(keyRotation=VAULT)))
+    assert workloads.template_hash(parsed) == workloads.template_hash(
+        specs.parse(body(keyRotation={"schedule": "0 3 * * *"}))
+    )
