@@ -10,22 +10,17 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import hvac
 import hvac.exceptions
 import pytest
 
+from tests import transit as transit_setup
+from tests.transit import JWT_KEY, MOUNT, PAN_KEY, POLICIES, POLICIES_DIR
 from tests.vault import DevVault
 from tests.vault_fixture import vault  # noqa: F401
 
 pytestmark = pytest.mark.slow
-
-POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
-MOUNT = "transit"
-JWT_KEY = "ghostpay-jwt"
-PAN_KEY = "ghostpay-pan"
-POLICIES = ("auth", "cards", "charges", "analytics", "key-rotation")
 
 
 def b64(data: bytes) -> str:
@@ -132,23 +127,15 @@ CASES = [
 @pytest.fixture(scope="module")
 def transit(vault: DevVault) -> Iterator[Transit]:  # noqa: F811
     root = vault.client()
-    if f"{MOUNT}/" not in root.sys.list_mounted_secrets_engines()["data"]:
-        root.sys.enable_secrets_engine("transit", path=MOUNT)
+    transit_setup.prepare(root)
     engine = root.secrets.transit
-    engine.create_key(JWT_KEY, key_type="rsa-2048", mount_point=MOUNT)
-    engine.create_key(PAN_KEY, key_type="aes256-gcm96", mount_point=MOUNT)
     for key in (JWT_KEY, PAN_KEY):
         # Trimming needs both version floors set. hvac refuses min_encryption_version == min_decryption_version
         # (the server accepts it), so this goes through the adapter.
         root.adapter.post(
             f"/v1/{MOUNT}/keys/{key}/config", json={"min_decryption_version": 1, "min_encryption_version": 1}
         )
-
-    tokens: dict[str, str] = {}
-    for policy in POLICIES:
-        root.sys.create_or_update_acl_policy(policy, (POLICIES_DIR / f"{policy}.hcl").read_text())
-        created = root.auth.token.create(policies=[policy], ttl="1h", display_name=f"test-{policy}")
-        tokens[policy] = created["auth"]["client_token"]
+    tokens = {policy: transit_setup.token(root, policy, ttl="1h") for policy in POLICIES}
 
     pan = engine.encrypt_data(PAN_KEY, plaintext=b64(b"4111111111111111"), mount_point=MOUNT)
     signed = engine.sign_data(

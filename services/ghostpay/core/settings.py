@@ -88,7 +88,7 @@ class Settings(BaseSettings):
 
     issuer: str = "ghostpay"
     audience: str = "ghostpay"
-    token_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    token_ttl_seconds: int = Field(default=900, ge=5, le=86400)
 
     admin_client_id: str | None = None
     admin_client_secret: SecretStr | None = None

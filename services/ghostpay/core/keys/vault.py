@@ -98,15 +98,17 @@ class VaultKeys:
         retired = ring.retired_versions(published, now or datetime.now(UTC), activation_delay, grace)
         if retired:
             floor = max(retired) + 1
-            self._call(
-                lambda t: t.update_key_configuration(
-                    self._jwt_key, min_decryption_version=floor, min_encryption_version=floor, mount_point=self._mount
-                )
-            )
+            # Both floors move (trim needs them set); encryption first, as Vault keeps it >= the decryption one.
+            for floor_name in ("min_encryption_version", "min_decryption_version"):
+                self._set_floor(floor_name, floor)
             self._call(lambda t: t.trim_key(self._jwt_key, min_version=floor, mount_point=self._mount))
         self._call(lambda t: t.rotate_key(self._jwt_key, mount_point=self._mount))
         self._call(lambda t: t.rotate_key(self._pan_key, mount_point=self._mount))
         return [k.kid for k in published if k.version in retired]
+
+    def _set_floor(self, floor_name: str, version: int) -> None:
+        config: dict[str, Any] = {floor_name: version, "mount_point": self._mount}
+        self._call(lambda t: t.update_key_configuration(self._jwt_key, **config))
 
     # --- calls -------------------------------------------------------------------------------------------
     def _call(self, operation: Callable[[Any], T]) -> T:
