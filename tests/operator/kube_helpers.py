@@ -28,7 +28,11 @@ OWNED_RESOURCES = {
     "serviceaccounts",
     "poddisruptionbudgets",
     "jobs",
+    "cronjobs",
+    "roles",
+    "rolebindings",
 }
+NEVER = "0 3 29 2 *"  # a key-rotation schedule that does not fire during a test (03:00 on 29 February)
 
 
 def operator_process(cluster: localcluster.Cluster, log_dir: Path, **env: str) -> procs.Proc:

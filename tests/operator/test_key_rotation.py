@@ -19,6 +19,7 @@ import pytest
 from ghostpay_operator import localcluster
 from tests import procs
 from tests.operator.kube_helpers import (
+    NEVER,
     condition,
     create_database_secret,
     get_json,
@@ -30,7 +31,6 @@ from tests.operator.kube_helpers import (
 from tests.operator.test_operator import SETTLE, _healthy
 
 pytestmark = pytest.mark.slow
-NEVER = "0 3 29 2 *"  # 03:00 on 29 February: no run during a test
 ROTATION = "app.kubernetes.io/component=key-rotation"
 
 

@@ -15,6 +15,7 @@ import pytest
 from ghostpay_operator import localcluster
 from tests import procs
 from tests.operator.kube_helpers import (
+    NEVER,
     OWNED_RESOURCES,
     REPO,
     api_requests,
@@ -117,8 +118,10 @@ def test_an_instance_becomes_healthy_and_highly_available(
 
 def test_an_idle_instance_costs_no_writes(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
     create_database_secret(cluster, namespace)
-    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
+    # With key rotation, so the CronJob, its ServiceAccount, Role and RoleBinding are checked too.
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
     wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    assert get_json(cluster, "rolebinding", "payments-key-rotation", "-n", namespace)
     lists_before = api_requests(cluster, {"deployments"}, ("LIST",))
     assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # more than two resync periods (5 s here)
     lists_after = api_requests(cluster, {"deployments"}, ("LIST",))

@@ -3,6 +3,7 @@ not fight (one writes, the other waits) and must hand over when the active one d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import yaml
 from ghostpay_operator import localcluster
 from tests import procs
 from tests.operator.kube_helpers import (
+    NEVER,
     OWNED_RESOURCES,
     REPO,
     create_database_secret,
@@ -109,10 +111,19 @@ def test_it_needs_no_more_than_its_own_role(crds: localcluster.Cluster, namespac
     crds.kubectl("apply", "-k", str(REPO / "manifests"))
     kubeconfig = _service_account_kubeconfig(crds, tmp_path / "operator.kubeconfig")
     create_database_secret(crds, namespace)
-    crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
+    # Key rotation too: the operator creates a Role and its binding, then deletes the CronJob.
+    crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
     operator = operator_process(crds, tmp_path, KUBECONFIG=str(kubeconfig)).start()
     try:
         instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance under the operator's role")
+        assert get_json(crds, "rolebinding", "payments-key-rotation", "-n", namespace)
+        remove = json.dumps([{"op": "remove", "path": "/spec/keyRotation"}])
+        crds.kubectl("patch", "ghostpay", "payments", "-n", namespace, "--type=json", "-p", remove)
+        wait_for(
+            lambda: get_json(crds, "cronjob", "payments-key-rotation", "-n", namespace) is None,
+            60,
+            "the CronJob to be deleted under the operator's role",
+        )
     finally:
         operator.stop()
         crds.kubectl("delete", "-f", str(REPO / "manifests" / "peering.yaml"), check=False)
