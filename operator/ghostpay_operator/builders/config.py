@@ -7,6 +7,9 @@ from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import SERVICES, InstanceSpec
 
 KEYS_DIR = "/var/run/ghostpay/keys"
+# A rotated key store reaches the pods through the kubelet's refresh of the mounted Secret (a minute or so), then
+# each verifier's own refresh: a new key may sign only after every pod can have seen it.
+MOUNTED_KEYS_ACTIVATION_DELAY_SECONDS = "300"
 
 
 def config_name(spec: InstanceSpec) -> str:
@@ -21,6 +24,13 @@ def service_account_name(spec: InstanceSpec, service: str | None = None) -> str:
     return spec.name
 
 
+def key_settings(spec: InstanceSpec) -> dict[str, str]:
+    """How long a new signing key waits before it signs: longer when keys travel through a mounted Secret."""
+    if spec.vault is not None:
+        return {}
+    return {"GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS": MOUNTED_KEYS_ACTIVATION_DELAY_SECONDS}
+
+
 def config_data(spec: InstanceSpec) -> dict[str, str]:
     """Non-secret settings, as the services' GHOSTPAY_* environment."""
     return {
@@ -28,6 +38,7 @@ def config_data(spec: InstanceSpec) -> dict[str, str]:
         "GHOSTPAY_RATE_LIMITS": spec.rate_limits_json(),
         "GHOSTPAY_KEYS_DIR": KEYS_DIR,
         "GHOSTPAY_LOG_LEVEL": "INFO",
+        **key_settings(spec),
     }
 
 

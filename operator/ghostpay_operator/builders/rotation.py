@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostpay_operator.builders import meta, pods
+from ghostpay_operator.builders import config, meta, pods
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import InstanceSpec
 
@@ -39,7 +39,8 @@ def command(spec: InstanceSpec) -> list[str]:
 
 
 def _container(spec: InstanceSpec) -> dict[str, Any]:
-    values = {**pods.vault_environment(spec, COMPONENT), "GHOSTPAY_LOG_LEVEL": "INFO"}
+    # The same activation delay as the services (it decides which versions are past their grace period).
+    values = {**pods.vault_environment(spec, COMPONENT), **config.key_settings(spec), "GHOSTPAY_LOG_LEVEL": "INFO"}
     return {
         "name": COMPONENT,
         "image": spec.image_ref,

@@ -78,3 +78,17 @@ def test_turning_vault_on_is_a_release_of_the_services() -> None:
     assert workloads.template_hash(parsed) == workloads.template_hash(
         specs.parse(body(keyRotation={"schedule": "0 3 * * *"}))
     )
+
+
+def test_a_new_key_waits_for_the_mounted_secret_to_reach_every_pod_before_it_signs() -> None:
+    local = _children(keyRotation={"schedule": "0 3 * * *"})
+    config_map = next(m for m in local.supporting if m["kind"] == "ConfigMap")
+    assert float(config_map["data"]["GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS"]) >= 120  # kubelet refresh + verifiers'
+    assert local.key_rotation is not None
+    rotation_env = _env(local.key_rotation["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+    assert (
+        rotation_env["GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS"]
+        == config_map["data"]["GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS"]
+    )
+    vault = next(m for m in _children(keyRotation=VAULT).supporting if m["kind"] == "ConfigMap")
+    assert "GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS" not in vault["data"]  # Vault publishes at once: the default holds
