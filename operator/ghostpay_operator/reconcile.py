@@ -7,17 +7,12 @@ status, never from memory, so an operator killed mid-pass resumes where it stopp
 
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from ghostpay.core.keys.local import LocalKeyStore
-from ghostpay_operator import analysis, release
+from ghostpay_operator import analysis, keysecret, release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import desired as desired_state
@@ -58,47 +53,17 @@ async def _database_problem(kube: Kube, spec: specs.InstanceSpec) -> st.Problem 
     return None
 
 
-def _secret(spec: specs.InstanceSpec, name: str, data: dict[str, bytes]) -> Manifest:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": meta.object_meta(spec, name),
-        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
-    }
-
-
-def passphrase_secret(spec: specs.InstanceSpec) -> Manifest:
-    """A random passphrase for the local key store's private keys. Made once; never rebuilt (not pure: random)."""
-    passphrase = secrets.token_urlsafe(32).encode()
-    return _secret(spec, pods.passphrase_secret_name(spec), {pods.PASSPHRASE_KEY: passphrase})
-
-
-def keys_secret(spec: specs.InstanceSpec, passphrase: str) -> Manifest:
-    """A fresh local key store, as a Secret the pods mount. Made once; never rebuilt (not pure: random); the
-    key-rotation Job rewrites it."""
-    with tempfile.TemporaryDirectory() as folder:
-        files = LocalKeyStore(Path(folder) / "keys", passphrase).open().files()
-    return _secret(spec, pods.keys_secret_name(spec), files)
-
-
-def _passphrase(secret: Manifest | None) -> str | None:
-    encoded = ((secret or {}).get("data") or {}).get(pods.PASSPHRASE_KEY)
-    return base64.b64decode(encoded).decode() if encoded else None
-
-
 async def _make_key_secrets(kube: Kube, spec: specs.InstanceSpec, observed: dict[str, Manifest]) -> None:
     """The passphrase Secret, then the key store encrypted with it: each created once, never overwritten (a
     create, not an apply, so a racing writer cannot replace a passphrase keys are already encrypted with)."""
     name = pods.passphrase_secret_name(spec)
-    passphrase = _passphrase(observed.get(name))
+    passphrase = keysecret.passphrase_of(observed.get(name))
     if passphrase is None:
-        made = passphrase_secret(spec)
-        passphrase = (
-            _passphrase(made) if await kube.create(made) else _passphrase(await kube.secret(spec.namespace, name))
-        )
+        made = keysecret.passphrase_secret(spec)
+        created = await kube.create(made)
+        passphrase = keysecret.passphrase_of(made if created else await kube.secret(spec.namespace, name))
     if pods.keys_secret_name(spec) not in observed and passphrase is not None:
-        await kube.create(keys_secret(spec, passphrase))
+        await kube.create(keysecret.keys_secret(spec, passphrase))
 
 
 def _true_conditions(job: Manifest) -> dict[str, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""keysecret.rotate_secret against a real API server: a key store in a Secret gains a signing key version, and a
+"""The key Secrets: made by the operator (a passphrase, and a key store encrypted with it), and rotated by
+keysecret.rotate_secret against a real API server: a key store in a Secret gains a signing key version, and a
 Secret changed during the rotation is not overwritten."""
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from typing import Any
 import pytest
 from lightkube import Client, KubeConfig
 
-from ghostpay.core.keys.local import LocalKeyStore
+from ghostpay.core.keys.local import KeyStoreError, LocalKeyStore
 from ghostpay_operator import keysecret, localcluster
+from ghostpay_operator import spec as specs
 from tests.operator.kube_helpers import get_json
+from tests.operator.samples import body
 
-pytestmark = pytest.mark.slow
 PASSPHRASE = "correct horse battery staple"
 
 
@@ -36,13 +38,30 @@ def _secret_files(cluster: localcluster.Cluster, namespace: str) -> dict[str, by
     return {name: base64.b64decode(value) for name, value in secret["data"].items()}
 
 
-def _kids(files: dict[str, bytes], folder: Path) -> list[str]:
+def _kids(files: dict[str, bytes], folder: Path, passphrase: str = PASSPHRASE) -> list[str]:
     folder.mkdir()
     for name, content in files.items():
         (folder / name).write_bytes(content)
-    return [key.kid for key in LocalKeyStore(folder, PASSPHRASE).open().public_keys()]
+    return [key.kid for key in LocalKeyStore(folder, passphrase).open().public_keys()]
 
 
+def test_the_operator_makes_a_random_passphrase_and_a_key_store_only_it_opens(tmp_path: Path) -> None:
+    spec = specs.parse(body())
+    first, second = keysecret.passphrase_secret(spec), keysecret.passphrase_secret(spec)
+    assert first["metadata"]["name"] == "payments-keys-passphrase" and list(first["data"]) == ["passphrase"]
+    passphrase = keysecret.passphrase_of(first)
+    assert passphrase is not None and len(passphrase) >= 40 and passphrase != keysecret.passphrase_of(second)
+    assert keysecret.passphrase_of(None) is None
+    store = keysecret.keys_secret(spec, passphrase)
+    assert store["metadata"]["name"] == "payments-keys"
+    assert store["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    files = {name: base64.b64decode(value) for name, value in store["data"].items()}
+    assert len(_kids(files, tmp_path / "opened", passphrase)) == 1
+    with pytest.raises(KeyStoreError):
+        _kids(files, tmp_path / "wrong", "another passphrase")
+
+
+@pytest.mark.slow
 def test_rotating_the_secret_adds_a_signing_key(cluster: localcluster.Cluster, namespace: str, tmp_path: Path) -> None:
     before = _create_store_secret(cluster, namespace, tmp_path)
     keysecret.rotate_secret(namespace, "payments-keys", 3600.0, PASSPHRASE, 0.0, client=_client(cluster))
@@ -52,6 +71,7 @@ def test_rotating_the_secret_adds_a_signing_key(cluster: localcluster.Cluster, n
     assert not any(name.startswith(".") for name in after)  # no lock file or temporary made it into the Secret
 
 
+@pytest.mark.slow
 def test_a_retired_key_leaves_the_secret(cluster: localcluster.Cluster, namespace: str, tmp_path: Path) -> None:
     before = _create_store_secret(cluster, namespace, tmp_path)
     client = _client(cluster)
@@ -63,6 +83,7 @@ def test_a_retired_key_leaves_the_secret(cluster: localcluster.Cluster, namespac
     assert not any(first in name for name in after)  # its files were deleted from the Secret, not just left
 
 
+@pytest.mark.slow
 def test_a_secret_changed_during_the_rotation_is_not_overwritten(
     cluster: localcluster.Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +104,7 @@ def test_a_secret_changed_during_the_rotation_is_not_overwritten(
     assert len(_kids(after, tmp_path / "after")) == 1  # the rotation was not written
 
 
+@pytest.mark.slow
 def test_a_missing_secret_is_a_one_line_error(cluster: localcluster.Cluster, namespace: str) -> None:
     with pytest.raises(keysecret.KeySecretError, match=f"Cannot read Secret {namespace}/nope"):
         keysecret.rotate_secret(namespace, "nope", 3600.0, PASSPHRASE, 0.0, client=_client(cluster))
