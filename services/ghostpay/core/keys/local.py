@@ -96,6 +96,8 @@ class LocalKeyStore:
 
     # --- signing -----------------------------------------------------------------------------------------
     def public_keys(self) -> list[ring.PublicKey]:
+        """Read from disk again, so a rotation by another process (`ghostpay keys rotate`) shows."""
+        self.reload()
         return sorted((v.public for v in self._signing.values()), key=lambda k: k.version)
 
     def private_key(self, kid: str) -> rsa.RSAPrivateKey:
@@ -117,6 +119,8 @@ class LocalKeyStore:
 
     def unwrap(self, wrapped: bytes) -> bytes:
         version, sealed = wrapping.decode("local", wrapped)
+        if version not in self._keks:
+            self.reload()  # wrapped after a rotation this process has not read yet
         kek = self._keks.get(version)
         if kek is None:
             raise KeyStoreError(f"Key-encryption key version {version} is not in the key store.")
