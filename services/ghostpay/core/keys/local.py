@@ -86,7 +86,10 @@ class LocalKeyStore:
         signing: dict[str, _SigningVersion] = {}
         for meta_path in self._signing_metas():
             kid = _SIGNING_META.match(meta_path.name)[1]  # type: ignore[index]  # listed by that pattern
-            signing[kid] = self._signing.get(kid) or self._read_signing_version(meta_path)
+            try:
+                signing[kid] = self._signing.get(kid) or self._read_signing_version(meta_path)
+            except FileNotFoundError:
+                continue  # retired by another process between the listing and the read
         self._signing = signing
         self._keks = {v: self._keks.get(v) or self._read_secret(f"kek-{v}.key") for v in self._kek_versions()}
 
@@ -128,7 +131,7 @@ class LocalKeyStore:
 
     def rewrap(self, wrapped: bytes) -> bytes:
         """The same data key wrapped by the newest key-encryption key (unchanged if it already is)."""
-        if wrapping.version_of(wrapped) == max(self._keks):
+        if wrapping.decode("local", wrapped)[0] == max(self._keks):
             return wrapped
         return self.wrap(self.unwrap(wrapped))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 
 _WRAPPED = re.compile(rb"^([a-z]+):v([0-9]+):([A-Za-z0-9+/=]+)$")
@@ -18,7 +19,7 @@ def encode(backend: str, version: int, sealed: bytes) -> bytes:
 
 
 def _match(wrapped: bytes) -> re.Match[bytes]:
-    match = _WRAPPED.match(wrapped)
+    match = _WRAPPED.fullmatch(wrapped)
     if match is None:
         raise MalformedWrappedKey("A wrapped data key must look like <backend>:v<version>:<base64>.")
     return match
@@ -32,4 +33,7 @@ def decode(backend: str, wrapped: bytes) -> tuple[int, bytes]:
     match = _match(wrapped)
     if match[1].decode() != backend:
         raise MalformedWrappedKey(f"This data key was wrapped by the {match[1].decode()} backend, not {backend}.")
-    return int(match[2]), base64.b64decode(match[3])
+    try:
+        return int(match[2]), base64.b64decode(match[3], validate=True)
+    except binascii.Error as exc:
+        raise MalformedWrappedKey("The wrapped data key is not valid base64.") from exc
