@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, ValidationError
 
 from ghostpay.auth import service
+from ghostpay.core import problems
 from ghostpay.core.deps import RuntimeDep, require_roles
 from ghostpay.core.errors import InvalidRequest
 from ghostpay.core.tokens import Principal
@@ -79,7 +80,9 @@ async def _token_request(request: Request) -> TokenRequest:
     "/auth/token",
     response_model=TokenResponse,
     openapi_extra=_TOKEN_BODY,
+    responses=problems.documented(503),
     summary="Exchange client credentials for an access token",
+    description="503 `keys_unavailable` while the signing keys (Vault) cannot be reached; retry later.",
 )
 async def create_token(runtime: RuntimeDep, request: Request) -> TokenResponse:
     body = await _token_request(request)
