@@ -36,11 +36,13 @@ from ghostpay.auth import service as auth_service
 from ghostpay.auth import store as auth_store
 from ghostpay.core import db
 from ghostpay.core.ids import new_id
-from ghostpay.core.keystore import LocalKeyStore
-from ghostpay.core.tokens import issue_token
+from ghostpay.core.keys.cache import KeyCache
+from ghostpay.core.keys.local import LocalKeyStore
+from ghostpay.core.tokens import claims_for, issue_token
 from ghostpay.dev import EmbeddedPostgres, EmbeddedRedis, die_with_parent
 
 ISSUER = AUDIENCE = "ghostpay"
+_KEYS_PASSPHRASE = secrets.token_urlsafe(16)  # the benchmark's throwaway key store
 CURRENCY = "USD"
 CARD_AMOUNT = 100_000  # every card allows more than one charge asks for: the approve path
 CHARGE_AMOUNT = 1_999
@@ -97,6 +99,7 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
             "GHOSTPAY_DATABASE_URL": database_url,
             "GHOSTPAY_REDIS_URL": redis_url,
             "GHOSTPAY_KEYS_DIR": str(keys_dir),
+            "GHOSTPAY_KEYS_PASSPHRASE": _KEYS_PASSPHRASE,
             "GHOSTPAY_ISSUER": ISSUER,
             "GHOSTPAY_AUDIENCE": AUDIENCE,
             "GHOSTPAY_LOG_LEVEL": "WARNING",
@@ -134,8 +137,9 @@ async def _seed(database_url: str, keys_dir: Path, cards_per_batch: int) -> tupl
             pool, new_id("cli"), "bench merchant", "merchant", None, PasswordHasher().hash(secrets.token_urlsafe(32))
         )
         principal = auth_service.principal_of(client)
-        signing_key = LocalKeyStore(keys_dir).open().current_signing_key()
-        token = issue_token(signing_key, principal, ISSUER, AUDIENCE, _TOKEN_TTL)
+        keys = KeyCache(LocalKeyStore(keys_dir, _KEYS_PASSPHRASE).open(), 30, 5, activation_delay=0)
+        assert await keys.refresh()
+        token = await issue_token(keys, claims_for(principal, ISSUER, AUDIENCE, _TOKEN_TTL))
         await pool.execute(
             "INSERT INTO data_keys (key_id, wrapped_key) VALUES ($1, $2)", _DATA_KEY_ID, secrets.token_bytes(60)
         )
