@@ -176,10 +176,11 @@ def test_the_cards_role_wraps_and_unwraps_but_may_not_sign(kube_auth: KubeAuth) 
     wrapped = keys.wrap(data_key)
     assert wrapped.startswith(b"vault:v") and keys.unwrap(wrapped) == data_key
     kid = keys.public_keys()[-1].kid  # cards may read the public versions (to verify bearer tokens)
+    token_before = backend_token(keys)
     with pytest.raises(ring.KeysUnavailable, match="refused"):
         keys.sign(kid, SIGNING_INPUT)
-    # The refusal is the policy's: the backend takes any 403 for an expired login and logs in once more before
-    # giving up, and is still logged in as cards.
+    # The refusal is the policy's and the login still valid, so the backend did not log in again.
+    assert backend_token(keys) == token_before
     assert sorted(kube_auth.lookup(backend_token(keys))["policies"]) == ["cards", "default"]
     assert keys.unwrap(wrapped) == data_key
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import hvac
 import pytest
@@ -117,3 +118,23 @@ def test_a_token_vault_refuses_is_reported(vault: DevVault, mount: str) -> None:
     with pytest.raises(ring.KeysUnavailable, match="refused"):
         backend(vault, mount, token="not-a-token").public_keys()
     assert isinstance(vault.client(), hvac.Client)
+
+
+def test_a_missing_service_account_token_is_keys_unavailable(tmp_path: Path) -> None:
+    settings = Settings(
+        vault_addr="http://127.0.0.1:9", vault_role="ghostpay-auth", vault_service_account_token_path=tmp_path / "none"
+    )
+    with pytest.raises(ring.KeysUnavailable, match="Cannot read the ServiceAccount token"):
+        VaultKeys(settings).public_keys()
+
+
+def test_vault_token_from_the_environment_is_not_used(
+    vault: DevVault,  # noqa: F811
+    mount: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only GhostPay's own settings log in: a root VAULT_TOKEN lying around must not be picked up."""
+    monkeypatch.setenv("VAULT_TOKEN", vault.root_token)
+    keys = VaultKeys(Settings(vault_addr=vault.addr, vault_role="no-such-role", vault_transit_mount=mount))
+    with pytest.raises(ring.KeysUnavailable):
+        keys.public_keys()

@@ -41,6 +41,7 @@ class VaultKeys:
         self._jwt_key = settings.vault_jwt_key
         self._pan_key = settings.vault_pan_key
         self._client = hvac.Client(url=settings.vault_addr, timeout=settings.vault_timeout_seconds)
+        self._client.token = ""  # hvac would pick up VAULT_TOKEN or ~/.vault-token: only our settings count
         self._login_lock = threading.Lock()
         self._kids: dict[str, int] = {}
 
@@ -119,8 +120,8 @@ class VaultKeys:
             try:
                 return operation(self._client.secrets.transit)
             except hvac.exceptions.Forbidden:
-                if not self._settings.vault_role:
-                    raise
+                if not self._settings.vault_role or self._token_is_valid():
+                    raise  # refused by policy: logging in again would change nothing
                 self._login()
                 return operation(self._client.secrets.transit)
         except _UNREACHABLE as exc:
@@ -130,6 +131,13 @@ class VaultKeys:
         except hvac.exceptions.VaultError as exc:
             raise ring.KeysUnavailable(f"Vault refused the request ({type(exc).__name__}).") from exc
 
+    def _token_is_valid(self) -> bool:
+        try:
+            self._client.auth.token.lookup_self()  # allowed by Vault's `default` policy
+        except hvac.exceptions.Forbidden:
+            return False
+        return True
+
     def _login(self) -> None:
         with self._login_lock:
             if self._settings.vault_token is not None:
@@ -137,7 +145,11 @@ class VaultKeys:
                 return
             if not self._settings.vault_role:
                 raise ring.KeysUnavailable("Set GHOSTPAY_VAULT_TOKEN or GHOSTPAY_VAULT_ROLE to log in to Vault.")
-            service_account_token = Path(self._settings.vault_service_account_token_path).read_text().strip()
+            token_path = Path(self._settings.vault_service_account_token_path)
+            try:
+                service_account_token = token_path.read_text().strip()
+            except OSError as exc:
+                raise ring.KeysUnavailable(f"Cannot read the ServiceAccount token at {token_path}: {exc}") from exc
             self._client.auth.kubernetes.login(
                 self._settings.vault_role, service_account_token, mount_point=self._settings.vault_auth_mount
             )
