@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +20,9 @@ import httpx
 import jwt
 import pytest
 
-from tests import procs
+from tests import procs, transit
+from tests.vault import DevVault
+from tests.vault_fixture import vault  # noqa: F401
 
 pytestmark = pytest.mark.slow
 DEV_READY_TIMEOUT = 180.0  # a first start runs initdb
@@ -53,19 +56,34 @@ async def _admin_token(http: httpx.AsyncClient, data_dir: Path) -> str:
     return str(response.json()["access_token"])
 
 
-async def test_rotating_next_to_a_running_dev_keeps_every_token_valid(data_dir: Path, tmp_path: Path) -> None:
-    proc = procs.dev(data_dir, tmp_path, env=FAST_KEYS)
+@pytest.fixture(params=["local", "vault"])
+def keys_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Nothing for the local store in the data directory; for Vault, its address, a token and a transit mount
+    of this test's own (the dev server is shared)."""
+    if request.param == "local":
+        return {}
+    server: DevVault = request.getfixturevalue("vault")
+    mount = f"transit-{secrets.token_hex(4)}"
+    transit.prepare(server.client(), mount=mount)
+    return transit.env(server, server.root_token, mount=mount)
+
+
+async def test_rotating_next_to_a_running_dev_keeps_every_token_valid(
+    data_dir: Path, tmp_path: Path, keys_env: dict[str, str]
+) -> None:
+    proc = procs.dev(data_dir, tmp_path, env={**FAST_KEYS, **keys_env})
     await asyncio.to_thread(proc.start, DEV_READY_TIMEOUT)
+    new_prefix = "ghostpay-jwt-v2-" if keys_env else "local-v2-"
     try:
         async with httpx.AsyncClient(base_url=proc.url, timeout=30.0) as http:
             before = await _admin_token(http, data_dir)
             old_kid = jwt.get_unverified_header(before)["kid"]
 
-            rotated = await asyncio.to_thread(ghostpay, "keys", "rotate", "--data-dir", str(data_dir))
+            rotated = await asyncio.to_thread(ghostpay, "keys", "rotate", "--data-dir", str(data_dir), env=keys_env)
             assert rotated.returncode == 0, rotated.stderr
-            assert rotated.stdout.startswith("published local-v2-") and "retired: none" in rotated.stdout
+            assert rotated.stdout.startswith(f"published {new_prefix}") and "retired: none" in rotated.stdout
 
-            listed = await asyncio.to_thread(ghostpay, "keys", "list", "--data-dir", str(data_dir))
+            listed = await asyncio.to_thread(ghostpay, "keys", "list", "--data-dir", str(data_dir), env=keys_env)
             assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2, listed.stdout + listed.stderr
 
             new_kid, after = old_kid, before
@@ -75,7 +93,7 @@ async def test_rotating_next_to_a_running_dev_keeps_every_token_valid(data_dir: 
                 if new_kid != old_kid:
                     break
                 await asyncio.sleep(0.2)
-            assert new_kid.startswith("local-v2-"), new_kid
+            assert new_kid.startswith(new_prefix), new_kid
             jwks = (await http.get("/.well-known/jwks.json")).json()
             assert {key["kid"] for key in jwks["keys"]} == {old_kid, new_kid}
             for token in (before, after):  # the token from before the rotation still works, as does the new one

@@ -318,3 +318,10 @@ def test_processes_opening_an_empty_directory_at_once_end_with_one_store(tmp_pat
     assert len(results[0]) == 1 and all(result == results[0] for result in results)
     assert kek_files(directory) == ["kek-1.key"]
     assert len(list(directory.glob("signing-*.json"))) == 1
+
+
+def test_a_store_of_the_earlier_unencrypted_format_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "kek.key").write_bytes(b"c2VjcmV0")  # the flat format before keys were encrypted at rest
+    with pytest.raises(KeyStoreError, match="earlier, unencrypted format"):
+        LocalKeyStore(tmp_path, "pass").open()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kek.key"]  # nothing written beside it

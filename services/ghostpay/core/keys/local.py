@@ -69,6 +69,11 @@ class LocalKeyStore:
 
     # --- opening and reloading -------------------------------------------------------------------------
     def open(self) -> LocalKeyStore:
+        if (self.directory / "kek.key").exists() and not (self.directory / "keystore.json").exists():
+            raise KeyStoreError(
+                f"{self.directory} holds a key store of an earlier, unencrypted format, which this version does not "
+                "read; start with a new data directory."
+            )
         if not self._complete():
             with self._locked():
                 self._master = self._master_key(create=True)
