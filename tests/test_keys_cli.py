@@ -1,4 +1,5 @@
-"""`ghostpay keys rotate` and `ghostpay keys list` as a user runs them, next to a running `ghostpay dev`.
+"""`ghostpay keys rotate` and `ghostpay keys list` as a user runs them, next to a running `ghostpay dev`, on
+its local key store and on Vault (GHOSTPAY_VAULT_ADDR).
 
 The rotation is picked up without a restart: the new version is in the JWKS at once, signs once the activation
 delay has passed, and every token issued before it keeps working. Bad input is refused with a clear message
