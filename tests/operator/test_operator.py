@@ -174,6 +174,8 @@ def test_invalid_specs_are_refused_by_the_api_server(crds: localcluster.Cluster,
         "canarySteps must be strictly ascending": {"release": {"canarySteps": [50, 10, 100]}},
         "spec.release.strategy": {"release": {"strategy": "YOLO"}},
         "put the tag in spec.version": {"image": "ghcr.io/example/ghostpay:1.0"},
+        "gracePeriod must be at least the token lifetime": {"keyRotation": {"gracePeriod": "10m"}},
+        "spec.keyRotation.gracePeriod": {"keyRotation": {"gracePeriod": "one day"}},
     }
     for expected, spec in cases.items():
         result = crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace, **spec), check=False)
