@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench bench-operator clean
+.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator clean
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -41,6 +41,9 @@ openapi: install
 
 bench: install
 	$(PY) -m bench.charge_bench
+
+bench-keys: install openbao
+	$(PY) -m bench.keys_bench
 
 bench-operator: install controlplane
 	$(PY) -m bench.operator_bench
