@@ -21,6 +21,7 @@ import httpx
 import jwt
 import pytest
 
+from ghostpay.core.keys.local import LocalKeyStore
 from tests import procs, transit
 from tests.vault import DevVault
 from tests.vault_fixture import vault  # noqa: F401
@@ -105,16 +106,32 @@ async def test_rotating_next_to_a_running_dev_keeps_every_token_valid(
 
 
 def test_a_grace_period_shorter_than_a_token_is_refused(data_dir: Path) -> None:
-    result = ghostpay("keys", "rotate", "--data-dir", str(data_dir), "--grace-period", "1m")
+    env = {"GHOSTPAY_KEYS_PASSPHRASE": procs.KEYS_PASSPHRASE}
+    result = ghostpay("keys", "rotate", "--data-dir", str(data_dir), "--grace-period", "1m", env=env)
     assert result.returncode != 0
     assert "GHOSTPAY_KEY_GRACE_PERIOD must be at least the token lifetime" in result.stderr
-    assert not (data_dir / "keys").exists()  # nothing was created or rotated
+    assert procs.KEYS_PASSPHRASE not in result.stderr  # a settings error never echoes the settings
+    assert list(data_dir.iterdir()) == []  # nothing was created or rotated
+
+
+def test_a_directory_without_a_dev_store_is_refused_and_left_alone(data_dir: Path) -> None:
+    for command in ("rotate", "list"):
+        result = ghostpay("keys", command, "--data-dir", str(data_dir))
+        assert result.returncode != 0 and "is not a `ghostpay dev` data directory" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(data_dir.iterdir()) == []
+    (data_dir / "keys-passphrase").write_text(procs.KEYS_PASSPHRASE)  # a passphrase, but no store
+    result = ghostpay("keys", "rotate", "--data-dir", str(data_dir))
+    assert result.returncode != 0 and "There is no key store" in result.stderr, result.stderr
+    assert sorted(p.name for p in data_dir.iterdir()) == ["keys-passphrase"]
 
 
 def test_a_wrong_passphrase_is_a_clear_error_and_changes_nothing(data_dir: Path) -> None:
-    assert ghostpay("keys", "list", "--data-dir", str(data_dir)).returncode == 0  # creates the store
+    (data_dir / "keys-passphrase").write_text(procs.KEYS_PASSPHRASE)
+    LocalKeyStore(data_dir / "keys", procs.KEYS_PASSPHRASE).open()
     files = sorted(p.name for p in (data_dir / "keys").iterdir())
     result = ghostpay("keys", "rotate", "--data-dir", str(data_dir), env={"GHOSTPAY_KEYS_PASSPHRASE": "wrong"})
     assert result.returncode != 0
     assert "wrong GHOSTPAY_KEYS_PASSPHRASE" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in (data_dir / "keys").iterdir()) == files
+    assert ghostpay("keys", "list", "--data-dir", str(data_dir)).returncode == 0  # the right one still opens it

@@ -76,15 +76,6 @@ def _write_files(directory: Path, data: dict[str, str]) -> None:
             handle.write(base64.b64decode(encoded))
 
 
-def _read_files(directory: Path) -> dict[str, str]:
-    """The store's regular files, skipping hidden ones (its lock file, half-written temporaries)."""
-    return {
-        path.name: base64.b64encode(path.read_bytes()).decode()
-        for path in sorted(directory.iterdir())
-        if path.is_file() and not path.name.startswith(".")
-    }
-
-
 def rotate_secret(
     namespace: str,
     name: str,
@@ -105,8 +96,8 @@ def rotate_secret(
     with tempfile.TemporaryDirectory(prefix="ghostpay-keys-") as folder:  # mode 0700
         directory = Path(folder)
         _write_files(directory, before)
-        rotate_directory(directory, passphrase, grace_seconds, activation_delay_seconds)
-        after = _read_files(directory)
+        rotated = rotate_directory(directory, passphrase, grace_seconds, activation_delay_seconds)
+        after = {name: base64.b64encode(content).decode() for name, content in rotated.files().items()}
     # A merge patch keeps keys it does not mention: the retired ones are removed explicitly (null).
     data: dict[str, str | None] = {**dict.fromkeys(before), **after}
     patch = {"metadata": {"resourceVersion": secret.metadata.resourceVersion}, "data": data}

@@ -36,9 +36,10 @@ _ROUTERS = {
 }
 
 
-async def _start_services(runtime: Runtime, services: Iterable[ServiceName]) -> list[asyncio.Task[None]]:
+async def _start_services(runtime: Runtime, services: Iterable[ServiceName], tasks: list[asyncio.Task[None]]) -> None:
+    """Each service's start-up steps; background loops go into `tasks` (so a failed start still stops them)."""
     settings = runtime.settings
-    tasks = [asyncio.create_task(runtime.keys.run(), name="key-refresh")]
+    tasks.append(asyncio.create_task(runtime.keys.run(), name="key-refresh"))
     if "auth" in services and settings.admin_client_id and settings.admin_client_secret:
         await auth_service.bootstrap_admin(
             runtime, settings.admin_client_id, settings.admin_client_secret.get_secret_value()
@@ -47,7 +48,6 @@ async def _start_services(runtime: Runtime, services: Iterable[ServiceName]) -> 
         await cards_service.open_keys(runtime)
     if "analytics" in services:
         tasks.append(asyncio.create_task(analytics_service.run_relay(runtime), name="outbox-relay"))
-    return tasks
 
 
 def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICES) -> FastAPI:
@@ -58,8 +58,9 @@ def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICE
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await open_runtime(settings, service_name)
         app.state.runtime = runtime
-        tasks = await _start_services(runtime, chosen)
+        tasks: list[asyncio.Task[None]] = []
         try:
+            await _start_services(runtime, chosen, tasks)
             yield
         finally:
             for task in tasks:

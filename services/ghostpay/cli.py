@@ -158,8 +158,16 @@ def keys() -> None:
 
 
 def _key_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for `ghostpay keys`: Vault from the environment, else the store of the `ghostpay dev` in DIR
+    (which must exist: these commands never create a store)."""
     if not os.environ.get("GHOSTPAY_VAULT_ADDR"):
-        overrides = {**dev_module.local_keys(data_dir.resolve()), **overrides}
+        try:
+            overrides = {**dev_module.local_keys(data_dir.resolve(), create=False), **overrides}
+        except FileNotFoundError as exc:
+            raise click.ClickException(
+                f"{data_dir} is not a `ghostpay dev` data directory (no keys-passphrase); pass the --data-dir of "
+                "a ghostpay dev, or set GHOSTPAY_KEYS_DIR and GHOSTPAY_KEYS_PASSPHRASE, or GHOSTPAY_VAULT_ADDR."
+            ) from exc
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -194,7 +202,7 @@ def keys_rotate(data_dir: Path, grace_period: str | None, kube_secret: str | Non
             keysecret.rotate_secret(namespace, kube_secret, grace.total_seconds(), passphrase, delay.total_seconds())
             click.echo(f"rotated the key store in Secret {namespace}/{kube_secret}")
             return
-        backend = open_backend(settings)
+        backend = open_backend(settings, create=False)
         retired = backend.rotate(grace, delay)
         newest = backend.public_keys()[-1]
     except (KeysUnavailable, KeyStoreError, ValueError) as exc:
@@ -209,7 +217,7 @@ def keys_list(data_dir: Path) -> None:
     """The published signing key versions (the JWKS), and which one signs now."""
     settings = _key_settings(data_dir)
     try:
-        published = open_backend(settings).public_keys()
+        published = open_backend(settings, create=False).public_keys()
     except (KeysUnavailable, KeyStoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     signer = ring.signing_key(published, datetime.now(UTC), timedelta(seconds=settings.key_activation_delay_seconds))

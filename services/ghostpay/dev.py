@@ -172,16 +172,18 @@ def admin_credentials(data_dir: Path) -> AdminCredentials:
     return AdminCredentials(creds["client_id"], creds["client_secret"], created=True)
 
 
-def local_keys(data_dir: Path) -> dict[str, object]:
+def local_keys(data_dir: Path, create: bool = True) -> dict[str, object]:
     """Settings of the local key store in `DIR/keys`, encrypted with the passphrase in `DIR/keys-passphrase`
     (made once, mode 0600; beside the store, not in it, so a copy of the store alone is useless). Shared by
-    `ghostpay dev` and `ghostpay keys rotate --data-dir`, so both open the same store."""
+    `ghostpay dev` and `ghostpay keys … --data-dir`, so both open the same store; the latter with `create`
+    False: a DIR that is not a `ghostpay dev` data directory raises FileNotFoundError."""
     overrides: dict[str, object] = {}
     if not os.environ.get("GHOSTPAY_KEYS_DIR"):
         overrides["keys_dir"] = data_dir / "keys"
     if not os.environ.get("GHOSTPAY_KEYS_PASSPHRASE"):
         path = data_dir / "keys-passphrase"
-        with contextlib.suppress(FileExistsError):
-            _create_private(path, secrets.token_urlsafe(32))
+        if create:
+            with contextlib.suppress(FileExistsError):
+                _create_private(path, secrets.token_urlsafe(32))
         overrides["keys_passphrase"] = path.read_text().strip()
     return overrides

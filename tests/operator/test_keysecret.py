@@ -90,10 +90,11 @@ def test_a_secret_changed_during_the_rotation_is_not_overwritten(
     _create_store_secret(cluster, namespace, tmp_path)
     rotate = keysecret.rotate_directory
 
-    def concurrent_writer(*args: Any) -> None:
-        rotate(*args)  # meanwhile someone else changes the Secret: our resourceVersion is now stale
+    def concurrent_writer(*args: Any) -> LocalKeyStore:
+        rotated = rotate(*args)  # meanwhile someone else changes the Secret: our resourceVersion is now stale
         patch = {"data": {"marker": base64.b64encode(b"theirs").decode()}}
         cluster.kubectl("patch", "secret", "payments-keys", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+        return rotated
 
     monkeypatch.setattr(keysecret, "rotate_directory", concurrent_writer)
     with pytest.raises(keysecret.KeySecretError) as refused:

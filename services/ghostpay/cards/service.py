@@ -55,7 +55,8 @@ async def _unwrapped_key(runtime: Runtime, purpose: store.KeyPurpose) -> sealing
         if await store.insert_data_key(runtime.pool, key_id, wrapped, purpose):
             return sealing.DataKey(key_id, material)
         latest = await store.latest_data_key(runtime.pool, purpose)
-        assert latest is not None  # the insert lost to another process's key, which is there now
+        if latest is None:  # the insert lost to another process's key, so it must be there now
+            raise RuntimeError(f"No {purpose} data key after a conflicting insert.")
     return sealing.DataKey(latest[0], await runtime.keys.call(runtime.keys.backend.unwrap, latest[1]))
 
 
@@ -69,8 +70,8 @@ async def open_keys(runtime: Runtime) -> None:
 
 
 async def rewrap_keys(runtime: Runtime) -> None:
-    """Wrap every stored data key by the newest key-encryption version (Vault: without seeing it in clear),
-    so old versions hold nothing."""
+    """Wrap every stored data key by the newest usable key-encryption version (Vault: without seeing it in
+    clear), so nothing depends on the old versions any more."""
     for key_id, wrapped in await store.wrapped_keys(runtime.pool):
         rewrapped = await runtime.keys.call(runtime.keys.backend.rewrap, wrapped)
         if rewrapped != wrapped:

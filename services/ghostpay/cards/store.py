@@ -81,7 +81,7 @@ async def wrapped_keys(pool: asyncpg.Pool) -> list[tuple[str, bytes]]:
 
 
 async def replace_wrapped_key(pool: asyncpg.Pool, key_id: str, old: bytes, new: bytes) -> None:
-    """Only if nobody rewrapped it meanwhile (every cards and charges process does this after a rotation)."""
+    """Only if nobody rewrapped it meanwhile (every cards process does this after a rotation)."""
     await pool.execute("UPDATE data_keys SET wrapped_key = $3 WHERE key_id = $1 AND wrapped_key = $2", key_id, old, new)
 
 

@@ -30,26 +30,33 @@ class Runtime:
     keys: KeyCache
     verifier: TokenVerifier
     limiter: RateLimiter
-    extras: dict[str, Any] = field(default_factory=dict)  # per-service state, e.g. the PAN data key ring
+    extras: dict[str, Any] = field(default_factory=dict)  # per-service state, e.g. the cards' PAN keys
 
     async def close(self) -> None:
         await self.pool.close()
         await self.redis.aclose()
+        self.keys.backend.close()
 
 
 async def open_runtime(settings: Settings, service_name: str) -> Runtime:
+    """Everything a service holds, or nothing: what was opened before a failure is closed again."""
+    backend = await anyio.to_thread.run_sync(open_backend, settings)
     keys = KeyCache(
-        await anyio.to_thread.run_sync(open_backend, settings),
+        backend,
         refresh_interval=settings.key_refresh_seconds,
         min_refresh_interval=settings.key_min_refresh_seconds,
         activation_delay=settings.key_activation_delay_seconds,
     )
-    if not await keys.refresh():
-        raise RuntimeError("Could not load the signing keys (see the warning above); not starting.")
+    try:
+        if not await keys.refresh():
+            raise RuntimeError("Could not load the signing keys (see the warning above); not starting.")
+        pool = await db.create_pool(settings)
+    except BaseException:
+        backend.close()
+        raise
     redis_client = aioredis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
     )
-    pool = await db.create_pool(settings)
     return Runtime(
         settings=settings,
         service_name=service_name,

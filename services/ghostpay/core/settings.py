@@ -59,7 +59,8 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 class Settings(BaseSettings):
     """Everything a GhostPay process needs to know, from `GHOSTPAY_*` variables."""
 
-    model_config = SettingsConfigDict(env_prefix="GHOSTPAY_", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo the settings (admin secret, Vault token, passphrase).
+    model_config = SettingsConfigDict(env_prefix="GHOSTPAY_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = "postgresql://localhost/ghostpay"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -80,9 +81,9 @@ class Settings(BaseSettings):
 
     # Rotation: verifiers refresh the published keys every `key_refresh_seconds` (and on an unknown kid, at
     # most once per `key_min_refresh_seconds`); a new version signs only `key_activation_delay_seconds`
-    # after it is published, so it must be at least the refresh interval.
+    # after it is published, so it must be more than the refresh interval.
     key_refresh_seconds: float = Field(default=30.0, gt=0)
-    key_min_refresh_seconds: float = Field(default=5.0, ge=0)
+    key_min_refresh_seconds: float = Field(default=5.0, gt=0)
     key_activation_delay_seconds: float = Field(default=60.0, ge=0)
     key_grace_period: Duration = timedelta(hours=24)
 
@@ -111,9 +112,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _rotation_is_safe(self) -> Settings:
-        if self.key_activation_delay_seconds < self.key_refresh_seconds:
+        if self.key_activation_delay_seconds <= self.key_refresh_seconds:
             raise ValueError(
-                "GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS must be at least GHOSTPAY_KEY_REFRESH_SECONDS: a new key may "
+                "GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS must be more than GHOSTPAY_KEY_REFRESH_SECONDS: a new key may "
                 "sign only once every verifier has refreshed."
             )
         if self.key_grace_period.total_seconds() < self.token_ttl_seconds:

@@ -39,7 +39,7 @@ RATE_LIMITER_ERRORS = Counter(
 KEY_REFRESH_FAILURES = Counter(
     "ghostpay_key_refresh_failures_total", "Refreshes of the published signing keys that failed (cache kept)"
 )
-KEY_VERSIONS_SEEN = Counter(
+KEY_VERSIONS_PUBLISHED = Counter(
     "ghostpay_key_versions_published_total", "Signing key versions that appeared on a refresh (rotations seen)"
 )
 OUTBOX_RELAYED = Counter("ghostpay_outbox_events_relayed_total", "Outbox events folded into analytics")

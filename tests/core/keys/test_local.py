@@ -214,8 +214,13 @@ def test_a_reload_drops_the_versions_another_instance_retired(tmp_path: Path) ->
 
 def test_rotate_directory_rotates_the_store_in_a_directory(tmp_path: Path) -> None:
     directory = tmp_path / "keys"
-    rotate_directory(directory, PASSPHRASE, grace_seconds=86400, activation_delay_seconds=3600)
+    with pytest.raises(KeyStoreError, match="no key store"):  # rotating nothing is not creating something
+        rotate_directory(directory, PASSPHRASE, grace_seconds=86400, activation_delay_seconds=3600)
+    assert not directory.exists()
     store = open_store(directory)
+    rotated = rotate_directory(directory, PASSPHRASE, grace_seconds=86400, activation_delay_seconds=3600)
+    assert rotated.files() == {p.name: p.read_bytes() for p in directory.iterdir() if not p.name.startswith(".")}
+    store.reload()
     assert versions(store) == [1, 2]
     assert kek_files(directory) == ["kek-1.key", "kek-2.key"]
     rotate_directory(directory, PASSPHRASE, grace_seconds=0, activation_delay_seconds=0)  # v1 retires now
@@ -325,3 +330,30 @@ def test_a_store_of_the_earlier_unencrypted_format_is_refused_clearly(tmp_path: 
     with pytest.raises(KeyStoreError, match="earlier, unencrypted format"):
         LocalKeyStore(tmp_path, "pass").open()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kek.key"]  # nothing written beside it
+
+
+@pytest.mark.parametrize(("field", "value"), [("alg", "HS256"), ("version", 99), ("created_at", "2000-01-01T00:00:00")])
+def test_edited_public_metadata_makes_the_key_fail_to_load(tmp_path: Path, field: str, value: object) -> None:
+    """The .json beside a signing key is plain but authenticated: editing it cannot change how the key is used."""
+    open_store(tmp_path)
+    (meta_path,) = tmp_path.glob("signing-*.json")
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, field: value}))
+    with pytest.raises(KeyStoreError, match="wrong GHOSTPAY_KEYS_PASSPHRASE or a damaged file"):
+        open_store(tmp_path)
+
+
+def test_a_new_key_encryption_version_wraps_only_after_the_activation_delay(tmp_path: Path) -> None:
+    """Publish before use for the PAN key-encryption keys too: another process may not have read it yet."""
+    store = LocalKeyStore(tmp_path, PASSPHRASE, activation_delay_seconds=3600).open()
+    wrapped = store.wrap(DATA_KEY)
+    assert wrapping.version_of(wrapped) == 1  # the first version wraps at once
+    store.rotate(grace=DAY, activation_delay=HOUR)
+    store.reload()
+    assert wrapping.version_of(store.wrap(DATA_KEY)) == 1  # version 2 is known, but not for an hour yet
+    assert store.rewrap(wrapped) == wrapped
+    eager = LocalKeyStore(tmp_path, PASSPHRASE, activation_delay_seconds=0).open()
+    rewrapped = eager.rewrap(wrapped)
+    assert wrapping.version_of(rewrapped) == 2
+    assert store.unwrap(rewrapped) == DATA_KEY  # the cautious process still opens what the eager one wrapped
+    assert store.rewrap(rewrapped) == rewrapped  # and never moves it back to an older version

@@ -34,8 +34,13 @@ class KeyBackend(Protocol):
     def rotate(self, grace: timedelta, activation_delay: timedelta, now: datetime | None = None) -> list[str]:
         """Retire versions past their grace period, add new versions; returns the retired kids."""
 
+    def close(self) -> None:
+        """Release connections (the Vault client's HTTP session)."""
 
-def open_backend(settings: Settings) -> KeyBackend:
+
+def open_backend(settings: Settings, create: bool = True) -> KeyBackend:
+    """The configured backend, opened. `create` False: a missing local store is an error (KeyStoreError)
+    rather than made (what `ghostpay keys` wants: rotating a new, empty store would help nobody)."""
     if settings.vault_addr:
         from ghostpay.core.keys.vault import VaultKeys
 
@@ -46,4 +51,5 @@ def open_backend(settings: Settings) -> KeyBackend:
         raise ValueError(
             "Set GHOSTPAY_KEYS_PASSPHRASE (the local key store is encrypted with it) or GHOSTPAY_VAULT_ADDR."
         )
-    return LocalKeyStore(settings.keys_dir, settings.keys_passphrase.get_secret_value()).open()
+    passphrase = settings.keys_passphrase.get_secret_value()
+    return LocalKeyStore(settings.keys_dir, passphrase, settings.key_activation_delay_seconds).open(create)

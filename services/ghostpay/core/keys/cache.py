@@ -59,7 +59,9 @@ class KeyCache:
 
     # --- refreshing --------------------------------------------------------------------------------------
     def on_refresh(self, listener: Callable[[], Awaitable[None]]) -> None:
-        """Run `listener` after every successful refresh (the cards service rewraps its data keys there)."""
+        """Run `listener` after every successful periodic refresh (the cards service rewraps its data keys
+        there) — not after one an unknown kid forced, so neither a request nor a flood of bogus kids waits for
+        or repeats that work."""
         self._listeners.append(listener)
 
     async def refresh(self) -> bool:
@@ -76,13 +78,8 @@ class KeyCache:
                 log.warning("the key backend published no keys; keeping the %d cached keys", len(self._published))
                 return False
             if self._published:
-                telemetry.KEY_VERSIONS_SEEN.inc(len({k.kid for k in published} - self._published.keys()))
+                telemetry.KEY_VERSIONS_PUBLISHED.inc(len({k.kid for k in published} - self._published.keys()))
             self._published = {k.kid: k for k in published}
-        for listener in self._listeners:
-            try:
-                await listener()
-            except Exception:
-                log.exception("after-refresh step failed")
         return True
 
     async def refresh_for_unknown_kid(self, kid: str) -> ring.PublicKey | None:
@@ -95,7 +92,15 @@ class KeyCache:
         return self._published.get(kid)
 
     async def run(self) -> None:
-        """Refresh every `refresh_interval` seconds until cancelled."""
+        """Refresh every `refresh_interval` seconds until cancelled, then run the listeners."""
         while True:
             await asyncio.sleep(self._refresh_interval)
-            await self.refresh()
+            if await self.refresh():
+                await self._notify()
+
+    async def _notify(self) -> None:
+        for listener in self._listeners:
+            try:
+                await listener()
+            except Exception:
+                log.exception("after-refresh step failed")

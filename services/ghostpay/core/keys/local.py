@@ -3,7 +3,8 @@
 `ghostpay dev` keeps it in `DIR/keys`; the operator keeps it in a Kubernetes Secret mounted into every pod.
 Every secret byte is encrypted at rest with AES-256-GCM under a key derived (scrypt) from a passphrase that is
 not stored in the directory (`GHOSTPAY_KEYS_PASSPHRASE`; `ghostpay dev` keeps one beside, not inside, the
-store). The file name is the authenticated data, so a file renamed onto another fails to decrypt.
+store). The file name is authenticated data, so a file renamed onto another fails to decrypt; so is a signing
+key's public metadata (version, date, algorithm), so an edited `.json` makes its key fail to load.
 
 Files (flat, so a Kubernetes Secret can hold the whole store):
   keystore.json             format and the scrypt salt (not secret)
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,23 +60,28 @@ class _SigningVersion:
 class LocalKeyStore:
     """See the module docstring. `open()` creates what is missing and loads; `reload()` picks up rotations."""
 
-    def __init__(self, directory: Path, passphrase: str) -> None:
+    def __init__(self, directory: Path, passphrase: str, activation_delay_seconds: float = 0.0) -> None:
         if not passphrase:
             raise KeyStoreError("The local key store needs a passphrase (GHOSTPAY_KEYS_PASSPHRASE).")
         self.directory = directory
         self._passphrase = passphrase.encode()
+        self._activation_delay = activation_delay_seconds
         self._master = b""
         self._signing: dict[str, _SigningVersion] = {}
         self._keks: dict[int, bytes] = {}
+        self._kek_seen: dict[int, float] = {}  # when this process first read each version (monotonic)
 
     # --- opening and reloading -------------------------------------------------------------------------
-    def open(self) -> LocalKeyStore:
+    def open(self, create: bool = True) -> LocalKeyStore:
+        """Load the store; create what is missing unless `create` is False (then a missing store is an error)."""
         if (self.directory / "kek.key").exists() and not (self.directory / "keystore.json").exists():
             raise KeyStoreError(
                 f"{self.directory} holds a key store of an earlier, unencrypted format, which this version does not "
                 "read; start with a new data directory."
             )
         if not self._complete():
+            if not create:
+                raise KeyStoreError(f"There is no key store in {self.directory}.")
             with self._locked():
                 self._master = self._master_key(create=True)
                 if not self._kek_versions():
@@ -97,6 +104,8 @@ class LocalKeyStore:
                 continue  # retired by another process between the listing and the read
         self._signing = signing
         self._keks = {v: self._keks.get(v) or self._read_secret(f"kek-{v}.key") for v in self._kek_versions()}
+        for version in self._keks:
+            self._kek_seen.setdefault(version, time.monotonic())
 
     def files(self) -> dict[str, bytes]:
         """Every file of the store by name (what a Kubernetes Secret holds)."""
@@ -119,8 +128,16 @@ class LocalKeyStore:
         return algorithm.sign(signing_input, self.private_key(kid))
 
     # --- wrapping PAN data keys --------------------------------------------------------------------------
+    def _wrapping_version(self) -> int:
+        """Publish before use, as for signing keys: a new key-encryption version wraps only once this process
+        has known it for the activation delay, so every process (each pod's copy of a mounted Secret, which
+        the kubelet refreshes late) can unwrap what it wraps. The first version wraps at once."""
+        now = time.monotonic()
+        aged = [v for v in self._keks if now - self._kek_seen[v] >= self._activation_delay]
+        return max(aged) if aged else min(self._keks)
+
     def wrap(self, plaintext: bytes) -> bytes:
-        version = max(self._keks)
+        version = self._wrapping_version()
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = nonce + AESGCM(self._keks[version]).encrypt(nonce, plaintext, b"ghostpay-data-key")
         return wrapping.encode("local", version, sealed)
@@ -135,8 +152,9 @@ class LocalKeyStore:
         return AESGCM(kek).decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], b"ghostpay-data-key")
 
     def rewrap(self, wrapped: bytes) -> bytes:
-        """The same data key wrapped by the newest key-encryption key (unchanged if it already is)."""
-        if wrapping.decode("local", wrapped)[0] == max(self._keks):
+        """The same data key wrapped by the newest usable key-encryption version (unchanged if it already is,
+        or is under a newer one)."""
+        if wrapping.decode("local", wrapped)[0] >= self._wrapping_version():
             return wrapped
         return self.wrap(self.unwrap(wrapped))
 
@@ -147,7 +165,6 @@ class LocalKeyStore:
         the retired kids."""
         now = now or datetime.now(UTC)
         with self._locked():
-            self.reload()
             published = self.public_keys()
             retired = set(ring.retired_versions(published, now, activation_delay, grace))
             retired_kids = [k.kid for k in published if k.version in retired]
@@ -170,6 +187,9 @@ class LocalKeyStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def close(self) -> None:
+        """Nothing to release: files are opened per read."""
+
     def _complete(self) -> bool:
         return (self.directory / "keystore.json").exists() and bool(self._kek_versions() and self._signing_metas())
 
@@ -186,20 +206,27 @@ class LocalKeyStore:
         path = self.directory / "keystore.json"
         if create and not path.exists():
             salt = base64.b64encode(secrets.token_bytes(16)).decode()
-            _write_private(path, json.dumps({"format": _FORMAT, "kdf": "scrypt", "salt": salt}).encode())
+            header = {"format": _FORMAT, "kdf": "scrypt", "salt": salt, **_SCRYPT}
+            _write_private(path, json.dumps(header).encode())
         header = json.loads(path.read_bytes())
         if header.get("format") != _FORMAT:
             raise KeyStoreError(f"{path} has format {header.get('format')!r}; this version reads {_FORMAT}.")
-        return Scrypt(salt=base64.b64decode(header["salt"]), **_SCRYPT).derive(self._passphrase)
+        # The cost the store was made with, so a later change of _SCRYPT does not lock old stores out.
+        cost = {name: int(header[name]) for name in _SCRYPT}
+        return Scrypt(salt=base64.b64decode(header["salt"]), **cost).derive(self._passphrase)
 
-    def _write_secret(self, name: str, data: bytes) -> None:
+    def _write_secret(self, name: str, data: bytes, bound_to: bytes = b"") -> None:
+        """Encrypted under the master key; the file name and `bound_to` (a key's public metadata) are the
+        authenticated data, so neither can change without the file failing to decrypt."""
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        _write_private(self.directory / name, nonce + AESGCM(self._master).encrypt(nonce, data, name.encode()))
+        sealed = AESGCM(self._master).encrypt(nonce, data, name.encode() + b"\n" + bound_to)
+        _write_private(self.directory / name, nonce + sealed)
 
-    def _read_secret(self, name: str) -> bytes:
+    def _read_secret(self, name: str, bound_to: bytes = b"") -> bytes:
         blob = (self.directory / name).read_bytes()
+        aad = name.encode() + b"\n" + bound_to
         try:
-            return AESGCM(self._master).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], name.encode())
+            return AESGCM(self._master).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
         except InvalidTag as exc:
             raise KeyStoreError(f"Cannot decrypt {name}: wrong GHOSTPAY_KEYS_PASSPHRASE or a damaged file.") from exc
 
@@ -209,26 +236,25 @@ class LocalKeyStore:
         der = private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        self._write_secret(f"signing-{kid}.key", der)
-        meta = {
-            "kid": kid,
-            "version": version,
-            "alg": ring.SIGNING_ALG,
-            "created_at": (created_at or datetime.now(UTC)).isoformat(),
-        }
-        _write_private(self.directory / f"signing-{kid}.json", json.dumps(meta).encode())
+        created = (created_at or datetime.now(UTC)).isoformat()
+        meta = json.dumps({"kid": kid, "version": version, "alg": ring.SIGNING_ALG, "created_at": created}).encode()
+        self._write_secret(f"signing-{kid}.key", der, bound_to=meta)
+        _write_private(self.directory / f"signing-{kid}.json", meta)
 
     def _read_signing_version(self, meta_path: Path) -> _SigningVersion:
-        meta = json.loads(meta_path.read_bytes())
-        private_key = serialization.load_der_private_key(self._read_secret(f"signing-{meta['kid']}.key"), None)
-        if not isinstance(private_key, rsa.RSAPrivateKey):
-            raise KeyStoreError(f"signing-{meta['kid']}.key does not hold an RSA key.")
+        """The metadata file is plain (it is public) but bound to the encrypted key file as authenticated data:
+        an edited version, date or algorithm makes the key fail to load instead of changing how it is used."""
+        kid = _SIGNING_META.match(meta_path.name)[1]  # type: ignore[index]  # listed by that pattern
+        meta_bytes = meta_path.read_bytes()
+        private_key = serialization.load_der_private_key(self._read_secret(f"signing-{kid}.key", meta_bytes), None)
+        meta = json.loads(meta_bytes)
+        if not isinstance(private_key, rsa.RSAPrivateKey) or meta["kid"] != kid or meta["alg"] != ring.SIGNING_ALG:
+            raise KeyStoreError(f"signing-{kid}.key is not an {ring.SIGNING_ALG} key of this store.")
         public = ring.PublicKey(
-            kid=meta["kid"],
+            kid=kid,
             version=int(meta["version"]),
             public_key=private_key.public_key(),
             created_at=datetime.fromisoformat(meta["created_at"]),
-            alg=meta["alg"],
         )
         return _SigningVersion(public, private_key)
 
@@ -242,8 +268,10 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def rotate_directory(directory: Path, passphrase: str, grace_seconds: float, activation_delay_seconds: float) -> None:
-    """`ghostpay keys rotate` on a store in `directory` (used by the operator's Secret-backed rotation)."""
-    LocalKeyStore(directory, passphrase).open().rotate(
-        timedelta(seconds=grace_seconds), timedelta(seconds=activation_delay_seconds)
-    )
+def rotate_directory(
+    directory: Path, passphrase: str, grace_seconds: float, activation_delay_seconds: float
+) -> LocalKeyStore:
+    """`ghostpay keys rotate` on the existing store in `directory` (the operator's Secret-backed rotation)."""
+    store = LocalKeyStore(directory, passphrase).open(create=False)
+    store.rotate(timedelta(seconds=grace_seconds), timedelta(seconds=activation_delay_seconds))
+    return store

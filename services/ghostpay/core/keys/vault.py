@@ -15,6 +15,7 @@ callers run these methods in a worker thread. Every failure to reach Vault is `K
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from ghostpay.core.keys import ring, wrapping
 from ghostpay.core.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger("ghostpay.keys")
 _UNREACHABLE = (requests.RequestException, hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError)
 
 
@@ -113,22 +115,24 @@ class VaultKeys:
 
     # --- calls -------------------------------------------------------------------------------------------
     def _call(self, operation: Callable[[Any], T]) -> T:
-        """One transit call, logging in first (and once more if the login expired)."""
+        """One transit call, logging in first (and once more if the login expired). Failures are logged with
+        their details here; the KeysUnavailable raised (a 503 detail a client sees) names only the kind."""
         try:
-            if not self._client.token:
-                self._login()
+            used = self._client.token
+            if not used:
+                self._login(used)
             try:
                 return operation(self._client.secrets.transit)
             except hvac.exceptions.Forbidden:
                 if not self._settings.vault_role or self._token_is_valid():
                     raise  # refused by policy: logging in again would change nothing
-                self._login()
+                self._login(used)
                 return operation(self._client.secrets.transit)
         except _UNREACHABLE as exc:
-            raise ring.KeysUnavailable(
-                f"Vault at {self._settings.vault_addr} is unreachable ({type(exc).__name__})."
-            ) from exc
+            log.warning("vault at %s unreachable: %s", self._settings.vault_addr, type(exc).__name__)
+            raise ring.KeysUnavailable("Vault is unreachable; retry later.") from exc
         except hvac.exceptions.VaultError as exc:
+            log.warning("vault refused the request: %s", type(exc).__name__)
             raise ring.KeysUnavailable(f"Vault refused the request ({type(exc).__name__}).") from exc
 
     def _token_is_valid(self) -> bool:
@@ -138,8 +142,12 @@ class VaultKeys:
             return False
         return True
 
-    def _login(self) -> None:
+    def _login(self, stale: str | None) -> None:
+        """Log in, unless another thread already replaced the `stale` token meanwhile (one login, not one per
+        thread, when a token expires under load)."""
         with self._login_lock:
+            if self._client.token and self._client.token != stale:
+                return
             if self._settings.vault_token is not None:
                 self._client.token = self._settings.vault_token.get_secret_value()
                 return
@@ -149,10 +157,14 @@ class VaultKeys:
             try:
                 service_account_token = token_path.read_text().strip()
             except OSError as exc:
-                raise ring.KeysUnavailable(f"Cannot read the ServiceAccount token at {token_path}: {exc}") from exc
+                log.warning("cannot read the ServiceAccount token at %s: %s", token_path, exc)
+                raise ring.KeysUnavailable("Cannot read the ServiceAccount token to log in to Vault.") from exc
             self._client.auth.kubernetes.login(
                 self._settings.vault_role, service_account_token, mount_point=self._settings.vault_auth_mount
             )
+
+    def close(self) -> None:
+        self._client.adapter.close()
 
 
 def _public_key(key_name: str, version: int, entry: dict[str, Any]) -> ring.PublicKey:

@@ -1,5 +1,5 @@
--- The PAN look-up (HMAC) key moves out of the key store into this table, wrapped like the data keys, so the
--- Vault backend needs no key material of its own beyond transit. At most one look-up key ever exists: every
--- PAN hash depends on it.
+-- The PAN look-up (HMAC) key is kept in this table, wrapped like the data keys (no longer in the key store), so
+-- the Vault backend needs no key material beyond transit. The cards service makes it on first start; at most
+-- one ever exists: every PAN hash depends on it. (No upgrade path from the earlier key store format.)
 ALTER TABLE data_keys ADD COLUMN purpose text NOT NULL DEFAULT 'pan' CHECK (purpose IN ('pan', 'lookup'));
 CREATE UNIQUE INDEX data_keys_one_lookup_key ON data_keys (purpose) WHERE purpose = 'lookup';
