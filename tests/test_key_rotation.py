@@ -278,6 +278,7 @@ async def test_verification_survives_a_vault_outage_and_issuance_recovers(stack:
         assert set(issuance) == {503}, issuance
         assert refused.headers["content-type"].startswith("application/problem+json")
         assert refused.json()["code"] == "keys_unavailable"
+        assert vault.addr.split("//")[1] not in refused.text  # the client learns no internal address
 
         deadline = time.monotonic() + 20
         recovered = await _token(http, stack.auth.url, merchant["client_id"], merchant["client_secret"])
