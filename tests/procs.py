@@ -43,6 +43,13 @@ def _base_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def run_cli(*args: str, env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """One `ghostpay …` command to completion (GHOSTPAY_* only from `env`), its output captured as text."""
+    return subprocess.run(
+        [str(GHOSTPAY), *args], env=_base_env(env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 def service_env(
     database_url: str,
     redis_url: str,

@@ -122,14 +122,8 @@ async def _new_merchant(auth_url: str) -> dict[str, str]:
 
 def rotate(backend: Backend, *extra: str) -> subprocess.CompletedProcess[str]:
     """`ghostpay keys rotate`, as the CronJob runs it (its own credentials: the key-rotation policy in Vault)."""
-    return subprocess.run(
-        [str(procs.GHOSTPAY), "keys", "rotate", "--grace-period", f"{GRACE_SECONDS}s", *extra],
-        env=procs._base_env({**FAST_KEYS, **backend.rotation_env}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {**FAST_KEYS, **backend.rotation_env}
+    return procs.run_cli("keys", "rotate", "--grace-period", f"{GRACE_SECONDS}s", *extra, env=env, timeout=60)
 
 
 async def long_lived_token(stack: Stack) -> str:

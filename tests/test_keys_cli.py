@@ -41,14 +41,7 @@ def data_dir() -> Iterator[Path]:
 
 
 def ghostpay(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(procs.GHOSTPAY), *args],
-        env=procs._base_env({**FAST_KEYS, **(env or {})}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return procs.run_cli(*args, env={**FAST_KEYS, **(env or {})})
 
 
 async def _admin_token(http: httpx.AsyncClient, data_dir: Path) -> str:

@@ -35,8 +35,8 @@ class Principal:
     user_id: str | None = None
 
 
-def claims_for(principal: Principal, issuer: str, audience: str, ttl: int, now: int | None = None) -> dict[str, Any]:
-    now = int(time.time()) if now is None else now
+def claims_for(principal: Principal, issuer: str, audience: str, ttl: int) -> dict[str, Any]:
+    now = int(time.time())
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
