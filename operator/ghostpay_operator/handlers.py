@@ -17,11 +17,11 @@ import zlib
 from typing import Any
 
 import kopf
-from lightkube import AsyncClient
+from lightkube import ApiError, AsyncClient
 
 from ghostpay_operator import reconcile
 from ghostpay_operator.builders import meta, rotation
-from ghostpay_operator.kube import Kube
+from ghostpay_operator.kube import Kube, namespace_terminating
 from ghostpay_operator.spec import GROUP, PLURAL, VERSION
 
 RESYNC_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_RESYNC_SECONDS", "30"))
@@ -56,7 +56,7 @@ async def _reconcile(
     """One pass for the instance, on its latest version (read after the lock, so never from a stale event).
 
     Triggers that arrive while a pass is already waiting are folded into it: a burst of pod events costs one
-    pass, not one each. Returns None when folded or when the instance is gone or going."""
+    pass, not one each. Returns None when folded or when the instance (or its namespace) is gone or going."""
     if (uid, full) in memo.waiting or (uid, True) in memo.waiting:
         return None
     memo.waiting.add((uid, full))
@@ -66,7 +66,15 @@ async def _reconcile(
         body = await memo.kube.instance(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
             return None
-        outcome = await reconcile.reconcile(memo.kube, body, full=full)
+        try:
+            outcome = await reconcile.reconcile(memo.kube, body, full=full)
+        except ApiError as exc:
+            # The namespace controller deletes Deployments before it reaches the instance: their events start a
+            # pass that would recreate them in a namespace already going away.
+            if not namespace_terminating(exc):
+                raise
+            log.info("namespace %s is being deleted: stopped reconciling %s", namespace, name)
+            return None
     for kind, reason, message in outcome.transitions:
         kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
     return outcome

@@ -40,6 +40,13 @@ OWNED_KINDS: dict[str, Any] = {
 }
 
 
+def namespace_terminating(exc: ApiError) -> bool:
+    """The API server refuses new objects in a namespace being deleted (NamespaceLifecycle admission, a 403 with
+    this cause): the instance there is about to go too, so there is nothing left to reconcile."""
+    details = exc.status.details
+    return any(cause.reason == "NamespaceTerminating" for cause in (details.causes if details else None) or [])
+
+
 class Kube:
     """A thin async facade over lightkube; `writes` counts write requests by kind."""
 

@@ -3,7 +3,12 @@ CronJob, not the instance) the instance named by its labels and annotation."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
+import pytest
+from lightkube import ApiError
+from lightkube.models import meta_v1
 
 from ghostpay_operator import handlers
 from ghostpay_operator.builders import rotation
@@ -31,3 +36,31 @@ def test_a_key_rotation_job_belongs_to_the_instance_its_cronjob_labelled_it_with
 def test_a_job_without_owner_or_uid_belongs_to_no_instance() -> None:
     body = kopf.Body({"metadata": {"labels": {"app.kubernetes.io/instance": "payments"}}})
     assert handlers._instance_of(body) is None
+
+
+def _refusal(causes: list[dict[str, str]]) -> ApiError:
+    status = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "refused", "details": {"causes": causes}}
+    return ApiError(status=meta_v1.Status.from_dict(status))
+
+
+class _Kube:
+    async def instance(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"metadata": {"namespace": namespace, "name": name, "uid": "uid-1"}}
+
+
+@pytest.mark.parametrize("terminating", [True, False])
+async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
+    terminating: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    causes = [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}] if terminating else []
+
+    async def refused(*_: object, **__: object) -> None:
+        raise _refusal(causes)
+
+    monkeypatch.setattr(handlers.reconcile, "reconcile", refused)
+    memo = kopf.Memo(kube=_Kube(), locks={}, waiting=set())
+    if terminating:
+        assert await handlers._reconcile("t-1", "payments", "uid-1", memo) is None
+    else:  # any other refusal is an error kopf reports (and the timer retries)
+        with pytest.raises(ApiError):
+            await handlers._reconcile("t-1", "payments", "uid-1", memo)
