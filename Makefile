@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator clean
+.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator load clean
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -28,7 +28,7 @@ test: install check controlplane openbao prometheus
 check: lint typecheck imports
 
 lint: install
-	$(VENV)/bin/ruff check services operator tests bench
+	$(VENV)/bin/ruff check services operator tests bench load
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -47,6 +47,9 @@ bench-keys: install openbao
 
 bench-operator: install controlplane
 	$(PY) -m bench.operator_bench
+
+load: install
+	$(PY) -m load.run --duration $(DURATION)
 
 clean:
 	rm -rf $(VENV) .ghostpay .mypy_cache .ruff_cache .pytest_cache

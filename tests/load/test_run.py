@@ -1,0 +1,42 @@
+"""`make load` for real, shortened: a headless Locust run against its own `ghostpay dev` (embedded PostgreSQL and
+Redis), in a subprocess as `make load` runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"}  # see conftest.py
+    command = [sys.executable, "-m", "load.run", *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
+
+
+def test_a_short_run_serves_the_mix_and_only_the_poller_is_rate_limited(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = _run("--duration", "6s", "--users", "5", "--merchants", "2", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["failures"] == 0 and report["failure_samples"] == []
+    assert report["rate_limited"]["total"] > 0
+    assert set(report["rate_limited"]["by_kind"]) == {"polling merchant"}  # the others stay within budget
+    served = {e["name"] for e in report["endpoints"] if not e["name"].endswith("(429)")}
+    assert {"/auth/token", "/cards", "/charges", "/cards?limit=20", "/analytics/summary"} <= served
+    consistency = report["consistency"]
+    assert consistency["agree"] and consistency["clients_saw"]["approved"] > 0
+    assert consistency["analytics"]["cards_issued"] == consistency["clients_saw"]["cards_issued"]
+    assert report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] > 0
+    assert "p95" in result.stdout and "429 rate limited" in result.stdout
+
+
+def test_a_bad_duration_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    result = _run("--duration", "soon", "--out", str(out))
+    assert result.returncode == 2 and "--duration" in result.stderr
+    assert not out.exists()
