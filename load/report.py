@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from locust.stats import RequestStats, StatsEntry
@@ -47,6 +47,7 @@ def build(
     clients_saw: Mapping[str, int],
     analytics: Mapping[str, int],
     setup: Mapping[str, Any],
+    exceptions: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The report: headline figures first (latency percentiles over the requests not rate limited), then per
     endpoint, failures, and the clients/analytics comparison."""
@@ -65,8 +66,9 @@ def build(
             {"name": e.name, "method": e.method, "error": str(e.error), "occurrences": e.occurrences}
             for e in stats.errors.values()
         ],
+        "task_errors": [dict(e) for e in exceptions],  # a user's code that raised: the run proved nothing there
         "consistency": {"clients_saw": dict(clients_saw), "analytics": dict(analytics), "agree": agree},
-        "ok": total.num_failures == 0 and agree,
+        "ok": total.num_failures == 0 and not exceptions and agree,
     }
 
 
@@ -80,7 +82,7 @@ def render(report: Mapping[str, Any]) -> str:
         f"req/s with p50 {report['p50_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms, p99 {report['p99_ms']:.0f} ms",
         f"429 rate limited: {report['rate_limited']['total']} "
         f"({', '.join(f'{kind} {n}' for kind, n in sorted(limited.items())) or 'none'})",
-        f"unexpected answers: {report['failures']}",
+        f"unexpected answers: {report['failures']}; errors in users' tasks: {len(report['task_errors'])}",
         f"clients saw {consistency['clients_saw']}; analytics says {consistency['analytics']}: "
         + ("they agree" if consistency["agree"] else "THEY DISAGREE"),
         "",
@@ -94,4 +96,6 @@ def render(report: Mapping[str, Any]) -> str:
         )
     for f in report["failure_samples"]:
         lines.append(f"failure: {f['method']} {f['name']} ({f['occurrences']}): {f['error']}")
+    for e in report["task_errors"]:
+        lines.append(f"error in a user's task ({e['occurrences']}): {e['error']}")
     return "\n".join(lines)

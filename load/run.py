@@ -39,6 +39,8 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "last-report.json"
 # Generous for a person-paced merchant, tight for the poller: it shows per-client budgets at work.
 RATE_LIMITS = {"merchant": {"requestsPerSecond": 20, "burst": 40}}
 _CATCH_UP_SECONDS = 10.0
+_STOP_SECONDS = 10.0
+_LOG_TAIL = 3000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,7 +86,9 @@ def _analytics_once_caught_up(url: str, admin: dict[str, str], clients_saw: Coun
 
 
 def _run_users(url: str, args: argparse.Namespace) -> tuple[Environment, Counter[str]]:
-    environment = Environment(user_classes=[merchants.Merchant, merchants.PollingMerchant], host=url)
+    # stop_timeout: at the end each user finishes the request it is in, so the clients' tally is complete.
+    users = [merchants.Merchant, merchants.PollingMerchant]
+    environment = Environment(user_classes=users, host=url, stop_timeout=_STOP_SECONDS)
     rate_limited: Counter[str] = Counter()
 
     def count_429(response: Any = None, context: dict[str, Any] | None = None, **_: Any) -> None:
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="gpload-", dir="/tmp") as root:  # short: Unix socket paths
         server = procs.dev(Path(root) / "data", Path(root), settings)
-        print(f"starting ghostpay dev (log: {server.log_path}) ...", file=sys.stderr)
+        print(f"starting ghostpay dev on {server.url} ...", file=sys.stderr)
         try:
             server.start()
             merchants.Merchant.credentials = _clients(server.url, admin, args.merchants)
@@ -118,8 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             started = datetime.now(UTC)
             environment, rate_limited = _run_users(server.url, args)
             analytics = _analytics_once_caught_up(server.url, admin, merchants.TALLY.counts)
+        except BaseException:
+            print(f"ghostpay dev's log, the end:\n{server.logs()[-_LOG_TAIL:]}", file=sys.stderr)
+            raise
         finally:
             server.stop()
+        server_log = server.logs()
     setup = {
         "started_at": started.isoformat(timespec="seconds"),
         "duration_seconds": args.seconds,
@@ -127,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         "merchant_clients": args.merchants,
         "rate_limits": RATE_LIMITS,
     }
-    result = report.build(environment.stats, rate_limited, merchants.TALLY.counts, analytics, setup)
+    assert environment.runner is not None
+    exceptions = [{"error": e["msg"], "occurrences": e["count"]} for e in environment.runner.exceptions.values()]
+    result = report.build(environment.stats, rate_limited, merchants.TALLY.counts, analytics, setup, exceptions)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(report.render(result))
     print(f"report: {args.out}")
+    if not result["ok"]:
+        print(f"ghostpay dev's log, the end:\n{server_log[-_LOG_TAIL:]}", file=sys.stderr)
     return 0 if result["ok"] else 1
 
 

@@ -73,7 +73,7 @@ async def _reconcile(
             # pass that would recreate them in a namespace already going away.
             if not namespace_terminating(exc):
                 raise
-            log.info("namespace %s is being deleted: stopped reconciling %s", namespace, name)
+            log.warning("namespace %s is being deleted: stopped reconciling %s", namespace, name)
             return None
     for kind, reason, message in outcome.transitions:
         kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)

@@ -22,8 +22,10 @@ def _stats() -> RequestStats:
 
 def test_latency_is_that_of_the_requests_served_and_429s_are_counted_apart() -> None:
     stats = _stats()
+    stats.total.last_request_timestamp = stats.total.start_time + 2  # a run of 2 s
     result = report.build(stats, {"polling merchant": 6}, SAW, SAW, SETUP)
     assert result["requests"] == 10 and result["failures"] == 0
+    assert result["requests_per_second"] == 5 and result["served_requests_per_second"] == 2
     charges = stats.get("/charges", "POST")
     assert result["p50_ms"] == charges.get_response_time_percentile(0.5) > stats.total.median_response_time
     assert result["p99_ms"] == 40  # over the four charges only
@@ -54,3 +56,10 @@ def test_analytics_that_count_other_than_the_clients_fail_the_run() -> None:
 def test_the_analytics_summary_is_read_for_the_compared_counts() -> None:
     summary = {"cards_issued": 3, "charges": {"approved": 2, "declined": 1}, "volume": {"USD": 5}}
     assert report.analytics_counts(summary) == SAW
+
+
+def test_an_error_in_a_users_code_fails_the_run_and_is_shown() -> None:
+    errors = [{"error": "KeyError('card_id')", "occurrences": 2}]
+    result = report.build(_stats(), {}, SAW, SAW, SETUP, errors)
+    assert result["task_errors"] == errors and not result["ok"]
+    assert "error in a user's task (2): KeyError('card_id')" in report.render(result)

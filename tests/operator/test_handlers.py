@@ -54,7 +54,10 @@ async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
 ) -> None:
     causes = [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}] if terminating else []
 
-    async def refused(*_: object, **__: object) -> None:
+    passes = []
+
+    async def refused(*args: object, **__: object) -> None:
+        passes.append(args)
         raise _refusal(causes)
 
     monkeypatch.setattr(handlers.reconcile, "reconcile", refused)
@@ -64,3 +67,4 @@ async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
     else:  # any other refusal is an error kopf reports (and the timer retries)
         with pytest.raises(ApiError):
             await handlers._reconcile("t-1", "payments", "uid-1", memo)
+    assert len(passes) == 1  # the pass ran, and was refused

@@ -12,6 +12,7 @@ from ghostpay_operator.builders import meta
 from ghostpay_operator.kube import Kube, namespace_terminating
 from tests.operator.kube_helpers import get_json, wait_for
 
+pytestmark = pytest.mark.slow
 HOLD = "ghostpay.io/test-hold"
 
 
@@ -23,7 +24,14 @@ def _config_map(namespace: str, name: str, finalizers: list[str] | None = None) 
 async def test_a_refusal_in_a_namespace_being_deleted_is_told_apart_from_others(
     cluster: localcluster.Cluster, namespace: str
 ) -> None:
-    kube = Kube(AsyncClient(config=KubeConfig.from_file(cluster.kubeconfig), field_manager=meta.FIELD_MANAGER))
+    client = AsyncClient(config=KubeConfig.from_file(cluster.kubeconfig), field_manager=meta.FIELD_MANAGER)
+    try:
+        await _check_refusals(cluster, namespace, Kube(client))
+    finally:
+        await client.close()
+
+
+async def _check_refusals(cluster: localcluster.Cluster, namespace: str, kube: Kube) -> None:
     await kube.apply(_config_map(namespace, "held", [HOLD]))  # keeps the namespace in Terminating
     with pytest.raises(ApiError) as invalid:  # a refusal of another kind
         await kube.apply(_config_map(namespace, "Not_A_Name"))
