@@ -73,11 +73,12 @@ def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICE
         version=ghostpay.__version__,
         summary="Single-use virtual cards, charged exactly once.",
         lifespan=lifespan,
+        redirect_slashes=False,  # `/cards/` is no route: a 404 problem, not a redirect clients may not follow
     )
-    problems.install(app)
+    service_routers = [_ROUTERS[name] for name in ALL_SERVICES if name in chosen]
+    problems.install(app, [ops.router, *service_routers])
     app.add_middleware(EdgeMiddleware)
     app.include_router(ops.router)
-    for name in ALL_SERVICES:
-        if name in chosen:
-            app.include_router(_ROUTERS[name], responses=problems.documented(401, 403, 404, 422, 429))
+    for router in service_routers:
+        app.include_router(router, responses=problems.documented(401, 403, 404, 422, 429))
     return app

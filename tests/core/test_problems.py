@@ -18,6 +18,7 @@ PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
     ("method", "path", "status", "code"),
     [
         ("GET", "/no/such/route", 404, "not_found"),
+        ("GET", "/cards/", 404, "not_found"),  # no redirect to /cards
         ("DELETE", "/cards", 405, "method_not_allowed"),
         ("PUT", "/charges", 405, "method_not_allowed"),
         ("GET", "/cards", 401, "unauthorized"),
@@ -30,6 +31,12 @@ async def test_errors_are_problem_documents(api: Api, method: str, path: str, st
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
     assert body.keys() >= PROBLEM_FIELDS and body["status"] == status and body["code"] == code
+
+
+@pytest.mark.parametrize(("path", "allowed"), [("/cards", "GET, POST"), ("/charges/ch_1", "GET")])
+async def test_a_wrong_method_names_every_method_the_path_answers(api: Api, path: str, allowed: str) -> None:
+    response = await api.http.request("DELETE", path)
+    assert response.status_code == 405 and response.headers["allow"] == allowed
 
 
 async def test_a_missing_token_asks_for_bearer(api: Api) -> None:

@@ -75,7 +75,10 @@ async def test_when_redis_is_down(
         assert response.status_code == expected
         assert telemetry.RATE_LIMITER_ERRORS._value.get() == errors_before + 1
         ready = await api.http.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["redis"] != "ok"
+        assert ready.status_code == 503 and ready.headers["content-type"].startswith("application/problem+json")
+        problem = ready.json()
+        assert problem["code"] == "not_ready" and problem["status"] == 503 and "redis" in problem["detail"]
+        assert problem["checks"]["redis"] != "ok" and problem["checks"]["postgres"] == "ok"
 
 
 def test_the_script_reply_becomes_headers() -> None:

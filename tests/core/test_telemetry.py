@@ -25,6 +25,8 @@ async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
         "ghostpay_rate_limited_total",
     ):
         assert name in text
+    for role in ("admin", "merchant", "user", "anonymous"):  # every series exists before its first 429
+        assert f'ghostpay_rate_limited_total{{role="{role}"}}' in text
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ghostpay.core import problems
 from ghostpay.core.deps import RuntimeDep
 
 router = APIRouter()
@@ -30,7 +31,8 @@ async def _probe(name: str, check: object) -> tuple[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: PostgreSQL and Redis answer",
-    responses={503: {"description": "A dependency does not answer"}},
+    description="503 `not_ready` (a problem document whose `checks` say which dependency does not answer).",
+    responses=problems.documented(503),
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = dict(
@@ -39,10 +41,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             _probe("redis", runtime.redis.ping()),
         )
     )
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
-    )
+    failing = [name for name, state in checks.items() if state != "ok"]
+    if failing:
+        detail = f"Not ready: {', '.join(failing)} does not answer."
+        return problems.problem_response(503, "not_ready", "Service Unavailable", detail, checks=checks)
+    return JSONResponse({"status": "ready", "checks": checks})
 
 
 @router.get(

@@ -7,13 +7,15 @@ wrong methods and unexpected exceptions — leaves as `application/problem+json`
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from ghostpay.core import errors
 
@@ -92,8 +94,19 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 400: "bad_request"}
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers that turn every failure into a problem document."""
+def _allowed_methods(routes: list[Route], request: Request) -> str:
+    """Every method the path answers. Starlette's 405 names only those of the first route that matched the path,
+    so `DELETE /cards` would say `Allow: POST` though `GET /cards` exists too."""
+    methods: set[str] = set()
+    for route in routes:
+        if route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def install(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Register the handlers that turn every failure into a problem document (`routers`: all the app serves)."""
+    routes = [route for router in routers for route in router.routes if isinstance(route, Route)]
 
     @app.exception_handler(errors.DomainError)
     async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
@@ -110,12 +123,15 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status = exc.status_code
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         detail = exc.detail if isinstance(exc.detail, str) else phrase
         code = _HTTP_CODES.get(status, phrase.lower().replace(" ", "_"))
-        return problem_response(status, code, phrase, detail, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if status == 405:
+            headers["Allow"] = _allowed_methods(routes, request)
+        return problem_response(status, code, phrase, detail, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -13,10 +13,12 @@ import re
 import secrets
 import sys
 from datetime import UTC, datetime
+from typing import get_args
 
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
 from ghostpay.core import luhn
+from ghostpay.core.settings import RateLimitedRole
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double every counter for no use here
 
@@ -33,6 +35,8 @@ HTTP_DURATION = Histogram(
 CARDS_ISSUED = Counter("ghostpay_cards_issued_total", "Single-use cards issued")
 CHARGES = Counter("ghostpay_charges_total", "Charge attempts by outcome", ["status", "decline_code"])
 RATE_LIMITED = Counter("ghostpay_rate_limited_total", "Requests refused by the rate limiter", ["role"])
+for _role in get_args(RateLimitedRole):  # a series per role from the start: rate() needs the zero before the first
+    RATE_LIMITED.labels(role=_role)
 RATE_LIMITER_ERRORS = Counter(
     "ghostpay_rate_limiter_errors_total", "Requests let through because Redis could not be asked"
 )
