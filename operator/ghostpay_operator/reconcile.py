@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lightkube import ApiError
+
 from ghostpay_operator import analysis, keysecret, release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
@@ -40,6 +42,13 @@ async def _apply_changed(kube: Kube, manifests: list[Manifest], observed: dict[s
             await kube.apply(manifest)
             applied += 1
     return applied
+
+
+def _spec_problem(spec: specs.InstanceSpec) -> st.Problem | None:
+    """What the CRD's schema cannot refuse but no child object could be made from."""
+    if spec.key_rotation is not None and (message := rotation.schedule_problem(spec.key_rotation.schedule)):
+        return st.Problem("InvalidSchedule", message)
+    return None
 
 
 async def _database_problem(kube: Kube, spec: specs.InstanceSpec) -> st.Problem | None:
@@ -143,13 +152,16 @@ def color_state(spec: specs.InstanceSpec, deployments: dict[str, Manifest], colo
 
 
 def _deployments_by_service(
-    spec: specs.InstanceSpec, deployments: dict[str, Manifest], color: str
+    spec: specs.InstanceSpec, deployments: dict[str, Manifest], colors: tuple[str, ...]
 ) -> dict[str, st.DeploymentState]:
-    return {
-        name: deployment_state(deployments[workloads.deployment_name(spec, name, color)])
-        for name in specs.SERVICES
-        if workloads.deployment_name(spec, name, color) in deployments
-    }
+    """Each service's Deployments of `colors` (those serving traffic), as one."""
+    by_service = {}
+    for name in specs.SERVICES:
+        names = [workloads.deployment_name(spec, name, color) for color in colors]
+        states = [deployment_state(deployments[n]) for n in names if n in deployments]
+        if states:
+            by_service[name] = st.combined(states)
+    return by_service
 
 
 def _transitions(previous: InstanceStatus, status: InstanceStatus, plan: release.Plan) -> list[tuple[str, str, str]]:
@@ -219,7 +231,7 @@ async def _plan(
         promote=PROMOTE in annotations,
         abort=ABORT in annotations,
     )
-    stable = previous.get("activeColor", release.BLUE)
+    stable = release.stable_color_of(previous.get("activeColor", release.BLUE), current)
     return release.decide(spec, workloads.template_hash(spec), stable, current, view, now)
 
 
@@ -255,6 +267,29 @@ async def _apply_workloads(
     return changed
 
 
+async def _realise(
+    kube: Kube,
+    spec: specs.InstanceSpec,
+    plan: release.Plan,
+    observed: dict[str, dict[str, Manifest]],
+    migration: str,
+    full: bool,
+) -> str:
+    """Apply what differs from the plan's children; returns the migration's state after it."""
+    desired = desired_state.desired_children(spec, plan)
+    if full:
+        await _make_key_secrets(kube, spec, observed["Secret"])
+        await _apply_changed(kube, desired.supporting, observed)
+        await _apply_key_rotation(kube, spec, desired.key_rotation, observed)
+    if migration == "absent":
+        await kube.apply(desired.migration)
+        migration = "running"
+    if migration == "succeeded" and await _apply_workloads(kube, spec, desired, observed):
+        observed["Deployment"] = await kube.owned("Deployment", spec.namespace, spec.name)
+    await _apply_changed(kube, desired.routing, observed)
+    return migration
+
+
 async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = None, full: bool = True) -> Outcome:
     """A full pass checks and applies everything; a workloads-only pass (`full=False`, after an owned Deployment or
     Job changed) skips the supporting objects (ServiceAccount, ConfigMap, budgets, key Secret)."""
@@ -262,26 +297,23 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     spec = specs.parse(body)
     previous: InstanceStatus = _without_kopf(body.get("status") or {})  # type: ignore[assignment]
     observed = await _observe(kube, spec, full)
-    problem = await _database_problem(kube, spec)
+    problem = _spec_problem(spec) or await _database_problem(kube, spec)
     migration = migration_state(observed["Job"].get(workloads.migration_job_name(spec)))
     plan = await _plan(spec, body, previous, observed, migration, now)
     if problem is None:
-        desired = desired_state.desired_children(spec, plan)
-        if full:
-            await _make_key_secrets(kube, spec, observed["Secret"])
-            await _apply_changed(kube, desired.supporting, observed)
-            await _apply_key_rotation(kube, spec, desired.key_rotation, observed)
-        if migration == "absent":
-            await kube.apply(desired.migration)
-            migration = "running"
-        if migration == "succeeded" and await _apply_workloads(kube, spec, desired, observed):
-            observed["Deployment"] = await kube.owned("Deployment", spec.namespace, spec.name)
-        await _apply_changed(kube, desired.routing, observed)
+        try:
+            migration = await _realise(kube, spec, plan, observed, migration, full)
+        except ApiError as exc:
+            if exc.status.code != 422:  # Invalid: retrying the same object cannot help; the user must change the spec
+                raise
+            problem = st.Problem("ChildRejected", f"The API server refused an object made from this spec: {exc}")
     consumed = _consumed_commands(body, plan)
     if consumed:
         await kube.remove_annotations(spec.namespace, spec.name, consumed)
-    deployments = _deployments_by_service(spec, observed["Deployment"], plan.stable_color)
-    view = st.Observed(migration, deployments, problem, rotation_runs(observed["Job"]))
+    deployments = _deployments_by_service(spec, observed["Deployment"], plan.serving_colors)
+    active = _deployments_by_service(spec, observed["Deployment"], (plan.active_color,))
+    active_version = next((d.version for d in active.values()), None)
+    view = st.Observed(migration, deployments, problem, rotation_runs(observed["Job"]), active_version)
     status = st.compute_status(spec, view, previous, now, plan)
     if status != previous:
         await kube.write_status(spec.namespace, spec.name, status, previous)

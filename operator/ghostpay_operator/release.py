@@ -9,9 +9,9 @@ desired pod template (its hash) differs from the stable one, on the other colour
 up beside the stable one (reachable through the preview Service), switches every Service at once when it is ready
 (and analysis passes), keeps the old colour for `scaleDownDelaySeconds`, then scales it to zero. Canary moves
 `canarySteps` percent of each service's pods to the new colour behind the same Service, holding each step
-`stepSeconds`. Not ready within `progressDeadlineSeconds`, failed analysis, or an abort → traffic stays on (or
-returns to) the stable colour, the new one goes to zero, and the release is marked rolled back until the spec
-changes again.
+`stepSeconds`. Not ready within `progressDeadlineSeconds` (of the release's start, or of the canary step), no
+analysis result by then either, failed analysis, or an abort → traffic stays on (or returns to) the stable
+colour, the new one goes to zero, and the release is marked rolled back until the spec changes again.
 """
 
 from __future__ import annotations
@@ -88,6 +88,28 @@ class Plan:
     message: str
     promoted_version: str | None = None  # set when a release completes: the new stable version
     events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def active_color(self) -> str:
+        """The colour traffic goes to (`status.activeColor`): the one every Service selects, or during a canary the
+        one running the larger share of pods (the stable one on a tie)."""
+        if self.service_selects is not None:
+            return self.service_selects
+        new = other(self.stable_color)
+        return new if self.share.get(new, 0.0) > self.share.get(self.stable_color, 0.0) else self.stable_color
+
+    @property
+    def serving_colors(self) -> tuple[str, ...]:
+        """The colours whose pods receive traffic: one, or both during a canary."""
+        return (self.service_selects,) if self.service_selects is not None else (BLUE, GREEN)
+
+
+def stable_color_of(active_color: str, release: Release | None) -> str:
+    """The stable colour, from the last status: during a release the one it is not on (traffic may already be on
+    the new colour), otherwise the active one."""
+    if release is not None and release.outcome == "InProgress":
+        return other(release.color)
+    return active_color
 
 
 def _ts(moment: datetime) -> str:
@@ -183,10 +205,14 @@ def _progress(
         )
     ready = new_state.ready and new_state.template_hash == release.target_hash
     deadline = spec.release.progress_deadline_seconds
-    if not ready and release.switched_at is None and _elapsed(release.step_started_at, now) > deadline:
-        return _rolled_back(
-            stable, release, "ProgressDeadlineExceeded", f"{release.version} was not ready within {deadline} s."
-        )
+    if release.switched_at is None and _elapsed(release.step_started_at, now) > deadline:
+        if not ready:
+            return _rolled_back(
+                stable, release, "ProgressDeadlineExceeded", f"{release.version} was not ready within {deadline} s."
+            )
+        if spec.release.prometheus_url and observed.analysis is None:  # Prometheus unreachable, or no data
+            message = f"No error rate of {release.version} could be measured within {deadline} s."
+            return _rolled_back(stable, release, "AnalysisInconclusive", message)
     if spec.release.strategy == "Canary":
         return _canary(spec, stable, release, ready, observed, now, events)
     return _blue_green(spec, stable, release, ready, observed, now, events)

@@ -32,6 +32,18 @@ class DeploymentState:
         return self.current and self.updated >= self.replicas and self.ready >= self.replicas
 
 
+def combined(states: list[DeploymentState]) -> DeploymentState:
+    """One service's Deployments of several colours as one (a canary serves from both): pods added up, the
+    version of the first."""
+    return DeploymentState(
+        version=states[0].version,
+        replicas=sum(s.replicas for s in states),
+        ready=sum(s.ready for s in states),
+        updated=sum(s.updated for s in states),
+        current=all(s.current for s in states),
+    )
+
+
 @dataclass(frozen=True)
 class Problem:
     """Why the spec cannot be realised right now (e.g. a missing Secret)."""
@@ -52,9 +64,10 @@ class RotationRun:
 @dataclass(frozen=True)
 class Observed:
     migration: str = "absent"  # absent | running | succeeded | failed
-    deployments: dict[str, DeploymentState] = field(default_factory=dict)
+    deployments: dict[str, DeploymentState] = field(default_factory=dict)  # by service, of the serving colours
     problem: Problem | None = None
     rotations: tuple[RotationRun, ...] = ()
+    active_version: str | None = None  # the version the active colour's Deployments run
 
 
 @dataclass(frozen=True)
@@ -184,13 +197,14 @@ def compute_status(
             _condition(conditions, "Degraded", decided.degraded, spec.generation, stamp),
             *_key_rotation_condition(spec, observed, conditions, stamp),
         ],
-        "activeColor": plan.stable_color if plan else previous.get("activeColor", "blue"),
+        "activeColor": plan.active_color if plan else previous.get("activeColor", "blue"),
     }
     status.pop("release", None)
     if plan is not None and plan.release is not None:
         status["release"] = plan.release.to_status()
-    if decided.phase == HEALTHY and active_version != spec.version:
-        status["activeVersion"] = spec.version
+    serving = observed.active_version if plan is not None else spec.version
+    if serving and serving != active_version and (decided.phase == HEALTHY or _serving(spec, observed)):
+        status["activeVersion"] = serving  # traffic reaches it: at a blue-green switch, past half of a canary
         if active_version is not None:
             status["previousVersion"] = active_version
     rotated = last_key_rotation(previous.get("lastKeyRotation"), observed.rotations)

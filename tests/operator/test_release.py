@@ -139,6 +139,27 @@ def test_without_auto_promotion_it_pauses_until_promoted() -> None:
     paused = rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(10))
     assert (paused.phase, paused.reason, paused.service_selects) == ("Paused", "WaitingForPromotion", "blue")
     assert rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready, promote=True), _later(10)).reason == "Switched"
+    waiting_long = rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(3000))
+    assert waiting_long.reason == "WaitingForPromotion"  # a person's decision has no deadline
+
+
+def test_traffic_and_the_active_color_move_together() -> None:
+    ready = rel.Observed(_colors(green=NEW, green_ready=True))
+    waiting = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(green=NEW)), _later(10))
+    switched = rel.decide(_spec(), NEW, "blue", _started(), ready, _later(100))
+    scaling_down = rel.decide(_spec(), NEW, "blue", switched.release, ready, _later(110))
+    assert [p.active_color for p in (waiting, switched, scaling_down)] == ["blue", "green", "green"]
+    assert [p.serving_colors for p in (waiting, switched)] == [("blue",), ("green",)]
+    assert scaling_down.stable_color == "blue"  # still the colour to return to
+
+
+@pytest.mark.parametrize(
+    ("release", "stable"),
+    [(None, "green"), (_started(), "blue"), (_started(outcome="RolledBack"), "green")],
+)
+def test_the_stable_color_is_read_back_from_status(release: rel.Release | None, stable: str) -> None:
+    # status.activeColor is "green" in every case: during a release traffic may already be on the new colour
+    assert rel.stable_color_of("green", release) == stable
 
 
 # --- rollback -------------------------------------------------------------------------------------------------------
@@ -149,12 +170,14 @@ def test_without_auto_promotion_it_pauses_until_promoted() -> None:
     [
         (rel.Observed(_colors(green=NEW)), 301, "ProgressDeadlineExceeded"),
         (rel.Observed(_colors(green=NEW, green_ready=True), analysis="fail"), 10, "AnalysisFailed"),
+        (rel.Observed(_colors(green=NEW, green_ready=True)), 301, "AnalysisInconclusive"),  # no data by the deadline
         (rel.Observed(_colors(green=NEW), abort=True), 10, "Aborted"),
         (rel.Observed(_colors(), migration="failed"), 10, "MigrationFailed"),
     ],
 )
 def test_a_failing_release_rolls_back(observed: rel.Observed, at: float, reason: str) -> None:
-    spec = _spec(analysis={"prometheusUrl": "http://p:9090"}) if reason == "AnalysisFailed" else _spec()
+    analysed = reason in ("AnalysisFailed", "AnalysisInconclusive")
+    spec = _spec(analysis={"prometheusUrl": "http://p:9090"}) if analysed else _spec()
     plan = rel.decide(spec, NEW, "blue", _started(), observed, _later(at))
     assert (plan.phase, plan.reason, plan.service_selects, plan.share) == (
         "RolledBack",
@@ -189,12 +212,14 @@ def test_canary_moves_through_its_steps() -> None:
     ready = rel.Observed(_colors(green=NEW, green_ready=True))
     start = rel.decide(spec, NEW, "blue", None, rel.Observed(_colors()), T0)
     assert start.share == {"green": 0.1, "blue": 0.9} and start.service_selects is None
+    assert start.serving_colors == ("blue", "green")
     holding = rel.decide(spec, NEW, "blue", start.release, ready, _later(59))
     assert holding.share == {"green": 0.1, "blue": 0.9} and holding.release == start.release
     second = rel.decide(spec, NEW, "blue", start.release, ready, _later(60))
     assert second.share == {"green": 0.5, "blue": 0.5} and second.release is not None and second.release.step == 1
     third = rel.decide(spec, NEW, "blue", second.release, ready, _later(120))
     assert third.share == {"green": 1.0, "blue": 0.0}
+    assert [p.active_color for p in (start, second, third)] == ["blue", "blue", "green"]  # the larger share
     done = rel.decide(spec, NEW, "blue", third.release, ready, _later(180))
     assert (done.phase, done.stable_color, done.service_selects, done.promoted_version) == (
         "Healthy",
@@ -202,6 +227,14 @@ def test_canary_moves_through_its_steps() -> None:
         "green",
         "2.0.0",
     )
+
+
+def test_a_canary_step_without_analysis_data_rolls_back_at_the_deadline() -> None:
+    spec = _spec(strategy="Canary", analysis={"prometheusUrl": "http://p:9090"})
+    ready = rel.Observed(_colors(green=NEW, green_ready=True))
+    at_step = _started(step=1, step_started_at="2026-01-01T00:10:00Z")
+    assert rel.decide(spec, NEW, "blue", at_step, ready, _later(600 + 299)).reason == "CanaryStep"
+    assert rel.decide(spec, NEW, "blue", at_step, ready, _later(600 + 301)).reason == "AnalysisInconclusive"
 
 
 def test_a_canary_failing_analysis_rolls_back() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.kinds import InstanceStatus
@@ -14,6 +15,7 @@ from tests.operator.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = specs.parse(body())
+RELEASE = release.Release("hash-new", "1.5.0", "green", "2026-01-01T00:00:00Z")
 
 
 def _deployments(version: str = "1.4.0", ready: int = 2, updated: int = 2) -> dict[str, st.DeploymentState]:
@@ -106,6 +108,34 @@ def test_a_healthy_release_records_active_and_previous_versions() -> None:
     newer = specs.parse(body(version="1.5.0"))
     second = st.compute_status(newer, st.Observed("succeeded", _deployments("1.5.0")), first, T0)
     assert (second["activeVersion"], second["previousVersion"]) == ("1.5.0", "1.4.0")
+
+
+def test_the_active_version_is_the_one_traffic_reaches_during_a_release() -> None:
+    """At a blue-green switch (or past half of a canary) the active colour's pods run the new version: the status
+    says so at once, not when the old colour has been scaled down."""
+    newer = specs.parse(body(version="1.5.0"))
+    first = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), {}, T0)
+    switched = release.Plan(
+        "blue", {"blue": 1.0, "green": 1.0}, "green", "green", "green", RELEASE, "Progressing", "", ""
+    )
+    serving = st.Observed("succeeded", _deployments("1.5.0"), active_version="1.5.0")
+    during = st.compute_status(newer, serving, first, T0, switched)
+    assert (during["phase"], during["activeColor"]) == ("Progressing", "green")
+    assert (during["activeVersion"], during["previousVersion"]) == ("1.5.0", "1.4.0")
+    not_serving = st.Observed("succeeded", _deployments("1.5.0", ready=0), active_version="1.5.0")
+    assert st.compute_status(newer, not_serving, first, T0, switched)["activeVersion"] == "1.4.0"
+
+
+def test_a_canary_counts_the_ready_pods_of_both_colors() -> None:
+    stable, canary = st.DeploymentState("1.4.0", 1, 1, 1, True), st.DeploymentState("1.5.0", 1, 1, 1, True)
+    both = st.combined([stable, canary])
+    assert (both.version, both.replicas, both.ready, both.updated, both.current) == ("1.4.0", 2, 2, 2, True)
+    assert not st.combined([stable, st.DeploymentState("1.5.0", 1, 0, 0, False)]).current
+    observed = st.Observed("succeeded", dict.fromkeys(specs.SERVICES, both), active_version="1.4.0")
+    half = release.Plan("blue", {"blue": 0.5, "green": 0.5}, "green", None, None, RELEASE, "Progressing", "", "")
+    status = st.compute_status(SPEC, observed, {"activeVersion": "1.4.0"}, T0, half)
+    assert (status["readyReplicas"], status["replicas"]) == (8, 8)
+    assert _conditions(status)["Ready"] == ("True", "MinimumReplicasReady")
 
 
 def test_transition_times_move_only_when_a_status_changes() -> None:
