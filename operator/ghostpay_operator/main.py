@@ -17,9 +17,14 @@ def run(namespace: str | None, verbose: bool = False, health: str = "0.0.0.0:808
     )
     registry = kopf.get_default_registry()
     assert handlers.instance_changed is not None  # importing `handlers` registered everything
+    settings = kopf.OperatorSettings()
+    # One namespace, named exactly, leaves nothing to discover: without scanning, kopf neither lists the cluster's
+    # namespaces and CRDs (which a namespace-scoped operator need not be allowed to read) nor waits on them.
+    settings.scanning.disabled = namespace is not None
     asyncio.run(
         kopf.operator(
             registry=registry,
+            settings=settings,
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),
             liveness_endpoint=f"http://{health}/healthz",

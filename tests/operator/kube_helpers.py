@@ -35,15 +35,19 @@ OWNED_RESOURCES = {
 NEVER = "0 3 29 2 *"  # a key-rotation schedule that does not fire during a test (03:00 on 29 February)
 
 
-def operator_process(cluster: localcluster.Cluster, log_dir: Path, **env: str) -> procs.Proc:
-    """`ghostpay operator` against the local cluster (not yet started; `start()` waits for /healthz)."""
+def operator_process(
+    cluster: localcluster.Cluster, log_dir: Path, namespace: str | None = None, **env: str
+) -> procs.Proc:
+    """`ghostpay operator [--namespace NAMESPACE]` against the local cluster (not yet started; `start()` waits for
+    /healthz)."""
     settings = {
         "KUBECONFIG": str(cluster.kubeconfig),
         "GHOSTPAY_OPERATOR_RESYNC_SECONDS": "5",
         "GHOSTPAY_OPERATOR_PEERING_LIFETIME": "10",
         **env,
     }
-    return procs.Proc(["operator"], settings, log_dir, ready_path="/healthz")
+    args = ["operator", "--namespace", namespace] if namespace else ["operator"]
+    return procs.Proc(args, settings, log_dir, ready_path="/healthz")
 
 
 def get_json(cluster: localcluster.Cluster, *args: str) -> Any:

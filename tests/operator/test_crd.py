@@ -14,11 +14,15 @@ VERSION = CRD["spec"]["versions"][0]
 
 
 def _fields(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for name, child in schema.get("properties", {}).items():
-        yield f"{path}.{name}", child
-        yield from _fields(child, f"{path}.{name}")
+    """Every schema under `schema` that `kubectl explain` shows: properties, list items and map values."""
+    children = [(f"{path}.{name}", child) for name, child in schema.get("properties", {}).items()]
     if "items" in schema:
-        yield from _fields(schema["items"], f"{path}[]")
+        children.append((f"{path}[]", schema["items"]))
+    if isinstance(schema.get("additionalProperties"), dict):
+        children.append((f"{path}{{}}", schema["additionalProperties"]))
+    for child_path, child in children:
+        yield child_path, child
+        yield from _fields(child, child_path)
 
 
 def test_every_field_has_a_description() -> None:

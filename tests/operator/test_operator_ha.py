@@ -132,6 +132,26 @@ def test_it_needs_no_more_than_its_own_role(crds: localcluster.Cluster, namespac
     assert _refused_by_rbac(operator.logs()) == []
 
 
+def test_watching_one_namespace_it_needs_no_more_than_its_own_role(
+    crds: localcluster.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """`ghostpay operator --namespace NS` under the same role: no cluster-wide listing it may not do, and a prompt
+    stop on SIGTERM."""
+    crds.kubectl("apply", "-k", str(REPO / "manifests"))
+    kubeconfig = _service_account_kubeconfig(crds, tmp_path / "operator.kubeconfig")
+    create_database_secret(crds, namespace)
+    crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
+    operator = operator_process(crds, tmp_path, namespace, KUBECONFIG=str(kubeconfig)).start()
+    try:
+        instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance in the one namespace")
+    finally:
+        exit_code = operator.stop(timeout=15)
+    assert instance["status"]["readyReplicas"] == 8
+    assert exit_code == 0  # stopped by SIGTERM, not killed after the timeout
+    logs = operator.logs()
+    assert _refused_by_rbac(logs) == [] and "Not enough permissions" not in logs
+
+
 _GOING = re.compile(r"namespace (?P<namespace>\S+) is being deleted: stopped reconciling")
 
 
