@@ -163,6 +163,27 @@ def test_a_missing_database_secret_degrades_then_recovers(
     wait_for(lambda: _healthy(cluster, namespace), SETTLE, "recovery after the Secret is fixed")
 
 
+def test_a_spec_whose_pods_the_api_server_refuses_degrades_with_its_reason(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    """The CRD cannot check everything a child object must satisfy (here: annotation keys). The API server's
+    refusal becomes the status, rather than an operator retrying in silence."""
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, podAnnotations={"not a valid key!": "x"}))
+
+    def degraded() -> dict[str, Any] | None:
+        instance = get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)
+        found = instance and condition(instance, "Degraded")
+        return instance if found and found["status"] == "True" else None
+
+    instance = wait_for(degraded, SETTLE, "Degraded")
+    reason = condition(instance, "Degraded")
+    assert (instance["status"]["phase"], reason["reason"]) == ("Degraded", "ChildRejected")
+    assert "not a valid key!" in reason["message"] and "Invalid" in reason["message"]
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))  # fixed: it recovers
+    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "recovery once the spec is fixed")
+
+
 def test_invalid_specs_are_refused_by_the_api_server(crds: localcluster.Cluster, namespace: str) -> None:
     cases = {
         "availability.minReplicas": {"availability": {"minReplicas": 1}},

@@ -90,13 +90,17 @@ def _upgrade(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> None
 
 def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
     _install(cluster, namespace)
+    after_switch = []  # (activeColor, activeVersion) while the old colour still waits out its scale-down delay
+
+    def completed() -> dict[str, Any] | None:
+        status = _instance(cluster, namespace)["status"]
+        if status.get("release", {}).get("switched_at"):
+            after_switch.append((status.get("activeColor"), status.get("activeVersion")))
+        return (i := _healthy(cluster, namespace)) and i["status"].get("activeColor") == "green" and i
+
     with EndpointWatch(cluster, namespace) as watch:
         _upgrade(cluster, namespace, version="0.2.0")
-        done = wait_for(
-            lambda: (i := _healthy(cluster, namespace)) and i["status"].get("activeColor") == "green" and i,
-            SETTLE,
-            "the release to complete",
-        )
+        done = wait_for(completed, SETTLE, "the release to complete", interval=0.5)
         wait_for(
             lambda: all(
                 d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
@@ -108,6 +112,7 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
     assert "release" not in _instance(cluster, namespace)["status"]  # the finished release's record is cleared
     status = done["status"]
     assert (status["activeVersion"], status["previousVersion"], status["activeColor"]) == ("0.2.0", "0.1.0", "green")
+    assert after_switch and set(after_switch) == {("green", "0.2.0")}  # the status follows traffic at the switch
     green = _deployments(cluster, namespace)["payments-cards-green"]
     assert green["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.2.0")
     reasons = cluster.kubectl(
@@ -163,6 +168,7 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
         input=instance_yaml(namespace, version="0.2.0", release=canary, services={"cards": {"replicas": 4}}),
     )
     seen: set[tuple[int, int]] = set()
+    at_last_step: set[tuple[str, int, str]] = set()  # (activeColor, readyReplicas, Ready) at the 100 % step
     restarted = []
 
     def finished() -> bool:
@@ -170,6 +176,10 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
         green = deployments.get("payments-cards-green", {}).get("spec", {}).get("replicas", 0)
         blue = deployments["payments-cards-blue"]["spec"]["replicas"]
         seen.add((green, blue))
+        instance = _instance(cluster, namespace)
+        status = instance["status"]
+        if status.get("release", {}).get("step") == 2:
+            at_last_step.add((status["activeColor"], status["readyReplicas"], condition(instance, "Ready")["status"]))
         if (green, blue) == (1, 3) and not restarted:  # the operator dies at the first canary step
             operator.kill()
             operator.start()
@@ -180,6 +190,8 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
     wait_for(finished, SETTLE, "the canary to complete", interval=0.5)
     assert {(1, 3), (2, 2), (4, 0)} <= seen, seen  # 10 % (at least one pod), 50 %, 100 % of 4 cards pods
     assert restarted  # and the canary went on after the operator's restart
+    # All on the new colour but not yet promoted: it is the active one, and its ready pods count (10 in all).
+    assert ("green", 10, "True") in at_last_step, at_last_step
     selector = get_json(cluster, "service", "payments-cards", "-n", namespace)["spec"]["selector"]
     assert selector["ghostpay.io/color"] == "green"
 
