@@ -303,6 +303,8 @@ async def test_a_foreign_cursor_is_refused_like_an_unknown_one(api: Api, visibil
         pytest.param({"name": "u", "role": "user"}, id="user role without user_id"),
         pytest.param({"name": "u", "role": "user", "user_id": None}, id="user role with null user_id"),
         pytest.param({"name": "u", "role": "user", "user_id": ""}, id="user role with empty user_id"),
+        pytest.param({"name": "m", "role": "merchant", "user_id": "u1"}, id="merchant role with a user_id"),
+        pytest.param({"name": "a", "role": "admin", "user_id": "u1"}, id="admin role with a user_id"),
         pytest.param({"name": "x", "role": "superadmin"}, id="unknown role"),
         pytest.param({"name": "x", "role": "Admin"}, id="role is case-sensitive"),
         pytest.param({"name": "x"}, id="no role"),

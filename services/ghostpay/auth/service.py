@@ -72,9 +72,11 @@ async def _hash(secret: str) -> str:
 async def create_client(runtime: Runtime, name: str, role: Role, user_id: str | None) -> NewClient:
     if role == "user" and not user_id:
         raise InvalidRequest("user_id is required for a client with the user role.", field="user_id")
+    if role != "user" and user_id is not None:  # silently dropping it would hide the caller's mistake
+        raise InvalidRequest(f"user_id is only for a client with the user role, not {role}.", field="user_id")
     secret = secrets.token_urlsafe(32)
     client = await store.insert_client(
-        runtime.pool, new_id("cli"), name, role, user_id if role == "user" else None, await _hash(secret)
+        runtime.pool, new_id("cli"), name, role, user_id, await _hash(secret)
     )
     return NewClient(client, secret)
 
