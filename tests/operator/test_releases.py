@@ -84,8 +84,8 @@ def _install(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> dict
     return wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
 
 
-def _upgrade(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> None:
-    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=FAST, **spec))
+def _upgrade(cluster: localcluster.Cluster, namespace: str, release: dict[str, Any] = FAST, **spec: Any) -> None:
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=release, **spec))
 
 
 def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
@@ -126,7 +126,8 @@ def test_blue_green_to_an_unready_version_rolls_back(
 ) -> None:
     _install(cluster, namespace)
     with EndpointWatch(cluster, namespace) as watch:
-        _upgrade(cluster, namespace, version="0.3.0", podAnnotations={"ghostpay.io/simulate": "unready"})
+        unready = {"ghostpay.io/simulate": "unready"}  # never ready: a short deadline suffices
+        _upgrade(cluster, namespace, {**FAST, "progressDeadlineSeconds": 10}, version="0.3.0", podAnnotations=unready)
 
         def rolled_back() -> dict[str, Any] | None:
             instance = get_json(cluster, "ghostpayinstance", "payments", "-n", namespace)
