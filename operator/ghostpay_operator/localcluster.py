@@ -50,6 +50,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 NODE_ALLOCATABLE = {"cpu": "32", "memory": "128Gi", "pods": "250"}
 UP_TIMEOUT = 300.0
 DOWN_TIMEOUT = 60.0
+_KILL_WAIT_SECONDS = 5.0  # a SIGKILLed process is gone within moments (unless stuck in the kernel)
 # A cold build of the binaries takes about 9 minutes on two cores; later runs read the cache.
 BUILD_TIMEOUT = 3600.0
 _BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "controlplane" / "build.sh"
@@ -106,7 +107,8 @@ def down(directory: Path = DEFAULT_DIR, *, timeout: float = DOWN_TIMEOUT) -> Non
     """Deletes the cluster in `directory` and everything it wrote there; no component process outlives it."""
     directory = directory.resolve()
     workdir = _cluster_workdir(directory)
-    pids = _component_pids(workdir)
+    # Which processes are ours is settled now: one that kwokctl is stopping may already have lost its command line.
+    processes = _our_processes(_component_pids(workdir), workdir)
     if workdir.exists():
         kwokctl = _recorded_kwokctl(directory)
         if kwokctl is not None:
@@ -119,7 +121,7 @@ def down(directory: Path = DEFAULT_DIR, *, timeout: float = DOWN_TIMEOUT) -> Non
                 timeout=timeout,
                 check=False,
             )
-    _reap(pids, workdir, time.monotonic() + timeout)
+    _reap(processes, time.monotonic() + timeout)
     for name in ("kubeconfig", "kwokctl.yaml", "kwokctl.log", "binaries.json"):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "kwok", ignore_errors=True)
@@ -374,26 +376,48 @@ def _component_pids(workdir: Path) -> list[int]:
     return pids
 
 
-def _reap(pids: Sequence[int], workdir: Path, deadline: float) -> None:
-    """Waits for the component processes to exit; SIGKILLs any left at the deadline. A pid counts as ours
-    only while its command line still names the cluster's work directory (pids get reused)."""
-    ours = [pid for pid in pids if _belongs_to(pid, workdir)]
-    for pid in ours:
+def _our_processes(pids: Sequence[int], workdir: Path) -> dict[int, str]:
+    """The running pids whose command line names the cluster's work directory, with their start times: from then
+    on a process is followed by (pid, start time), which survives the loss of its command line as it exits and
+    is not fooled by a reused pid."""
+    return {pid: started for pid in pids if _belongs_to(pid, workdir) and (started := _start_time(pid))}
+
+
+def _reap(processes: dict[int, str], deadline: float) -> None:
+    """SIGTERM, and wait for the processes to exit; SIGKILL any left at the deadline and wait (briefly) for those
+    too, so that none is still running when this returns."""
+    for pid in processes:
         _signal(pid, signal.SIGTERM)
-    while ours and time.monotonic() < deadline:
-        time.sleep(0.2)
-        ours = [pid for pid in ours if _belongs_to(pid, workdir)]
-    for pid in ours:
+    left = _still_running(processes, deadline)
+    for pid in left:
         _signal(pid, signal.SIGKILL)
+    _still_running(left, time.monotonic() + _KILL_WAIT_SECONDS)
+
+
+def _still_running(processes: dict[int, str], deadline: float) -> dict[int, str]:
+    """Polls until none of `processes` (pid: start time) runs, or the deadline; returns those still running."""
+    while processes and time.monotonic() < deadline:
+        time.sleep(0.1)
+        processes = {pid: started for pid, started in processes.items() if _start_time(pid) == started}
+    return processes
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat), None once it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _belongs_to(pid: int, workdir: Path) -> bool:
+    """A running (not zombie) process whose command line names `workdir`."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state != "Z" and str(workdir).encode() in cmdline
+    return _start_time(pid) is not None and str(workdir).encode() in cmdline
 
 
 def _signal(pid: int, signum: signal.Signals) -> None:

@@ -5,6 +5,8 @@ Services with EndpointSlices. Every wait is bounded."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -209,3 +211,20 @@ def test_up_reuses_a_running_cluster_and_down_leaves_no_process() -> None:
         localcluster.down(directory)
     assert not any(alive(pid) for pid in pids)
     assert not directory.exists()
+
+
+def test_down_waits_until_even_a_process_that_ignores_sigterm_is_gone(tmp_path: Path) -> None:
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    ours = subprocess.Popen([sys.executable, "-c", stubborn, str(tmp_path / "workdir")])
+    other = subprocess.Popen([sys.executable, "-c", stubborn, "/somewhere/else"])
+    try:
+        time.sleep(0.5)  # both have set their handler
+        processes = localcluster._our_processes([ours.pid, other.pid], tmp_path / "workdir")
+        assert list(processes) == [ours.pid]
+        localcluster._reap(processes, time.monotonic() + 0.5)
+        assert not alive(ours.pid)  # SIGKILLed and gone when _reap returned, not merely signalled
+        assert alive(other.pid)  # not the cluster's: untouched
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()
