@@ -46,6 +46,12 @@ def test_an_unexpected_answer_fails_the_run_and_is_shown() -> None:
     assert "POST /charges (1): expected 201, got 500" in report.render(result)
 
 
+def test_what_the_clients_never_saw_counts_as_zero() -> None:
+    none = {"cards_issued": 0, "approved": 0, "declined": 0}
+    result = report.build(_stats(), {}, {}, none, SETUP)
+    assert result["consistency"]["clients_saw"] == none and result["consistency"]["agree"]
+
+
 def test_analytics_that_count_other_than_the_clients_fail_the_run() -> None:
     behind = {**SAW, "approved": 1}
     result = report.build(_stats(), {}, SAW, behind, SETUP)
