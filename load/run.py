@@ -60,10 +60,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _admin_token(http: httpx.Client, admin: dict[str, str]) -> str:
+    token: str = http.post("/auth/token", json=admin).raise_for_status().json()["access_token"]
+    return token
+
+
 def _clients(url: str, admin: dict[str, str], count: int) -> list[dict[str, str]]:
     """`count` new merchant clients, created by the admin as a platform team would."""
     with httpx.Client(base_url=url, timeout=30) as http:
-        token = http.post("/auth/token", json=admin).raise_for_status().json()["access_token"]
+        token = _admin_token(http, admin)
         headers = {"Authorization": f"Bearer {token}"}
         created = []
         for n in range(count):
@@ -76,7 +81,7 @@ def _analytics_once_caught_up(url: str, admin: dict[str, str], clients_saw: Coun
     """The admin's analytics summary, polled until it counts what the clients saw (or the time is up)."""
     deadline = time.monotonic() + _CATCH_UP_SECONDS
     with httpx.Client(base_url=url, timeout=30) as http:
-        token = http.post("/auth/token", json=admin).raise_for_status().json()["access_token"]
+        token = _admin_token(http, admin)
         while True:
             summary = http.get("/analytics/summary", headers={"Authorization": f"Bearer {token}"})
             counts = report.analytics_counts(summary.raise_for_status().json())
