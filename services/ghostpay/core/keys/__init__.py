@@ -47,9 +47,6 @@ def open_backend(settings: Settings, create: bool = True) -> KeyBackend:
         return VaultKeys(settings)
     from ghostpay.core.keys.local import LocalKeyStore
 
-    if settings.keys_passphrase is None:
-        raise ValueError(
-            "Set GHOSTPAY_KEYS_PASSPHRASE (the local key store is encrypted with it) or GHOSTPAY_VAULT_ADDR."
-        )
-    passphrase = settings.keys_passphrase.get_secret_value()
+    # Without a passphrase only the public part is read: enough for a service that only verifies tokens.
+    passphrase = settings.keys_passphrase.get_secret_value() if settings.keys_passphrase is not None else None
     return LocalKeyStore(settings.keys_dir, passphrase, settings.key_activation_delay_seconds).open(create)

@@ -6,10 +6,15 @@ not stored in the directory (`GHOSTPAY_KEYS_PASSPHRASE`; `ghostpay dev` keeps on
 store). The file name is authenticated data, so a file renamed onto another fails to decrypt; so is a signing
 key's public metadata (version, date, algorithm), so an edited `.json` makes its key fail to load.
 
-Files (flat, so a Kubernetes Secret can hold the whole store):
-  keystore.json             format and the scrypt salt (not secret)
-  signing-<kid>.key / .json one signing key version: the encrypted PKCS#8 key, then its public metadata
-  kek-<n>.key               version n of the key that wraps PAN data keys
+Files (flat, so Kubernetes Secrets can hold the store), in three parts (`part_of`) so that each process can be
+given only what it uses (the operator keeps each part in its own Secret):
+  public   keystore.json             format and the scrypt salt (not secret)
+           signing-<kid>.json        a signing key version's public key and metadata (what verifiers need)
+  signing  signing-<kid>.key         its private key, encrypted (only where tokens are signed)
+  pan      kek-<n>.key               version n of the key that wraps PAN data keys, encrypted (only where cards are)
+
+A process without the passphrase, or without the signing or pan part, opens the store too and holds only what
+it was given: it verifies tokens, and refuses to sign or wrap with a clear error.
 
 Writers take an exclusive lock and replace files atomically; a version counts once its `.json` (written
 last, removed first) exists, so a reader never sees half a key. A complete store is only read, so it may be a
@@ -30,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import jwt
 from cryptography.exceptions import InvalidTag
@@ -45,6 +51,27 @@ _FORMAT = 1
 _SCRYPT = {"length": 32, "n": 2**15, "r": 8, "p": 1}
 _KEK_FILE = re.compile(r"^kek-([0-9]+)\.key$")
 _SIGNING_META = re.compile(r"^signing-(.+)\.json$")
+_SIGNING_KEY = re.compile(r"^signing-(.+)\.key$")
+
+Part = Literal["public", "signing", "pan"]
+PARTS: tuple[Part, ...] = ("public", "signing", "pan")
+
+
+def part_of(file_name: str) -> Part:
+    """Which part of the store a file belongs to (see the module docstring)."""
+    if _KEK_FILE.match(file_name):
+        return "pan"
+    if _SIGNING_KEY.match(file_name):
+        return "signing"
+    return "public"
+
+
+def split_files(files: dict[str, bytes]) -> dict[Part, dict[str, bytes]]:
+    """The store's files by part: what each of the operator's key Secrets holds."""
+    parts: dict[Part, dict[str, bytes]] = {part: {} for part in PARTS}
+    for name, content in files.items():
+        parts[part_of(name)][name] = content
+    return parts
 
 
 class KeyStoreError(RuntimeError):
@@ -54,17 +81,18 @@ class KeyStoreError(RuntimeError):
 @dataclass(frozen=True)
 class _SigningVersion:
     public: ring.PublicKey
-    private_key: rsa.RSAPrivateKey
+    private_key: rsa.RSAPrivateKey | None  # None where this process was given only the public part
 
 
 class LocalKeyStore:
     """See the module docstring. `open()` creates what is missing and loads; `reload()` picks up rotations."""
 
-    def __init__(self, directory: Path, passphrase: str, activation_delay_seconds: float = 0.0) -> None:
-        if not passphrase:
-            raise KeyStoreError("The local key store needs a passphrase (GHOSTPAY_KEYS_PASSPHRASE).")
+    def __init__(self, directory: Path, passphrase: str | None, activation_delay_seconds: float = 0.0) -> None:
+        """`passphrase` None: only the public part is read (a process that verifies tokens and nothing else)."""
+        if passphrase is not None and not passphrase:
+            raise KeyStoreError("The local key store's passphrase (GHOSTPAY_KEYS_PASSPHRASE) is empty.")
         self.directory = directory
-        self._passphrase = passphrase.encode()
+        self._passphrase = passphrase.encode() if passphrase else b""
         self._activation_delay = activation_delay_seconds
         self._master = b""
         self._signing: dict[str, _SigningVersion] = {}
@@ -82,6 +110,8 @@ class LocalKeyStore:
         if not self._complete():
             if not create:
                 raise KeyStoreError(f"There is no key store in {self.directory}.")
+            if not self._passphrase:
+                raise KeyStoreError("Creating a local key store needs a passphrase (GHOSTPAY_KEYS_PASSPHRASE).")
             with self._locked():
                 self._master = self._master_key(create=True)
                 if not self._kek_versions():
@@ -92,8 +122,9 @@ class LocalKeyStore:
         return self
 
     def reload(self) -> None:
-        """Read the versions on disk again; keys already decrypted are kept, not derived again."""
-        if not self._master:
+        """Read the versions on disk again; keys already decrypted are kept, not derived again. Private parts are
+        read only with a passphrase."""
+        if not self._master and self._passphrase:
             self._master = self._master_key(create=False)
         signing: dict[str, _SigningVersion] = {}
         for meta_path in self._signing_metas():
@@ -103,7 +134,8 @@ class LocalKeyStore:
             except FileNotFoundError:
                 continue  # retired by another process between the listing and the read
         self._signing = signing
-        self._keks = {v: self._keks.get(v) or self._read_secret(f"kek-{v}.key") for v in self._kek_versions()}
+        kek_versions = self._kek_versions() if self._master else []
+        self._keks = {v: self._keks.get(v) or self._read_secret(f"kek-{v}.key") for v in kek_versions}
         for version in self._keks:
             self._kek_seen.setdefault(version, time.monotonic())
 
@@ -121,6 +153,8 @@ class LocalKeyStore:
         version = self._signing.get(kid)
         if version is None:
             raise ring.KeysUnavailable(f"Signing key {kid} is no longer in the key store.")
+        if version.private_key is None:
+            raise ring.KeysUnavailable(f"This process holds no private key for {kid} (only the public part).")
         return version.private_key
 
     def sign(self, kid: str, signing_input: bytes) -> bytes:
@@ -132,6 +166,7 @@ class LocalKeyStore:
         """Publish before use, as for signing keys: a new key-encryption version wraps only once this process
         has known it for the activation delay, so every process (each pod's copy of a mounted Secret, which
         the kubelet refreshes late) can unwrap what it wraps. The first version wraps at once."""
+        self._require_keks()
         now = time.monotonic()
         aged = [v for v in self._keks if now - self._kek_seen[v] >= self._activation_delay]
         return max(aged) if aged else min(self._keks)
@@ -142,8 +177,13 @@ class LocalKeyStore:
         sealed = nonce + AESGCM(self._keks[version]).encrypt(nonce, plaintext, b"ghostpay-data-key")
         return wrapping.encode("local", version, sealed)
 
+    def _require_keks(self) -> None:
+        if not self._keks:
+            raise KeyStoreError("This process holds no PAN key-encryption keys (the store's pan part).")
+
     def unwrap(self, wrapped: bytes) -> bytes:
         version, sealed = wrapping.decode("local", wrapped)
+        self._require_keks()
         if version not in self._keks:
             self.reload()  # wrapped after a rotation this process has not read yet
         kek = self._keks.get(version)
@@ -164,6 +204,8 @@ class LocalKeyStore:
         key-encryption version. Key-encryption versions are never deleted (a lost one loses PANs). Returns
         the retired kids."""
         now = now or datetime.now(UTC)
+        if not self._master:
+            raise KeyStoreError("Rotating the local key store needs its passphrase (GHOSTPAY_KEYS_PASSPHRASE).")
         with self._locked():
             published = self.public_keys()
             retired = set(ring.retired_versions(published, now, activation_delay, grace))
@@ -171,10 +213,18 @@ class LocalKeyStore:
             for kid in retired_kids:
                 (self.directory / f"signing-{kid}.json").unlink()
                 (self.directory / f"signing-{kid}.key").unlink(missing_ok=True)
+            self._remove_unpublished_private_keys()
             self._write_signing_version(version=max(k.version for k in published) + 1, created_at=now)
             self._write_secret(f"kek-{max(self._keks) + 1}.key", AESGCM.generate_key(bit_length=256))
             self.reload()
         return retired_kids
+
+    def _remove_unpublished_private_keys(self) -> None:
+        """A private key whose public part was never written (a rotation that wrote the operator's Secrets only
+        in part) can never sign: a version signs only once published."""
+        for path in self.directory.glob("signing-*.key"):
+            if not path.with_suffix(".json").exists():
+                path.unlink()
 
     # --- files -------------------------------------------------------------------------------------------
     @contextmanager
@@ -191,7 +241,8 @@ class LocalKeyStore:
         """Nothing to release: files are opened per read."""
 
     def _complete(self) -> bool:
-        return (self.directory / "keystore.json").exists() and bool(self._kek_versions() and self._signing_metas())
+        """A store exists once its public part does; the private parts may have been left out on purpose."""
+        return (self.directory / "keystore.json").exists() and bool(self._signing_metas())
 
     def _kek_versions(self) -> list[int]:
         if not self.directory.is_dir():
@@ -237,26 +288,50 @@ class LocalKeyStore:
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
         created = (created_at or datetime.now(UTC)).isoformat()
-        meta = json.dumps({"kid": kid, "version": version, "alg": ring.SIGNING_ALG, "created_at": created}).encode()
+        public_pem = private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        fields = {"kid": kid, "version": version, "alg": ring.SIGNING_ALG, "created_at": created}
+        meta = json.dumps({**fields, "public_key": public_pem.decode()}).encode()
         self._write_secret(f"signing-{kid}.key", der, bound_to=meta)
         _write_private(self.directory / f"signing-{kid}.json", meta)
 
     def _read_signing_version(self, meta_path: Path) -> _SigningVersion:
         """The metadata file is plain (it is public) but bound to the encrypted key file as authenticated data:
-        an edited version, date or algorithm makes the key fail to load instead of changing how it is used."""
+        an edited version, date, algorithm or public key makes the private key fail to load instead of changing
+        how it is used. Without the private part (or the passphrase) the version is public only."""
         kid = _SIGNING_META.match(meta_path.name)[1]  # type: ignore[index]  # listed by that pattern
         meta_bytes = meta_path.read_bytes()
-        private_key = serialization.load_der_private_key(self._read_secret(f"signing-{kid}.key", meta_bytes), None)
         meta = json.loads(meta_bytes)
-        if not isinstance(private_key, rsa.RSAPrivateKey) or meta["kid"] != kid or meta["alg"] != ring.SIGNING_ALG:
-            raise KeyStoreError(f"signing-{kid}.key is not an {ring.SIGNING_ALG} key of this store.")
+        private_key = None
+        key_path = self.directory / f"signing-{kid}.key"
+        if self._master and key_path.exists():
+            loaded = serialization.load_der_private_key(self._read_secret(key_path.name, meta_bytes), None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise KeyStoreError(f"{key_path.name} is not an {ring.SIGNING_ALG} key of this store.")
+            private_key = loaded
+        public_key = _public_key(meta, private_key, meta_path.name)
+        if meta["kid"] != kid or meta["alg"] != ring.SIGNING_ALG:
+            raise KeyStoreError(f"{meta_path.name} does not describe an {ring.SIGNING_ALG} key of this store.")
         public = ring.PublicKey(
             kid=kid,
             version=int(meta["version"]),
-            public_key=private_key.public_key(),
+            public_key=public_key,
             created_at=datetime.fromisoformat(meta["created_at"]),
         )
         return _SigningVersion(public, private_key)
+
+
+def _public_key(meta: dict[str, str], private_key: rsa.RSAPrivateKey | None, name: str) -> rsa.RSAPublicKey:
+    """The version's public key: from its metadata (stores made before it was kept there: from the private key)."""
+    if "public_key" not in meta:
+        if private_key is None:
+            raise KeyStoreError(f"{name} has no public key, and this process holds no private key to derive it from.")
+        return private_key.public_key()
+    public_key = serialization.load_pem_public_key(meta["public_key"].encode())
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise KeyStoreError(f"{name} does not hold an RSA public key.")
+    return public_key
 
 
 def _write_private(path: Path, data: bytes) -> None:
