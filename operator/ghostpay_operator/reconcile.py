@@ -7,18 +7,20 @@ status, never from memory, so an operator killed mid-pass resumes where it stopp
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from lightkube import ApiError
 
-from ghostpay_operator import analysis, keysecret, release
+from ghostpay_operator import analysis, database, keysecret, release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import desired as desired_state
-from ghostpay_operator.builders import meta, pods, rotation, workloads
+from ghostpay_operator.builders import keys, meta, rotation, workloads
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
 
@@ -51,28 +53,45 @@ def _spec_problem(spec: specs.InstanceSpec) -> st.Problem | None:
     return None
 
 
-async def _database_problem(kube: Kube, spec: specs.InstanceSpec) -> st.Problem | None:
+async def _database_secret(kube: Kube, spec: specs.InstanceSpec) -> tuple[st.Problem | None, str | None]:
+    """A problem with the database Secret, or the DSN it holds."""
     secret = await kube.secret(spec.namespace, spec.database_secret)
     if secret is None:
-        return st.Problem(
-            "DatabaseSecretMissing", f"Secret {spec.database_secret!r} (spec.database.secretRef) does not exist."
-        )
-    if spec.database_key not in (secret.get("data") or {}):
-        return st.Problem("DatabaseSecretInvalid", f"Secret {spec.database_secret!r} has no key {spec.database_key!r}.")
-    return None
+        message = f"Secret {spec.database_secret!r} (spec.database.secretRef) does not exist."
+        return st.Problem("DatabaseSecretMissing", message), None
+    encoded = (secret.get("data") or {}).get(spec.database_key)
+    if encoded is None:
+        message = f"Secret {spec.database_secret!r} has no key {spec.database_key!r}."
+        return st.Problem("DatabaseSecretInvalid", message), None
+    return None, base64.b64decode(encoded).decode(errors="replace")
+
+
+async def _key_store_plan(
+    spec: specs.InstanceSpec, secrets: dict[str, Manifest], dsn: str | None
+) -> Literal["ready", "make"] | st.Problem:
+    """What to do about the local key store's Secrets; the database is asked only when none of them exists."""
+    seen = keysecret.Seen(
+        passphrase=keysecret.passphrase_of(secrets.get(keys.passphrase_secret_name(spec))),
+        parts=frozenset(name for name in keys.part_secret_names(spec) if name in secrets),
+    )
+    if spec.vault is None and not seen.parts and dsn is not None:
+        seen = dataclasses.replace(seen, database_holds_local_keys=await database.holds_local_data_keys(dsn))
+    return keysecret.plan(spec, seen)
 
 
 async def _make_key_secrets(kube: Kube, spec: specs.InstanceSpec, observed: dict[str, Manifest]) -> None:
-    """The passphrase Secret, then the key store encrypted with it: each created once, never overwritten (a
-    create, not an apply, so a racing writer cannot replace a passphrase keys are already encrypted with)."""
-    name = pods.passphrase_secret_name(spec)
+    """The passphrase Secret, then the key store's part Secrets encrypted with it: each created once, never
+    overwritten (a create, not an apply, so a racing writer cannot replace a passphrase keys are already encrypted
+    with)."""
+    name = keys.passphrase_secret_name(spec)
     passphrase = keysecret.passphrase_of(observed.get(name))
     if passphrase is None:
         made = keysecret.passphrase_secret(spec)
         created = await kube.create(made)
         passphrase = keysecret.passphrase_of(made if created else await kube.secret(spec.namespace, name))
-    if pods.keys_secret_name(spec) not in observed and passphrase is not None:
-        await kube.create(keysecret.keys_secret(spec, passphrase))
+    if passphrase is not None:
+        for secret in keysecret.store_secrets(spec, passphrase):
+            await kube.create(secret)
 
 
 def _true_conditions(job: Manifest) -> dict[str, dict[str, Any]]:
@@ -129,10 +148,10 @@ async def _observe(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str
     if full and spec.key_rotation is not None:
         kinds += KEY_ROTATION_ACCESS_KINDS
     observed = {kind: await kube.owned(kind, spec.namespace, spec.name) for kind in kinds}
-    if full:
+    if full and spec.vault is None:
         # Secrets are read by name, never listed: the operator's role may not list Secrets.
         observed["Secret"] = {}
-        for name in (pods.passphrase_secret_name(spec), pods.keys_secret_name(spec)):
+        for name in (keys.passphrase_secret_name(spec), *keys.part_secret_names(spec)):
             secret = await kube.secret(spec.namespace, name)
             if secret is not None:
                 observed["Secret"][name] = secret
@@ -274,11 +293,13 @@ async def _realise(
     observed: dict[str, dict[str, Manifest]],
     migration: str,
     full: bool,
+    key_store: Literal["ready", "make"],
 ) -> str:
     """Apply what differs from the plan's children; returns the migration's state after it."""
     desired = desired_state.desired_children(spec, plan)
     if full:
-        await _make_key_secrets(kube, spec, observed["Secret"])
+        if key_store == "make":
+            await _make_key_secrets(kube, spec, observed["Secret"])
         await _apply_changed(kube, desired.supporting, observed)
         await _apply_key_rotation(kube, spec, desired.key_rotation, observed)
     if migration == "absent":
@@ -297,12 +318,17 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     spec = specs.parse(body)
     previous: InstanceStatus = _without_kopf(body.get("status") or {})  # type: ignore[assignment]
     observed = await _observe(kube, spec, full)
-    problem = _spec_problem(spec) or await _database_problem(kube, spec)
+    database_problem, dsn = await _database_secret(kube, spec)
+    problem = _spec_problem(spec) or database_problem
+    key_store: Literal["ready", "make"] | st.Problem = "ready"
+    if full and problem is None:
+        key_store = await _key_store_plan(spec, observed.get("Secret", {}), dsn)
+        problem = key_store if isinstance(key_store, st.Problem) else None
     migration = migration_state(observed["Job"].get(workloads.migration_job_name(spec)))
     plan = await _plan(spec, body, previous, observed, migration, now)
-    if problem is None:
+    if problem is None and not isinstance(key_store, st.Problem):
         try:
-            migration = await _realise(kube, spec, plan, observed, migration, full)
+            migration = await _realise(kube, spec, plan, observed, migration, full, key_store)
         except ApiError as exc:
             if exc.status.code != 422:  # Invalid: retrying the same object cannot help; the user must change the spec
                 raise

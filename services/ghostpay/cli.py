@@ -186,7 +186,11 @@ _keys_data_dir = click.option(
 @keys.command("rotate")
 @_keys_data_dir
 @click.option("--grace-period", help="How long superseded versions still verify, e.g. 24h [GHOSTPAY_KEY_GRACE_PERIOD]")
-@click.option("--kube-secret", help="Rotate the local key store kept in this Kubernetes Secret (the operator's)")
+@click.option(
+    "--kube-secret",
+    metavar="NAME",
+    help="Rotate the local key store the operator keeps in the Secrets NAME-public, NAME-signing and NAME-pan",
+)
 @click.option("--namespace", "-n", default="default", show_default=True, help="Namespace of --kube-secret")
 def keys_rotate(data_dir: Path, grace_period: str | None, kube_secret: str | None, namespace: str) -> None:
     """Publish a new signing key version (it signs once verifiers have refreshed) and a new PAN key-encryption
@@ -198,9 +202,11 @@ def keys_rotate(data_dir: Path, grace_period: str | None, kube_secret: str | Non
         if kube_secret:
             from ghostpay_operator import keysecret
 
-            passphrase = settings.keys_passphrase.get_secret_value() if settings.keys_passphrase else ""
-            keysecret.rotate_secret(namespace, kube_secret, grace.total_seconds(), passphrase, delay.total_seconds())
-            click.echo(f"rotated the key store in Secret {namespace}/{kube_secret}")
+            if settings.keys_passphrase is None:
+                raise KeyStoreError("Rotating the key store needs its passphrase (GHOSTPAY_KEYS_PASSPHRASE).")
+            passphrase = settings.keys_passphrase.get_secret_value()
+            keysecret.rotate_secrets(namespace, kube_secret, grace.total_seconds(), passphrase, delay.total_seconds())
+            click.echo(f"rotated the key store in Secrets {namespace}/{kube_secret}-{{public,signing,pan}}")
             return
         backend = open_backend(settings, create=False)
         retired = backend.rotate(grace, delay)

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostpay_operator.builders import config, meta
+from ghostpay_operator.builders import config, keys
 from ghostpay_operator.spec import InstanceSpec
 
 HTTP_PORT = 8000
-KEYS_SECRET_SUFFIX = "keys"  # noqa: S105 - a name, not a secret
-PASSPHRASE_KEY = "passphrase"  # noqa: S105 - the key inside the passphrase Secret
 UID = 10001
-
-
-def keys_secret_name(spec: InstanceSpec) -> str:
-    return meta.child_name(spec, KEYS_SECRET_SUFFIX)
-
-
-def passphrase_secret_name(spec: InstanceSpec) -> str:
-    """The Secret holding the passphrase that encrypts the private keys of the local key store."""
-    return meta.child_name(spec, KEYS_SECRET_SUFFIX, "passphrase")
 
 
 def pod_security_context() -> dict[str, Any]:
@@ -57,22 +46,24 @@ def vault_environment(spec: InstanceSpec, workload: str) -> dict[str, str]:
 def passphrase_env(spec: InstanceSpec) -> dict[str, Any]:
     return {
         "name": "GHOSTPAY_KEYS_PASSPHRASE",
-        "valueFrom": {"secretKeyRef": {"name": passphrase_secret_name(spec), "key": PASSPHRASE_KEY}},
+        "valueFrom": {"secretKeyRef": {"name": keys.passphrase_secret_name(spec), "key": keys.PASSPHRASE_KEY}},
     }
 
 
 def environment(spec: InstanceSpec, workload: str, values: dict[str, str] | None = None) -> dict[str, Any]:
-    """`env` and `envFrom` of the services' and the migration's containers: the DSN and the key-store passphrase
-    from their Secrets, the rest from the ConfigMap, plus Vault settings for `workload` and `values` that differ
-    between colours (neither can live in the shared ConfigMap)."""
+    """`env` and `envFrom` of the services' and the migration's containers: the DSN from its Secret, the key
+    store's passphrase only where a private part of it is used (auth, cards; never with Vault), the rest from
+    the ConfigMap, plus Vault settings for `workload` and `values` that differ between colours (neither can live
+    in the shared ConfigMap)."""
     plain = {**vault_environment(spec, workload), **(values or {})}
+    passphrase = [passphrase_env(spec)] if spec.vault is None and keys.needs_passphrase(workload) else []
     return {
         "env": [
             {
                 "name": "GHOSTPAY_DATABASE_URL",
                 "valueFrom": {"secretKeyRef": {"name": spec.database_secret, "key": spec.database_key}},
             },
-            passphrase_env(spec),
+            *passphrase,
             *({"name": name, "value": value} for name, value in sorted(plain.items())),
         ],
         "envFrom": [{"configMapRef": {"name": config.config_name(spec)}}],
@@ -83,23 +74,22 @@ TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 - an emptyDir: the root filesystem is read-only
 
 
-def volumes(spec: InstanceSpec) -> list[dict[str, Any]]:
-    return [
-        TMP_VOLUME,
-        {"name": "keys", "secret": {"secretName": keys_secret_name(spec), "defaultMode": 0o400}},
-    ]
+def volumes(spec: InstanceSpec, workload: str) -> list[dict[str, Any]]:
+    key_volume = keys.volume(spec, workload)
+    return [TMP_VOLUME, *([key_volume] if key_volume else [])]
 
 
-def volume_mounts() -> list[dict[str, Any]]:
-    return [TMP_MOUNT, {"name": "keys", "mountPath": config.KEYS_DIR, "readOnly": True}]
+def volume_mounts(spec: InstanceSpec, workload: str) -> list[dict[str, Any]]:
+    key_mount = {"name": "keys", "mountPath": config.KEYS_DIR, "readOnly": True}
+    return [TMP_MOUNT, *([key_mount] if keys.volume(spec, workload) else [])]
 
 
 def pod_spec(
     spec: InstanceSpec,
     containers: list[dict[str, Any]],
+    pod_volumes: list[dict[str, Any]],
     service_account: str | None = None,
     token: bool = False,
-    pod_volumes: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """A hardened pod. `token` mounts the ServiceAccount token: only pods that log in with it (to Vault, or to
@@ -109,6 +99,6 @@ def pod_spec(
         "automountServiceAccountToken": token,
         "securityContext": pod_security_context(),
         "containers": containers,
-        "volumes": volumes(spec) if pod_volumes is None else pod_volumes,
+        "volumes": pod_volumes,
         **extra,
     }

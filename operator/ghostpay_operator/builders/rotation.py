@@ -1,5 +1,5 @@
 """Key rotation (`spec.keyRotation`): a CronJob running `ghostpay keys rotate` under its own ServiceAccount, and
-the Role that lets that ServiceAccount rewrite the key Secret (local key store) and nothing else.
+the Role that lets that ServiceAccount rewrite the key store's Secrets (local key store) and nothing else.
 
 The CronJob is owned by the instance; its ServiceAccount, Role and RoleBinding are owned by the CronJob, so
 deleting the CronJob (when `keyRotation` is removed) lets the garbage collector take them too: the operator then
@@ -12,7 +12,7 @@ from typing import Any
 
 from croniter import croniter
 
-from ghostpay_operator.builders import config, meta, pods
+from ghostpay_operator.builders import config, keys, meta, pods
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import InstanceSpec
 
@@ -47,23 +47,24 @@ def service_account_name(spec: InstanceSpec) -> str:
 
 
 def command(spec: InstanceSpec) -> list[str]:
-    """With Vault the keys are rotated there; without it the Job rewrites the key Secret the pods mount."""
+    """With Vault the keys are rotated there; without it the Job rewrites the key store's Secrets the pods mount."""
     assert spec.key_rotation is not None
     base = ["ghostpay", "keys", "rotate", "--grace-period", spec.key_rotation.grace_period]
     if spec.vault is not None:
         return base
-    return [*base, "--kube-secret", pods.keys_secret_name(spec), "--namespace", spec.namespace]
+    return [*base, "--kube-secret", keys.store_name(spec), "--namespace", spec.namespace]
 
 
 def _container(spec: InstanceSpec) -> dict[str, Any]:
     # The same activation delay as the services (it decides which versions are past their grace period).
     values = {**pods.vault_environment(spec, COMPONENT), **config.key_settings(spec), "GHOSTPAY_LOG_LEVEL": "INFO"}
+    passphrase = [] if spec.vault is not None else [pods.passphrase_env(spec)]
     return {
         "name": COMPONENT,
         "image": spec.image_ref,
         "command": command(spec),
         # Not the services' environment: the Job needs no database and no ConfigMap, only the key store's.
-        "env": [pods.passphrase_env(spec), *({"name": k, "value": v} for k, v in sorted(values.items()))],
+        "env": [*passphrase, *({"name": k, "value": v} for k, v in sorted(values.items()))],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": pods.container_security_context(),
         "volumeMounts": [pods.TMP_MOUNT],  # the key store is rotated in a temporary directory
@@ -76,9 +77,9 @@ def cronjob(spec: InstanceSpec) -> Manifest:
     pod = pods.pod_spec(
         spec,
         [_container(spec)],
+        [pods.TMP_VOLUME],
         service_account=service_account_name(spec),
-        token=True,  # it logs in with it: to Vault, or to the API server to rewrite the key Secret
-        pod_volumes=[pods.TMP_VOLUME],
+        token=True,  # it logs in with it: to Vault, or to the API server to rewrite the key Secrets
         restartPolicy="Never",
     )
     return {
@@ -114,7 +115,7 @@ def _owned_by(spec: InstanceSpec, kind: str, name: str, cronjob_uid: str) -> dic
 
 
 def access(spec: InstanceSpec, cronjob_uid: str) -> list[Manifest]:
-    """The Job's ServiceAccount, and a Role (with its binding) allowing get and patch on the key Secret alone.
+    """The Job's ServiceAccount, and a Role (with its binding) allowing get and patch on the key store's Secrets alone.
     With Vault the Role grants nothing: the Job talks to Vault only (its Vault role is what limits it)."""
     name = service_account_name(spec)
     account = {**_owned_by(spec, "ServiceAccount", name, cronjob_uid), "automountServiceAccountToken": False}
@@ -124,7 +125,7 @@ def access(spec: InstanceSpec, cronjob_uid: str) -> list[Manifest]:
             {
                 "apiGroups": [""],
                 "resources": ["secrets"],
-                "resourceNames": [pods.keys_secret_name(spec)],
+                "resourceNames": keys.part_secret_names(spec),
                 "verbs": ["get", "patch"],
             }
         )

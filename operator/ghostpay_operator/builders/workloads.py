@@ -59,7 +59,7 @@ def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
         "livenessProbe": _probe("/healthz", 10, 3),
         "resources": spec.services[service].resources,
         "securityContext": pods.container_security_context(),
-        "volumeMounts": pods.volume_mounts(),
+        "volumeMounts": pods.volume_mounts(spec, service),
     }
 
 
@@ -72,6 +72,7 @@ def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any
         "spec": pods.pod_spec(
             spec,
             [service_container(spec, service)],
+            pods.volumes(spec, service),
             service_account=config.service_account_name(spec, service),
             token=spec.vault is not None,  # the service logs in to Vault with its ServiceAccount token
             topologySpreadConstraints=_topology_spread(spec, selector),
@@ -114,7 +115,7 @@ def migration_job(spec: InstanceSpec) -> Manifest:
         **pods.environment(spec, "migrate"),  # no token: migrations never log in to Vault
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": pods.container_security_context(),
-        "volumeMounts": pods.volume_mounts(),
+        "volumeMounts": pods.volume_mounts(spec, "migrate"),
     }
     return {
         "apiVersion": "batch/v1",
@@ -125,7 +126,7 @@ def migration_job(spec: InstanceSpec) -> Manifest:
             "activeDeadlineSeconds": 600,
             "template": {
                 "metadata": {"labels": {**meta.instance_labels(spec), **labels}},
-                "spec": pods.pod_spec(spec, [container], restartPolicy="Never"),
+                "spec": pods.pod_spec(spec, [container], pods.volumes(spec, "migrate"), restartPolicy="Never"),
             },
         },
     }

@@ -32,10 +32,54 @@ def _pods(children: desired.Desired) -> dict[str, dict[str, Any]]:
     return pods
 
 
-@pytest.mark.parametrize("changes", [{}, {"keyRotation": {"schedule": "0 3 * * *"}}, {"keyRotation": VAULT}])
-def test_every_container_gets_the_key_store_passphrase_from_its_secret(changes: dict[str, Any]) -> None:
-    for name, pod in _pods(_children(**changes)).items():
-        assert _env(pod["containers"][0])["GHOSTPAY_KEYS_PASSPHRASE"] == PASSPHRASE, name
+def _mounted_secrets(pod: dict[str, Any]) -> list[str]:
+    """The Secrets a pod's key volume projects (mounted at the keys directory), in order."""
+    [mount] = [m for m in pod["containers"][0].get("volumeMounts", []) if m["name"] == "keys"] or [None]
+    volume = next((v for v in pod["volumes"] if v["name"] == "keys"), None)
+    assert (mount is None) == (volume is None)
+    if volume is None:
+        return []
+    assert mount["readOnly"] and volume["projected"]["defaultMode"] == 0o400
+    return [source["secret"]["name"] for source in volume["projected"]["sources"]]
+
+
+def test_finding_4_each_pod_is_given_only_its_part_of_the_key_store() -> None:
+    """Signing keys only where tokens are issued, PAN keys only in cards, public keys elsewhere; the passphrase
+    only where a private part is mounted; the migration touches no key."""
+    expected = {
+        "auth": (["payments-keys-public", "payments-keys-signing"], True),
+        "cards": (["payments-keys-public", "payments-keys-pan"], True),
+        "charges": (["payments-keys-public"], False),
+        "analytics": (["payments-keys-public"], False),
+        "migrate": ([], False),
+    }
+    for changes in ({}, {"keyRotation": {"schedule": "0 3 * * *"}}):
+        pods = _pods(_children(**changes))
+        assert sorted(pods) == sorted(expected)
+        for name, pod in pods.items():
+            env = _env(pod["containers"][0])
+            mounted = (_mounted_secrets(pod), "GHOSTPAY_KEYS_PASSPHRASE" in env)
+            assert mounted == expected[name], name
+            if mounted[1]:
+                assert env["GHOSTPAY_KEYS_PASSPHRASE"] == PASSPHRASE
+
+
+def test_finding_4_the_rotation_job_alone_reaches_every_part() -> None:
+    rotation = _children(keyRotation={"schedule": "0 3 * * *"}).key_rotation
+    assert rotation is not None
+    pod = rotation["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert _env(pod["containers"][0])["GHOSTPAY_KEYS_PASSPHRASE"] == PASSPHRASE
+    assert pod["containers"][0]["command"][-4:] == ["--kube-secret", "payments-keys", "--namespace", "shop"]
+    assert _mounted_secrets(pod) == []  # it reads and writes the Secrets through the API, under its own Role
+
+
+def test_with_vault_no_pod_gets_a_local_key_store_or_its_passphrase() -> None:
+    children = _children(keyRotation=VAULT)
+    assert children.key_rotation is not None
+    rotation = children.key_rotation["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    for name, pod in [*_pods(children).items(), ("key-rotation", rotation)]:
+        assert _mounted_secrets(pod) == [], name
+        assert "GHOSTPAY_KEYS_PASSPHRASE" not in _env(pod["containers"][0]), name
 
 
 @pytest.mark.parametrize("changes", [{}, {"keyRotation": {"schedule": "0 3 * * *", "gracePeriod": "24h"}}])

@@ -102,7 +102,7 @@ def test_in_vault_mode_the_job_logs_in_to_vault_with_its_own_role() -> None:
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("payments-key-rotation", True)
 
 
-def test_the_role_allows_get_and_patch_on_the_key_secret_alone() -> None:
+def test_the_role_allows_get_and_patch_on_the_key_secrets_alone() -> None:
     account, role, binding = rotation.access(_spec(LOCAL), "cronjob-uid")
     assert (account["kind"], account["metadata"]["name"], account["automountServiceAccountToken"]) == (
         "ServiceAccount",
@@ -110,7 +110,12 @@ def test_the_role_allows_get_and_patch_on_the_key_secret_alone() -> None:
         False,
     )
     assert role["kind"] == "Role" and role["rules"] == [
-        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["payments-keys"], "verbs": ["get", "patch"]}
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["payments-keys-public", "payments-keys-signing", "payments-keys-pan"],
+            "verbs": ["get", "patch"],
+        }
     ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
