@@ -59,7 +59,7 @@ def dev(host: str, port: int, data_dir: Path) -> None:
     """Run all four services in one process on embedded PostgreSQL and Redis kept in DATA_DIR."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"environment": os.environ.get("GHOSTPAY_ENVIRONMENT", "development")}
     postgres = redis = None
     if not os.environ.get("GHOSTPAY_DATABASE_URL"):
         postgres = dev_module.EmbeddedPostgres(data_dir / "postgres")

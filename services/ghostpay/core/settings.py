@@ -6,10 +6,12 @@ the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,6 +42,15 @@ DEFAULT_RATE_LIMITS: dict[RateLimitedRole, RateLimit] = {
 }
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _DURATION = re.compile(r"^(?:([0-9]+(?:\.[0-9]+)?)(h|m|s))+$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
@@ -67,6 +78,9 @@ class Settings(BaseSettings):
     keys_dir: Path = Path(".ghostpay/keys")
     # The local key store is encrypted at rest with this; not needed with Vault.
     keys_passphrase: SecretStr | None = None
+
+    # `development` (what `ghostpay dev` runs as) relaxes checks that protect production, such as plain-HTTP Vault.
+    environment: Literal["production", "development"] = "production"
 
     # Vault (or OpenBao) transit: set the address to keep every key there instead of in the local store.
     vault_addr: str | None = Field(default=None, pattern=r"^https?://")
@@ -109,6 +123,18 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # The release this process belongs to (the operator sets it to spec.version); a label on the HTTP metrics.
     version: str = Field(default=__version__, max_length=128)
+
+    @model_validator(mode="after")
+    def _vault_is_private(self) -> Settings:
+        """Transit decrypt answers with a data key: over plain HTTP anyone on the path could read it. Plain HTTP is
+        accepted only to a loopback address (a Vault agent or a dev server beside the process) or in development."""
+        url = urlsplit(self.vault_addr or "")
+        if url.scheme == "http" and self.environment != "development" and not _is_loopback(url.hostname or ""):
+            raise ValueError(
+                "GHOSTPAY_VAULT_ADDR must be an https:// URL: transit would send data keys over plain HTTP (http:// "
+                "is accepted only to a loopback address, or with GHOSTPAY_ENVIRONMENT=development)."
+            )
+        return self
 
     @model_validator(mode="after")
     def _rotation_is_safe(self) -> Settings:
