@@ -53,17 +53,29 @@ def _spec_problem(spec: specs.InstanceSpec) -> st.Problem | None:
     return None
 
 
-async def _database_secret(kube: Kube, spec: specs.InstanceSpec) -> tuple[st.Problem | None, str | None]:
-    """A problem with the database Secret, or the DSN it holds."""
-    secret = await kube.secret(spec.namespace, spec.database_secret)
+async def _secret_value(
+    kube: Kube, namespace: str, name: str, key: str, field: str, what: str
+) -> tuple[st.Problem | None, str | None]:
+    """A problem with a Secret the spec refers to (`field`), or the value it holds; `what` names the reasons."""
+    secret = await kube.secret(namespace, name)
     if secret is None:
-        message = f"Secret {spec.database_secret!r} (spec.database.secretRef) does not exist."
-        return st.Problem("DatabaseSecretMissing", message), None
-    encoded = (secret.get("data") or {}).get(spec.database_key)
+        return st.Problem(f"{what}SecretMissing", f"Secret {name!r} ({field}) does not exist."), None
+    encoded = (secret.get("data") or {}).get(key)
     if encoded is None:
-        message = f"Secret {spec.database_secret!r} has no key {spec.database_key!r}."
-        return st.Problem("DatabaseSecretInvalid", message), None
+        return st.Problem(f"{what}SecretInvalid", f"Secret {name!r} has no key {key!r}."), None
     return None, base64.b64decode(encoded).decode(errors="replace")
+
+
+async def _referenced_secrets(kube: Kube, spec: specs.InstanceSpec) -> tuple[st.Problem | None, str | None]:
+    """A problem with the database or Redis Secret, or the database's DSN."""
+    problem, dsn = await _secret_value(
+        kube, spec.namespace, spec.database_secret, spec.database_key, "spec.database.secretRef", "Database"
+    )
+    if problem is None and spec.redis_secret is not None:
+        problem, _ = await _secret_value(
+            kube, spec.namespace, spec.redis_secret, spec.redis_key, "spec.redis.secretRef", "Redis"
+        )
+    return problem, dsn
 
 
 async def _key_store_plan(
@@ -318,8 +330,8 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     spec = specs.parse(body)
     previous: InstanceStatus = _without_kopf(body.get("status") or {})  # type: ignore[assignment]
     observed = await _observe(kube, spec, full)
-    database_problem, dsn = await _database_secret(kube, spec)
-    problem = _spec_problem(spec) or database_problem
+    secret_problem, dsn = await _referenced_secrets(kube, spec)
+    problem = _spec_problem(spec) or secret_problem
     key_store: Literal["ready", "make"] | st.Problem = "ready"
     if full and problem is None:
         key_store = await _key_store_plan(spec, observed.get("Secret", {}), dsn)

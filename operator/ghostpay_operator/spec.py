@@ -60,13 +60,15 @@ class InstanceSpec:
     services: dict[str, ServiceSpec]
     database_secret: str
     database_key: str
-    redis_url: str
+    redis_url: str | None  # in the ConfigMap: a URL without credentials
     rate_limits: dict[str, Any]
     release: ReleaseSpec
     min_replicas: int
     zones: int
     pod_annotations: dict[str, str] = field(default_factory=dict)
     key_rotation: KeyRotationSpec | None = None
+    redis_secret: str | None = None  # or a Secret holding the URL, for one that carries a password
+    redis_key: str = "url"
 
     @property
     def image_ref(self) -> str:
@@ -137,7 +139,9 @@ def parse(body: InstanceBody | Mapping[str, Any]) -> InstanceSpec:
         services={name: _service(services.get(name) or {}, min_replicas) for name in SERVICES},
         database_secret=database["name"],
         database_key=database.get("key", "dsn"),
-        redis_url=spec["redis"]["url"],
+        redis_url=spec["redis"].get("url"),
+        redis_secret=(spec["redis"].get("secretRef") or {}).get("name"),
+        redis_key=(spec["redis"].get("secretRef") or {}).get("key", "url"),
         rate_limits=dict(spec.get("rateLimits") or {}),
         release=_release(spec.get("release") or {}),
         min_replicas=min_replicas,

@@ -16,6 +16,7 @@ SHAPE = "schedule must be five cron fields separated by single spaces"
 VAULT = "address must be a well-formed http:// or https:// URL with a host"
 PROMETHEUS = "prometheusUrl must be a well-formed http:// or https:// URL with a host"
 REDIS = "url must be a well-formed redis:// or rediss:// URL with a host"
+REDIS_PASSWORD = "url must not carry a password"
 
 # (field under spec, value, the messages expected: one error each)
 INVALID: list[tuple[str, str, tuple[str, ...]]] = [
@@ -37,6 +38,10 @@ INVALID: list[tuple[str, str, tuple[str, ...]]] = [
     ("redis.url", "redis://", (REDIS,)),
     ("redis.url", "redis://a b c", (REDIS,)),
     ("redis.url", "http://redis:6379", (REDIS,)),
+    # Finding 9 of the security review: a password in the URL would be kept in a ConfigMap.
+    ("redis.url", "redis://:s3cret@redis.shop:6379/0", (REDIS_PASSWORD,)),
+    ("redis.url", "redis://default:s3cret@redis.shop:6379/0", (REDIS_PASSWORD,)),
+    ("redis.url", "rediss://redis.shop:6380/0?password=s3cret", (REDIS_PASSWORD,)),
 ]
 
 VALID: list[tuple[str, str]] = [
@@ -51,6 +56,7 @@ VALID: list[tuple[str, str]] = [
     ("release.analysis.prometheusUrl", "http://prometheus:9090"),
     ("redis.url", "redis://redis.shop:6379/0"),
     ("redis.url", "rediss://r:6380"),
+    ("redis.url", "redis://reader@redis.shop:6379/0"),  # a user name alone is no secret
 ]
 
 
@@ -86,3 +92,21 @@ def test_a_malformed_value_is_refused_with_a_clear_message(
 def test_a_usual_value_is_accepted(crds: localcluster.Cluster, field: str, value: str) -> None:
     returncode, stderr = _dry_run(crds, field, value)
     assert returncode == 0, stderr
+
+
+@pytest.mark.parametrize(
+    ("redis", "refused"),
+    [
+        ({"secretRef": {"name": "payments-redis"}}, False),
+        ({"url": "redis://redis.shop:6379/0", "secretRef": {"name": "payments-redis"}}, True),
+        ({}, True),
+    ],
+)
+def test_redis_is_a_url_or_a_secret_never_both(
+    crds: localcluster.Cluster, redis: dict[str, Any], refused: bool
+) -> None:
+    manifest = instance_yaml("default", redis=redis)
+    result = crds.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest, check=False)
+    assert (result.returncode != 0) == refused, result.stderr
+    if refused:
+        assert "set exactly one of redis.url and redis.secretRef" in result.stderr, result.stderr

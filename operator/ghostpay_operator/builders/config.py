@@ -33,8 +33,9 @@ def key_settings(spec: InstanceSpec) -> dict[str, str]:
 
 def config_data(spec: InstanceSpec) -> dict[str, str]:
     """Non-secret settings, as the services' GHOSTPAY_* environment."""
+    redis = {"GHOSTPAY_REDIS_URL": spec.redis_url} if spec.redis_url else {}  # else from its Secret (pods)
     return {
-        "GHOSTPAY_REDIS_URL": spec.redis_url,
+        **redis,
         "GHOSTPAY_RATE_LIMITS": spec.rate_limits_json(),
         "GHOSTPAY_KEYS_DIR": KEYS_DIR,
         "GHOSTPAY_LOG_LEVEL": "INFO",

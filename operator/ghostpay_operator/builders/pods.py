@@ -43,11 +43,13 @@ def vault_environment(spec: InstanceSpec, workload: str) -> dict[str, str]:
     }
 
 
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    """A variable read from a Secret: credentials never go into the ConfigMap."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def passphrase_env(spec: InstanceSpec) -> dict[str, Any]:
-    return {
-        "name": "GHOSTPAY_KEYS_PASSPHRASE",
-        "valueFrom": {"secretKeyRef": {"name": keys.passphrase_secret_name(spec), "key": keys.PASSPHRASE_KEY}},
-    }
+    return secret_env("GHOSTPAY_KEYS_PASSPHRASE", keys.passphrase_secret_name(spec), keys.PASSPHRASE_KEY)
 
 
 def environment(spec: InstanceSpec, workload: str, values: dict[str, str] | None = None) -> dict[str, Any]:
@@ -57,12 +59,11 @@ def environment(spec: InstanceSpec, workload: str, values: dict[str, str] | None
     in the shared ConfigMap)."""
     plain = {**vault_environment(spec, workload), **(values or {})}
     passphrase = [passphrase_env(spec)] if spec.vault is None and keys.needs_passphrase(workload) else []
+    redis = [secret_env("GHOSTPAY_REDIS_URL", spec.redis_secret, spec.redis_key)] if spec.redis_secret else []
     return {
         "env": [
-            {
-                "name": "GHOSTPAY_DATABASE_URL",
-                "valueFrom": {"secretKeyRef": {"name": spec.database_secret, "key": spec.database_key}},
-            },
+            secret_env("GHOSTPAY_DATABASE_URL", spec.database_secret, spec.database_key),
+            *redis,
             *passphrase,
             *({"name": name, "value": value} for name, value in sorted(plain.items())),
         ],

@@ -136,3 +136,14 @@ def test_a_new_key_waits_for_the_mounted_secret_to_reach_every_pod_before_it_sig
     )
     vault = next(m for m in _children(keyRotation=VAULT).supporting if m["kind"] == "ConfigMap")
     assert "GHOSTPAY_KEY_ACTIVATION_DELAY_SECONDS" not in vault["data"]  # Vault publishes at once: the default holds
+
+
+def test_finding_9_a_redis_url_from_a_secret_never_reaches_the_config_map() -> None:
+    children = _children(redis={"secretRef": {"name": "payments-redis"}})
+    config_map = next(m for m in children.supporting if m["kind"] == "ConfigMap")
+    assert "GHOSTPAY_REDIS_URL" not in config_map["data"]
+    for name, pod in _pods(children).items():
+        redis_url = {"secretKeyRef": {"name": "payments-redis", "key": "url"}}
+        assert _env(pod["containers"][0])["GHOSTPAY_REDIS_URL"] == redis_url, name
+    plain = next(m for m in _children().supporting if m["kind"] == "ConfigMap")
+    assert plain["data"]["GHOSTPAY_REDIS_URL"] == "redis://redis.shop:6379/0"
