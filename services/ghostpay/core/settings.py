@@ -40,6 +40,8 @@ DEFAULT_RATE_LIMITS: dict[RateLimitedRole, RateLimit] = {
 }
 
 
+ADMIN_SECRET_MIN_LENGTH = 16
+
 _DURATION = re.compile(r"^(?:([0-9]+(?:\.[0-9]+)?)(h|m|s))+$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
@@ -91,6 +93,10 @@ class Settings(BaseSettings):
     audience: str = "ghostpay"
     token_ttl_seconds: int = Field(default=900, ge=5, le=86400)
 
+    # Clock-skew leeway for a token's `iat`/`nbf` (a verifier a little behind the issuer still accepts a fresh
+    # token); `exp` gets none, so a token never lives longer than issued (the revocation marker relies on it).
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
     admin_client_id: str | None = None
     admin_client_secret: SecretStr | None = None
 
@@ -122,6 +128,17 @@ class Settings(BaseSettings):
                 "GHOSTPAY_KEY_GRACE_PERIOD must be at least the token lifetime (GHOSTPAY_TOKEN_TTL_SECONDS)."
             )
         return self
+
+    @field_validator("admin_client_secret")
+    @classmethod
+    def _admin_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        """The bootstrap admin can do anything; a short secret would be guessable (the value is never echoed)."""
+        if value is not None and len(value.get_secret_value()) < ADMIN_SECRET_MIN_LENGTH:
+            raise ValueError(
+                f"GHOSTPAY_ADMIN_CLIENT_SECRET must be at least {ADMIN_SECRET_MIN_LENGTH} characters long "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+            )
+        return value
 
     @field_validator("rate_limits", mode="before")
     @classmethod
