@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     admin_client_id: str | None = None
     admin_client_secret: SecretStr | None = None
 
+    # Client secrets are argon2id hashes. Each verification holds `argon2_memory_kib` for ~0.05 s and at most
+    # `auth_hash_concurrency` run at once, so hashing needs at most their product (2 x 19 MiB by default: OWASP's
+    # m=19 MiB, t=2, p=1); `auth_hash_queue` more may wait, and logins beyond that get 503 `auth_busy`.
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024, le=1024 * 1024)
+    argon2_time_cost: int = Field(default=2, ge=1, le=20)
+    argon2_parallelism: int = Field(default=1, ge=1, le=8)
+    auth_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    auth_hash_queue: int = Field(default=32, ge=0, le=10_000)
+
     rate_limits: Annotated[dict[RateLimitedRole, RateLimit], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )
