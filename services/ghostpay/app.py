@@ -41,7 +41,7 @@ async def _start_services(runtime: Runtime, services: Iterable[ServiceName], tas
     settings = runtime.settings
     tasks.append(asyncio.create_task(runtime.keys.run(), name="key-refresh"))
     if "auth" in services:
-        await auth_service.open_hasher(runtime)
+        auth_service.open_hasher(runtime)
         tasks.append(asyncio.create_task(auth_service.reseed_markers(runtime), name="revocation-reseed"))
     if "auth" in services and settings.admin_client_id and settings.admin_client_secret:
         await auth_service.bootstrap_admin(

@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 import asyncpg
 from redis.exceptions import RedisError
 
@@ -50,9 +49,10 @@ def principal_of(client: store.ClientRow) -> Principal:
     return Principal(client.client_id, role, merchant_id, client.user_id if role == "user" else None)
 
 
-async def open_hasher(runtime: Runtime) -> None:
-    """Start-up: the hasher (its dummy hash costs one argon2 run, so off the event loop)."""
-    runtime.extras[_HASHER] = await anyio.to_thread.run_sync(SecretHasher, runtime.settings)
+def open_hasher(runtime: Runtime) -> None:
+    """Start-up: the hasher, made on the event loop (its limiter belongs there; its dummy hash, one argon2 run,
+    blocks nothing: no request is served yet)."""
+    runtime.extras[_HASHER] = SecretHasher(runtime.settings)
 
 
 def _hasher(runtime: Runtime) -> SecretHasher:
