@@ -31,6 +31,8 @@ def expect(admin: int, merchant: int, user: int) -> dict[str, int]:
 # endpoint -> (method, path template, body template, expected status by role)
 ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None, dict[str, int]]] = {
     "POST /auth/clients": ("POST", "/auth/clients", {"name": "rbac", "role": "merchant"}, expect(201, 403, 403)),
+    "DELETE /auth/clients/{id}": ("DELETE", "/auth/clients/{victim_id}", None, expect(204, 403, 403)),
+    "POST /auth/clients/{id}/secret": ("POST", "/auth/clients/{victim_id}/secret", None, expect(201, 403, 403)),
     "POST /cards": (
         "POST",
         "/cards",
@@ -131,7 +133,9 @@ async def test_role_matrix(api: Api, world: World, endpoint: str, role: str, sta
     used = await api.issue_card(world.merchant_a["headers"], user_id=world.user_u["user_id"])
     charged = await charge(api, world.merchant_a["headers"], used["card_id"])
     assert charged.status_code == 201, charged.text
+    victim = await api.merchant() if "{victim_id}" in path else {"client_id": "", "client_secret": ""}
     values = {
+        "victim_id": victim["client_id"],
         "card_id": card["card_id"],
         "used_card_id": used["card_id"],
         "charge_id": charged.json()["charge_id"],
@@ -156,12 +160,16 @@ async def test_role_matrix(api: Api, world: World, endpoint: str, role: str, sta
         assert listed and all(c["user_id"] == world.user_u["user_id"] for c in listed)
     elif endpoint == "GET /charges":
         assert [c["charge_id"] for c in response.json()["data"]] == [values["charge_id"]]
+    elif endpoint == "POST /auth/clients/{id}/secret":
+        assert response.json()["client_id"] == victim["client_id"] and response.json()["client_secret"]
 
     if status in (401, 403):  # a refused call changes nothing
         assert await card_state(api, world, card["card_id"]) == ("active", [])
         if endpoint == "POST /cards":
             created = await api.http.get(f"/cards?user_id={values['fresh_user']}", headers=world.admin)
             assert created.json()["data"] == []
+        if victim["client_id"]:  # neither disabled nor re-secreted: its secret still gets a token
+            assert await api.token(victim["client_id"], victim["client_secret"])
 
 
 # --- 2. visibility -------------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ async def _start_services(runtime: Runtime, services: Iterable[ServiceName], tas
     """Each service's start-up steps; background loops go into `tasks` (so a failed start still stops them)."""
     settings = runtime.settings
     tasks.append(asyncio.create_task(runtime.keys.run(), name="key-refresh"))
+    if "auth" in services:
+        auth_service.open_hasher(runtime)
+        tasks.append(asyncio.create_task(auth_service.reseed_markers(runtime), name="revocation-reseed"))
     if "auth" in services and settings.admin_client_id and settings.admin_client_secret:
         await auth_service.bootstrap_admin(
             runtime, settings.admin_client_id, settings.admin_client_secret.get_secret_value()

@@ -1,11 +1,13 @@
-"""Settings that protect production: plain-HTTP Vault (finding 9 of the security review)."""
+"""Settings that protect production: plain-HTTP Vault and the bootstrap admin's secret (finding 9 of the
+security review)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from ghostpay.core.settings import Settings
+from ghostpay.core.settings import ADMIN_SECRET_MIN_LENGTH, Settings
+from tests.conftest import ADMIN_SECRET
 
 
 @pytest.mark.parametrize("address", ["http://vault.internal:8200", "http://10.0.0.7:8200", "http://vault"])
@@ -26,3 +28,25 @@ def test_finding_9_plain_http_vault_is_refused_outside_development(address: str)
 )
 def test_https_loopback_or_development_vault_is_accepted(address: str, environment: str) -> None:
     assert Settings(vault_addr=address, vault_token="t", environment=environment).vault_addr == address
+
+
+def test_finding_9a_a_short_admin_secret_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    short = "Sh0rtS3cr3t!"  # 12 characters
+    monkeypatch.setenv("GHOSTPAY_ADMIN_CLIENT_ID", "cli_admin")
+    monkeypatch.setenv("GHOSTPAY_ADMIN_CLIENT_SECRET", short)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = str(raised.value)
+    assert "GHOSTPAY_ADMIN_CLIENT_SECRET must be at least 16 characters" in message
+    assert short not in message
+
+
+@pytest.mark.parametrize("secret", ["x" * ADMIN_SECRET_MIN_LENGTH, ADMIN_SECRET], ids=["16 characters", "the tests'"])
+def test_a_long_enough_admin_secret_is_accepted(secret: str) -> None:
+    settings = Settings(admin_client_id="cli_admin", admin_client_secret=secret)
+    assert settings.admin_client_secret is not None
+    assert settings.admin_client_secret.get_secret_value() == secret
+
+
+def test_no_admin_secret_is_fine() -> None:
+    assert Settings(admin_client_secret=None).admin_client_secret is None

@@ -1,8 +1,10 @@
-"""The verifier's cache of verified tokens never outlives the token's expiry or its signing key."""
+"""The verifier's cache of verified tokens never outlives the token's expiry or its signing key; the clock-skew
+leeway on iat/nbf (finding 9b)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,3 +61,37 @@ async def test_the_cache_is_bounded(tmp_path: Path) -> None:
     for issued in tokens:
         await verifier.verify(issued)
     assert len(verifier._verified) == 3 and tokens[-1] in verifier._verified
+
+
+@pytest.mark.parametrize(
+    ("claim", "ahead_seconds", "accepted"),
+    [
+        pytest.param("iat", 2, True, id="iat 2 s ahead (the issuer's clock is a little fast): accepted"),
+        pytest.param("nbf", 2, True, id="nbf 2 s ahead: accepted"),
+        pytest.param("iat", 300, False, id="iat 5 min ahead: refused"),
+        pytest.param("nbf", 300, False, id="nbf 5 min ahead: refused"),
+    ],
+)
+async def test_finding_9b_clock_skew_leeway_on_iat_and_nbf(
+    tmp_path: Path, claim: str, ahead_seconds: int, accepted: bool
+) -> None:
+    cache = await open_cache(tmp_path)
+    verifier = TokenVerifier(cache, "ghostpay", "ghostpay", leeway_seconds=30)
+    claims = claims_for(MERCHANT, "ghostpay", "ghostpay", 600)
+    claims[claim] = int(time.time()) + ahead_seconds
+    issued = await issue_token(cache, claims)
+    if accepted:
+        assert await verifier.verify(issued) == MERCHANT
+    else:
+        with pytest.raises(Unauthorized, match="not valid"):
+            await verifier.verify(issued)
+
+
+async def test_finding_9b_exp_gets_no_leeway(tmp_path: Path) -> None:
+    """The leeway is for iat/nbf only: a token 2 s past its exp is refused (revocation markers rely on exp)."""
+    cache = await open_cache(tmp_path)
+    verifier = TokenVerifier(cache, "ghostpay", "ghostpay", leeway_seconds=30)
+    claims = claims_for(MERCHANT, "ghostpay", "ghostpay", 600)
+    claims["iat"], claims["exp"] = int(time.time()) - 60, int(time.time()) - 2
+    with pytest.raises(Unauthorized, match="expired"):
+        await verifier.verify(await issue_token(cache, claims))

@@ -1,11 +1,12 @@
-"""Auth routes: `POST /auth/token`, `POST /auth/clients`, `GET /.well-known/jwks.json`."""
+"""Auth routes: `POST /auth/token`, `POST /auth/clients`, `DELETE /auth/clients/{client_id}`,
+`POST /auth/clients/{client_id}/secret`, `GET /.well-known/jwks.json`."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from ghostpay.auth import service
@@ -42,6 +43,11 @@ class ClientResponse(BaseModel):
     role: Literal["admin", "merchant", "user"]
     user_id: str | None = None
     merchant_id: str | None = None
+
+
+class ClientSecretResponse(BaseModel):
+    client_id: str
+    client_secret: str = Field(description="Shown once; only a slow hash is stored.")
 
 
 class JsonWebKeySet(BaseModel):
@@ -82,7 +88,8 @@ async def _token_request(request: Request) -> TokenRequest:
     openapi_extra=_TOKEN_BODY,
     responses=problems.documented(503),
     summary="Exchange client credentials for an access token",
-    description="503 `keys_unavailable` while the signing keys (Vault) cannot be reached; retry later.",
+    description="503 `keys_unavailable` while the signing keys (Vault) cannot be reached; 503 `auth_busy` (with "
+    "`Retry-After`) when more secret checks are running and waiting than the service admits. Retry later.",
 )
 async def create_token(runtime: RuntimeDep, request: Request) -> TokenResponse:
     body = await _token_request(request)
@@ -112,6 +119,36 @@ async def create_client(
         user_id=principal.user_id,
         merchant_id=principal.merchant_id,
     )
+
+
+AdminDep = Annotated[Principal, Depends(require_roles("admin"))]
+ClientIdPath = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.delete(
+    "/auth/clients/{client_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Disable an API client (admin)",
+    description="Its secret no longer gets a token, and every token already issued to it is refused with 401 within "
+    "5 seconds. Disabling again changes nothing.",
+)
+async def disable_client(client_id: ClientIdPath, runtime: RuntimeDep, _: AdminDep) -> Response:
+    await service.disable_client(runtime, client_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/auth/clients/{client_id}/secret",
+    status_code=201,
+    response_model=ClientSecretResponse,
+    responses=problems.documented(503),
+    summary="Rotate an API client's secret (admin)",
+    description="The new secret is shown once; the old one stops working at once, tokens already issued stay "
+    "valid until they expire. A disabled client is 404.",
+)
+async def rotate_client_secret(client_id: ClientIdPath, runtime: RuntimeDep, _: AdminDep) -> ClientSecretResponse:
+    return ClientSecretResponse(client_id=client_id, client_secret=await service.rotate_secret(runtime, client_id))
 
 
 @router.get("/.well-known/jwks.json", response_model=JsonWebKeySet, summary="Public keys that verify tokens")

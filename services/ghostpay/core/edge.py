@@ -1,7 +1,8 @@
 """The edge middleware: trace context, token verification, rate limiting, metrics and access logs.
 
 Pure ASGI (no response buffering) so the hot path pays for nothing it does not use. For every API request
-it verifies the bearer token once, asks Redis once, and adds `RateLimit-*` and `traceparent` headers to
+it verifies the bearer token once, asks Redis once (the caller's budget, and whether its client was disabled:
+`core.revocation`), and adds `RateLimit-*` and `traceparent` headers to
 the response. Health and metrics endpoints skip auth and limits so probes and scrapes are never refused.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ghostpay.core import problems, telemetry
+from ghostpay.core import problems, revocation, telemetry
 from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.settings import RateLimitedRole
@@ -70,6 +71,7 @@ class EdgeMiddleware:
         state = scope["state"] = dict(scope.get("state") or {})
         role: RateLimitedRole = "anonymous"
         bucket = f"ip:{(scope.get('client') or ('unknown', 0))[0]}"
+        revocation_key = None
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if token and scheme.lower() == "bearer":
             try:
@@ -79,12 +81,15 @@ class EdgeMiddleware:
             else:
                 state["principal"] = principal
                 role, bucket = principal.role, f"client:{principal.client_id}"
+                revocation_key = revocation.marker_key(principal.client_id)
         policy = runtime.settings.rate_limits[role]
         try:
-            decision = await runtime.limiter.check(bucket, policy)
+            decision = await runtime.limiter.check(bucket, policy, revocation_key)
         except DomainError as exc:
             return problems.from_domain_error(exc)
         extra_headers.update(decision.headers())
+        if decision.revoked:  # checked in the same Redis round trip as the budget
+            return problems.from_domain_error(Unauthorized("The bearer token's client has been disabled."))
         if decision.allowed:
             return None
         telemetry.RATE_LIMITED.labels(role=role).inc()

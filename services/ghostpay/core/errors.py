@@ -68,3 +68,9 @@ class RateLimited(DomainError):
 
 class Unavailable(DomainError):
     status, code, title = 503, "unavailable", "Service unavailable"
+
+
+class AuthBusy(Unavailable):
+    """Too many secret verifications already running or waiting: shed rather than queue without bound."""
+
+    code, title = "auth_busy", "Auth busy"

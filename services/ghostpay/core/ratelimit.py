@@ -1,8 +1,10 @@
 """Per-client rate limits shared by every replica: one atomic GCRA script in Redis, one round trip.
 
-Called by the edge middleware for each API request. When Redis cannot be reached the limiter fails open
-(counted in `ghostpay_rate_limiter_errors_total`, logged at most once a minute) so payments do not go down with
-it, unless `GHOSTPAY_RATE_LIMIT_FAIL_CLOSED=true`, which answers 503 instead.
+Called by the edge middleware for each API request; the same script also reads the client's revocation marker
+(`core.revocation`), so a disabled client's tokens are refused at no extra cost. When Redis cannot be reached
+the limiter fails open (counted in `ghostpay_rate_limiter_errors_total`, logged at most once a minute) so
+payments do not go down with it, unless `GHOSTPAY_RATE_LIMIT_FAIL_CLOSED=true`, which answers 503 instead. Failing
+open also lets a disabled client's tokens through until Redis is back.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Decision:
     remaining: int
     retry_after_seconds: int
     reset_seconds: int
+    revoked: bool = False  # the caller's client has been disabled: refuse the request whatever its budget
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -46,13 +49,14 @@ class Decision:
 
 
 def decision_from_script(reply: list[int], policy: RateLimit) -> Decision:
-    allowed, remaining, retry_after_us, reset_us = (int(x) for x in reply)
+    allowed, remaining, retry_after_us, reset_us, *rest = (int(x) for x in reply)
     return Decision(
         allowed=bool(allowed),
         limit=policy.burst,
         remaining=max(0, remaining),
         retry_after_seconds=max(1, math.ceil(retry_after_us / 1e6)) if not allowed else 0,
         reset_seconds=math.ceil(reset_us / 1e6),
+        revoked=bool(rest and rest[0]),
     )
 
 
@@ -62,10 +66,12 @@ class RateLimiter:
         self._fail_closed = fail_closed
         self._last_warning = 0.0
 
-    async def check(self, bucket: str, policy: RateLimit) -> Decision:
+    async def check(self, bucket: str, policy: RateLimit, revocation_key: str | None = None) -> Decision:
+        """Spend one unit of `bucket`'s budget; with `revocation_key`, also say whether that marker is set."""
         interval_us = 1e6 / policy.requests_per_second
+        keys = [f"ghostpay:rl:{bucket}", *([revocation_key] if revocation_key else [])]
         try:
-            reply = await self._script(keys=[f"ghostpay:rl:{bucket}"], args=[interval_us, policy.burst])
+            reply = await self._script(keys=keys, args=[interval_us, policy.burst])
         except (RedisError, OSError) as exc:
             return self._on_redis_error(exc, policy)
         return decision_from_script(reply, policy)

@@ -63,6 +63,6 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
         pool=pool,
         redis=redis_client,
         keys=keys,
-        verifier=TokenVerifier(keys, settings.issuer, settings.audience),
+        verifier=TokenVerifier(keys, settings.issuer, settings.audience, settings.token_leeway_seconds),
         limiter=RateLimiter(redis_client, settings.rate_limit_fail_closed),
     )

@@ -51,6 +51,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+ADMIN_SECRET_MIN_LENGTH = 16
+
 _DURATION = re.compile(r"^(?:([0-9]+(?:\.[0-9]+)?)(h|m|s))+$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|m|s)")
 _UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
@@ -105,8 +107,21 @@ class Settings(BaseSettings):
     audience: str = "ghostpay"
     token_ttl_seconds: int = Field(default=900, ge=5, le=86400)
 
+    # Clock-skew leeway for a token's `iat`/`nbf` (a verifier a little behind the issuer still accepts a fresh
+    # token); `exp` gets none, so a token never lives longer than issued (the revocation marker relies on it).
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
     admin_client_id: str | None = None
     admin_client_secret: SecretStr | None = None
+
+    # Client secrets are argon2id hashes. Each verification holds `argon2_memory_kib` for ~0.05 s and at most
+    # `auth_hash_concurrency` run at once, so hashing needs at most their product (2 x 19 MiB by default: OWASP's
+    # m=19 MiB, t=2, p=1); `auth_hash_queue` more may wait, and logins beyond that get 503 `auth_busy`.
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024, le=1024 * 1024)
+    argon2_time_cost: int = Field(default=2, ge=1, le=20)
+    argon2_parallelism: int = Field(default=1, ge=1, le=8)
+    auth_hash_concurrency: int = Field(default=2, ge=1, le=64)
+    auth_hash_queue: int = Field(default=32, ge=0, le=10_000)
 
     rate_limits: Annotated[dict[RateLimitedRole, RateLimit], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
@@ -148,6 +163,17 @@ class Settings(BaseSettings):
                 "GHOSTPAY_KEY_GRACE_PERIOD must be at least the token lifetime (GHOSTPAY_TOKEN_TTL_SECONDS)."
             )
         return self
+
+    @field_validator("admin_client_secret")
+    @classmethod
+    def _admin_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        """The bootstrap admin can do anything; a short secret would be guessable (the value is never echoed)."""
+        if value is not None and len(value.get_secret_value()) < ADMIN_SECRET_MIN_LENGTH:
+            raise ValueError(
+                f"GHOSTPAY_ADMIN_CLIENT_SECRET must be at least {ADMIN_SECRET_MIN_LENGTH} characters long "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+            )
+        return value
 
     @field_validator("rate_limits", mode="before")
     @classmethod

@@ -1,7 +1,9 @@
 """JWT access tokens: issued by the auth service, verified by every service.
 
 Strict by construction: the algorithm is pinned per key (never taken from the token), `kid` is required and
-must be a published key, and `aud`, `iss`, `exp`, `iat`, `sub`, `jti` and `role` are required. Keys come
+must be a published key, and `aud`, `iss`, `exp`, `iat`, `sub`, `jti` and `role` are required. `iat` and `nbf`
+get a small clock-skew leeway (`GHOSTPAY_TOKEN_LEEWAY_SECONDS`, 30 s): a verifier a little behind the issuer
+still accepts a fresh token; `exp` gets none, so no token outlives its issued lifetime. Keys come
 from the `KeyCache`; signing goes through the key backend (the private key may never leave Vault), so a token
 is assembled here from its signing input and the backend's signature.
 """
@@ -75,10 +77,11 @@ class TokenVerifier:
 
     CACHE_SIZE = 10_000
 
-    def __init__(self, keys: KeyCache, issuer: str, audience: str) -> None:
+    def __init__(self, keys: KeyCache, issuer: str, audience: str, leeway_seconds: float = 30) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
+        self._leeway = leeway_seconds
         self._verified: dict[str, tuple[Principal, float, str]] = {}
 
     async def verify(self, token: str) -> Principal:
@@ -113,11 +116,14 @@ class TokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": REQUIRED_CLAIMS},
+                leeway=self._leeway,  # PyJWT applies it to exp as well: exp is checked strictly below
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("The bearer token has expired.") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("The bearer token is not valid.") from exc
+        if float(claims["exp"]) <= time.time():
+            raise Unauthorized("The bearer token has expired.")
         return _principal_from_claims(claims), float(claims["exp"]), kid
 
 
