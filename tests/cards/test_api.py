@@ -116,3 +116,22 @@ async def test_bad_list_parameters_are_problems(api: Api, query: str) -> None:
     merchant = await api.merchant()
     response = await api.http.get(f"/cards?{query}", headers=merchant["headers"])
     assert response.status_code == 422 and response.json()["status"] == 422
+
+
+async def test_finding_9_user_ids_name_platform_wide_cardholders(api: Api) -> None:
+    """The model GhostPay follows (docs/api.md, Cardholders): a `user_id` is one cardholder across the whole
+    platform, assigned by its admin. Every merchant issuing to it names the same person; the user sees all of its
+    cards, whoever issued them, while each merchant still sees only the cards it issued."""
+    user_id = f"holder_{id(api)}"
+    first, second = await api.merchant(), await api.merchant()
+    mine = await api.issue_card(first["headers"], user_id=user_id)
+    theirs = await api.issue_card(second["headers"], user_id=user_id)
+    holder = await api.user(user_id)
+
+    seen = (await api.http.get("/cards", params={"user_id": user_id}, headers=holder["headers"])).json()["data"]
+    assert {c["card_id"] for c in seen} == {mine["card_id"], theirs["card_id"]}
+    by_first = (await api.http.get("/cards", params={"user_id": user_id}, headers=first["headers"])).json()["data"]
+    assert [c["card_id"] for c in by_first] == [mine["card_id"]]
+    assert (await api.http.get(f"/cards/{theirs['card_id']}", headers=first["headers"])).status_code == 404
+    other_user = await api.user()
+    assert (await api.http.get(f"/cards/{mine['card_id']}", headers=other_user["headers"])).status_code == 404
