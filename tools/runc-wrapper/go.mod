@@ -1,0 +1,3 @@
+module ghostpay.local/runc-wrapper
+
+go 1.22
