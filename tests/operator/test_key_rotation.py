@@ -79,13 +79,14 @@ def test_key_rotation_runs_as_a_cronjob_and_goes_with_the_spec(
     for kind in ("serviceaccount", "role", "rolebinding"):
         assert get_json(cluster, kind, "payments-key-rotation", "-n", namespace), kind
 
-    # The Job's ServiceAccount may read and rewrite the key Secret, and nothing else.
-    assert _can(cluster, namespace, "get", "secret/payments-keys")
-    assert _can(cluster, namespace, "patch", "secret/payments-keys")
+    # The Job's ServiceAccount may read and rewrite the key store's Secrets, and nothing else.
+    for part in ("public", "signing", "pan"):
+        assert _can(cluster, namespace, "get", f"secret/payments-keys-{part}")
+        assert _can(cluster, namespace, "patch", f"secret/payments-keys-{part}")
+        assert not _can(cluster, namespace, "delete", f"secret/payments-keys-{part}")
     assert not _can(cluster, namespace, "get", "secret/payments-keys-passphrase")
     assert not _can(cluster, namespace, "get", "secret/payments-db")
     assert not _can(cluster, namespace, "list", "secrets")
-    assert not _can(cluster, namespace, "delete", "secret/payments-keys")
 
     # The CronJob fires within a minute; KWOK completes the Job's pod; the status records it.
     instance = wait_for(
