@@ -1,5 +1,7 @@
 """The operator under failure: killed mid-reconcile and restarted, and two replicas with kopf peering, which must
-not fight (one writes, the other waits) and must hand over when the active one dies."""
+not fight (one writes, the other waits) and must hand over when the active one dies. And under its shipped RBAC:
+each install (manifests/ cluster-wide, manifests/namespaced/) is enough to run it, and the namespaced one grants
+nothing outside its namespace."""
 
 from __future__ import annotations
 
