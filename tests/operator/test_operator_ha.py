@@ -1,10 +1,13 @@
 """The operator under failure: killed mid-reconcile and restarted, and two replicas with kopf peering, which must
-not fight (one writes, the other waits) and must hand over when the active one dies."""
+not fight (one writes, the other waits) and must hand over when the active one dies. And under its shipped RBAC:
+each install (manifests/ cluster-wide, manifests/namespaced/) is enough to run it, and the namespaced one grants
+nothing outside its namespace."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,13 +111,41 @@ def _service_account_kubeconfig(cluster: localcluster.Cluster, path: Path) -> Pa
     return path
 
 
-def test_it_needs_no_more_than_its_own_role(crds: localcluster.Cluster, namespace: str, tmp_path: Path) -> None:
-    crds.kubectl("apply", "-k", str(REPO / "manifests"))
+OPERATOR_SA = "system:serviceaccount:ghostpay-system:ghostpay-operator"
+
+
+def _install(cluster: localcluster.Cluster, install: str, namespace: str, tmp_path: Path) -> str | None:
+    """Apply the operator's shipped install; the namespace `ghostpay operator` must watch (None: all of them).
+
+    `namespaced` is manifests/namespaced/ with its one documented edit, the watched namespace, set to `namespace`;
+    the cluster-wide install's ClusterRoleBinding (other tests apply it) is deleted first, or the operator's
+    identity would keep its cluster-wide rights."""
+    if install == "cluster-wide":
+        cluster.kubectl("apply", "-k", str(REPO / "manifests"))
+        return None
+    cluster.kubectl("delete", "clusterrolebinding", "ghostpay-operator", "--ignore-not-found")
+    copy = shutil.copytree(REPO / "manifests", tmp_path / "manifests")
+    watched = copy / "namespaced" / "watched" / "kustomization.yaml"
+    watched.write_text(watched.read_text().replace("namespace: shop", f"namespace: {namespace}"))
+    cluster.kubectl("apply", "-k", str(copy / "namespaced"))
+    assert not _can(cluster, "list", "customresourcedefinitions")  # no cluster-wide grant is left
+    deployment = get_json(cluster, "deployment", "ghostpay-operator", "-n", "ghostpay-system")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["command"][-2:] == ["--namespace", namespace]
+    return namespace
+
+
+@pytest.mark.parametrize("install", ["cluster-wide", "namespaced"])
+def test_it_needs_no_more_than_its_own_role(
+    crds: localcluster.Cluster, namespace: str, tmp_path: Path, install: str
+) -> None:
+    """The operator, authenticated as its ServiceAccount under the RBAC of each shipped install (manifests/ or
+    manifests/namespaced/), brings an instance to Healthy and manages its key rotation with no request refused."""
+    watched = _install(crds, install, namespace, tmp_path)
     kubeconfig = _service_account_kubeconfig(crds, tmp_path / "operator.kubeconfig")
     create_database_secret(crds, namespace)
     # Key rotation too: the operator creates a Role and its binding, then deletes the CronJob.
     crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
-    operator = operator_process(crds, tmp_path, KUBECONFIG=str(kubeconfig)).start()
+    operator = operator_process(crds, tmp_path, watched, KUBECONFIG=str(kubeconfig)).start()
     try:
         instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance under the operator's role")
         assert get_json(crds, "rolebinding", "payments-key-rotation", "-n", namespace)
@@ -129,7 +160,40 @@ def test_it_needs_no_more_than_its_own_role(crds: localcluster.Cluster, namespac
         operator.stop()
         crds.kubectl("delete", "-f", str(REPO / "manifests" / "peering.yaml"), check=False)
     assert instance["status"]["readyReplicas"] == 8
-    assert _refused_by_rbac(operator.logs()) == []
+    logs = operator.logs()
+    assert _refused_by_rbac(logs) == [] and "Not enough permissions" not in logs
+
+
+def _can(cluster: localcluster.Cluster, *request: str) -> bool:
+    """`kubectl auth can-i` for the operator's ServiceAccount: the API server's own authorizer answers."""
+    answer = cluster.kubectl("auth", "can-i", *request, f"--as={OPERATOR_SA}", check=False).stdout.strip()
+    assert answer in ("yes", "no"), answer
+    return answer == "yes"
+
+
+def test_finding_6_the_namespaced_install_grants_nothing_outside_its_namespace(
+    crds: localcluster.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """Finding 6 of the security review: under manifests/namespaced/ a compromised operator can do what it does in
+    its own namespace and nothing anywhere else — no Deployment, Secret, Role or RoleBinding in another namespace,
+    no cluster-scoped write, no Secret listing even at home."""
+    _install(crds, "namespaced", namespace, tmp_path)
+    other = "kube-system"
+    for verb, resource in (("create", "deployments"), ("get", "secrets"), ("patch", "secrets"), ("create", "roles")):
+        assert _can(crds, verb, resource, "-n", namespace), f"{verb} {resource} at home"
+        assert not _can(crds, verb, resource, "-n", other), f"{verb} {resource} in {other}"
+    for request in (
+        ("create", "rolebindings", "-n", other),
+        ("create", "jobs", "-n", other),
+        ("get", "ghostpayinstances", "-n", other),
+        ("list", "secrets", "-n", namespace),
+        ("list", "secrets", "--all-namespaces"),
+        ("create", "clusterroles"),
+        ("create", "clusterrolebindings"),
+        ("patch", "customresourcedefinitions"),
+        ("list", "namespaces"),
+    ):
+        assert not _can(crds, *request), " ".join(request)
 
 
 def test_watching_one_namespace_it_needs_no_more_than_its_own_role(

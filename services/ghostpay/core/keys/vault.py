@@ -4,7 +4,7 @@
   version is one `kid` (`<key>-v<version>-<thumbprint>`: a thumbprint, so a rebuilt Vault never reuses a kid
   for a different key). The JWKS lists the versions from `min_decryption_version` up.
 - PAN data keys are wrapped by `transit/encrypt/<pan key>` and rewrapped after a rotation.
-- `rotate` moves `min_decryption_version` past the versions whose grace period is over, trims them, then adds
+- `rotate` moves the JWT key's version floors past the versions whose grace period is over, trims them, then adds
   a version to both keys. PAN key versions are never retired (a lost one loses PANs).
 
 Login: a token (`GHOSTPAY_VAULT_TOKEN`), or Kubernetes auth with the pod's ServiceAccount token and
