@@ -9,6 +9,7 @@ from ghostpay_operator.builders import config, meta
 from ghostpay_operator.spec import InstanceSpec
 
 HTTP_PORT = 8000
+METRICS_PORT = 9090  # `ghostpay serve` answers /metrics here only; no Service exposes it (Prometheus scrapes pods)
 KEYS_SECRET_SUFFIX = "keys"  # noqa: S105 - a name, not a secret
 PASSPHRASE_KEY = "passphrase"  # noqa: S105 - the key inside the passphrase Secret
 UID = 10001
