@@ -4,6 +4,7 @@ and the fuzzing run read it there)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import httpx
@@ -48,3 +49,25 @@ def test_finding_9e_serve_answers_metrics_on_the_metrics_port_only(
     assert exit_code == 0, proc.logs()[-3000:]  # both servers stopped cleanly on SIGTERM
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2.0)
+
+
+def test_a_taken_metrics_port_stops_serve_at_once(
+    database_url: str, servers: Servers, keys_dir: Path, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = procs.service_env(
+            database_url,
+            servers.redis_url,
+            keys_dir,
+            ADMIN_ID,
+            ADMIN_SECRET,
+            GENEROUS_LIMITS,
+            GHOSTPAY_HOST="127.0.0.1",
+            GHOSTPAY_PORT=str(procs.free_port()),
+            GHOSTPAY_METRICS_PORT=str(taken.getsockname()[1]),
+        )
+        result = procs.run_cli("serve", "charges", env=env, timeout=60)
+    assert result.returncode != 0, result.stderr
+    assert "address already in use" in result.stderr.lower()

@@ -77,6 +77,24 @@ async def test_a_nul_character_is_a_validation_problem_not_a_500(
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/cards", b'{"user_id": "u\\ud800", "amount": 100, "currency": "USD"}'),
+        ("/auth/clients", b'{"name": "\\udfff", "role": "merchant"}'),
+        ("/auth/token", b'{"client_id": "cli_\\ud800", "client_secret": "s"}'),
+        ("/auth/token", b'{"client_id": "cli_nobody", "client_secret": "\\ud800"}'),
+    ],
+)
+async def test_an_unpaired_surrogate_is_a_validation_problem_not_a_500(api: Api, path: str, body: bytes) -> None:
+    """Valid JSON, but text UTF-8 (and PostgreSQL, and the secret hasher) cannot hold; it was a 500."""
+    response = await api.http.post(
+        path, content=body, headers={**await api.admin(), "content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_a_body_that_is_not_utf8_is_a_documented_400_problem(api: Api) -> None:
     """Found by the fuzzer: FastAPI answers 400 for a JSON body it cannot decode; the OpenAPI document now says so."""
     response = await api.http.post(

@@ -21,7 +21,7 @@ router = APIRouter(tags=["auth"])
 class TokenRequest(BaseModel):
     grant_type: Literal["client_credentials"] = "client_credentials"
     client_id: Text = Field(min_length=1, max_length=200)
-    client_secret: str = Field(min_length=1, max_length=500)
+    client_secret: Text = Field(min_length=1, max_length=500)
 
 
 class TokenResponse(BaseModel):

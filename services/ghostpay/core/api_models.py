@@ -44,16 +44,20 @@ class MoneyModel(BaseModel):
         return self
 
 
-def _no_nul(value: str) -> str:
-    """PostgreSQL text cannot hold U+0000: refused here as invalid input, not left to fail in the database as a
-    500. (Unpaired surrogates, the other text PostgreSQL cannot store, pydantic already refuses.)"""
+def _storable(value: str) -> str:
+    """PostgreSQL text holds neither U+0000 nor an unpaired surrogate (JSON's `"\\ud800"` decodes to one): refused
+    here as invalid input, not left to fail in the database as a 500."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
     return value
 
 
 # Any text that is stored or looked up in PostgreSQL: bodies, path and query parameters, headers.
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 def _no_blank(value: str) -> str:
