@@ -53,7 +53,11 @@ async def _start_services(runtime: Runtime, services: Iterable[ServiceName], tas
         tasks.append(asyncio.create_task(analytics_service.run_relay(runtime), name="outbox-relay"))
 
 
-def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICES) -> FastAPI:
+def create_app(
+    settings: Settings, services: Iterable[ServiceName] = ALL_SERVICES, metrics_route: bool = True
+) -> FastAPI:
+    """The app serving `services`; `metrics_route` False leaves `/metrics` out (`ghostpay serve` serves the metrics
+    on a port of their own)."""
     chosen = tuple(services)
     service_name = chosen[0] if len(chosen) == 1 else "ghostpay"
 
@@ -79,9 +83,11 @@ def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICE
         redirect_slashes=False,  # `/cards/` is no route: a 404 problem, not a redirect clients may not follow
     )
     service_routers = [_ROUTERS[name] for name in ALL_SERVICES if name in chosen]
-    problems.install(app, [ops.router, *service_routers])
+    ops_routers = [ops.router, *([ops.metrics_router] if metrics_route else [])]
+    problems.install(app, [*ops_routers, *service_routers])
     app.add_middleware(EdgeMiddleware)
-    app.include_router(ops.router)
+    for router in ops_routers:
+        app.include_router(router)
     for router in service_routers:
         app.include_router(router, responses=problems.documented(401, 403, 404, 422, 429))
     return app

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import click
+import prometheus_client
 import uvicorn
 import yaml
 from pydantic import ValidationError
@@ -30,20 +33,47 @@ def _ignore_signal(signum: int, frame: object) -> None:
     stops its PostgreSQL and Redis (and make a clean stop exit non-zero)."""
 
 
-def _run_uvicorn(app: Any, host: str, port: int) -> None:
+class _SidecarServer(uvicorn.Server):
+    """A server run beside the main one in its event loop: the main server owns SIGINT/SIGTERM and stops this one."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _ServerWithMetrics(uvicorn.Server):
+    """The service on its port, and the Prometheus metrics (prometheus_client's own ASGI app) on an already bound
+    socket of their own, in the same event loop: the metrics start first and stop last."""
+
+    def __init__(self, config: uvicorn.Config, metrics: _SidecarServer, metrics_socket: socket.socket) -> None:
+        super().__init__(config)
+        self.metrics, self.metrics_socket = metrics, metrics_socket
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        metrics = asyncio.create_task(self.metrics.serve([self.metrics_socket]), name="metrics-server")
+        try:
+            await super().serve(sockets)
+        finally:
+            self.metrics.should_exit = True
+            await metrics
+
+
+def _server_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, server_header=False, **extra)
+
+
+def _run_uvicorn(app: Any, host: str, port: int, metrics_port: int | None = None) -> None:
+    """Serve `app` until SIGINT/SIGTERM; with `metrics_port`, the metrics too, on that port."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _ignore_signal)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
-    uvicorn.Server(config).run()
+    config = _server_config(app, host, port, lifespan="on", timeout_graceful_shutdown=10)
+    if metrics_port is None:
+        uvicorn.Server(config).run()
+        return
+    metrics = _SidecarServer(_server_config(prometheus_client.make_asgi_app(), host, metrics_port, lifespan="off"))
+    # Bound before anything starts: a taken metrics port stops the process at once (uvicorn logs it and exits 1).
+    metrics_socket = metrics.config.bind_socket()
+    _ServerWithMetrics(config, metrics, metrics_socket).run()
 
 
 @click.group()
@@ -94,11 +124,20 @@ def dev(host: str, port: int, data_dir: Path) -> None:
 @click.argument("service", type=click.Choice(app_module.ALL_SERVICES))
 @click.option("--host", envvar="GHOSTPAY_HOST", default="0.0.0.0", show_default=True)  # noqa: S104
 @click.option("--port", envvar="GHOSTPAY_PORT", default=8000, show_default=True, type=int)
-def serve(service: str, host: str, port: int) -> None:
+@click.option(
+    "--metrics-port",
+    envvar="GHOSTPAY_METRICS_PORT",
+    default=9090,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Where GET /metrics is served (not on PORT, which the operator's Services expose)",
+)
+def serve(service: str, host: str, port: int, metrics_port: int) -> None:
     """Run one service (the container entrypoint); configuration comes from GHOSTPAY_* variables."""
     settings = Settings()
     telemetry.configure_logging(settings.log_level)
-    _run_uvicorn(app_module.create_app(settings, [cast(app_module.ServiceName, service)]), host, port)
+    app = app_module.create_app(settings, [cast(app_module.ServiceName, service)], metrics_route=False)
+    _run_uvicorn(app, host, port, metrics_port)
 
 
 @main.command()

@@ -52,6 +52,61 @@ async def test_malformed_json_is_a_validation_problem(api: Api) -> None:
     assert response.status_code == 422 and response.json()["code"] == "validation_error"
 
 
+# Found by tests/test_fuzz_openapi.py: a NUL character (which PostgreSQL text cannot hold) reached the database and
+# came back as a 500; it is invalid input, so a 422 validation problem, wherever it is sent.
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/auth/token", {"client_id": "cli_\x00", "client_secret": "s"}),
+        ("POST", "/auth/clients", {"name": "shop\x00", "role": "merchant"}),
+        ("POST", "/cards", {"user_id": "u\x00", "amount": 100, "currency": "USD"}),
+        ("POST", "/charges", {"card_id": "card_\x00", "amount": 100, "currency": "USD"}),
+        ("GET", "/cards/card_%00", None),
+        ("POST", "/cards/card_%00/close", None),
+        ("GET", "/charges/ch_%00", None),
+        ("GET", "/cards?user_id=%00", None),
+        ("GET", "/charges?card_id=%00", None),
+        ("GET", "/cards?starting_after=card_%00", None),
+    ],
+)
+async def test_a_nul_character_is_a_validation_problem_not_a_500(
+    api: Api, method: str, path: str, body: dict[str, object] | None
+) -> None:
+    response = await api.http.request(method, path, json=body, headers=await api.admin())
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/cards", b'{"user_id": "u\\ud800", "amount": 100, "currency": "USD"}'),
+        ("/auth/clients", b'{"name": "\\udfff", "role": "merchant"}'),
+        ("/auth/token", b'{"client_id": "cli_\\ud800", "client_secret": "s"}'),
+        ("/auth/token", b'{"client_id": "cli_nobody", "client_secret": "\\ud800"}'),
+    ],
+)
+async def test_an_unpaired_surrogate_is_a_validation_problem_not_a_500(api: Api, path: str, body: bytes) -> None:
+    """Valid JSON, but text UTF-8 (and PostgreSQL, and the secret hasher) cannot hold; it was a 500."""
+    response = await api.http.post(
+        path, content=body, headers={**await api.admin(), "content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_body_that_is_not_utf8_is_a_documented_400_problem(api: Api) -> None:
+    """Found by the fuzzer: FastAPI answers 400 for a JSON body it cannot decode; the OpenAPI document now says so."""
+    response = await api.http.post(
+        "/cards", content=b"\xff\xfe{", headers={**await api.admin(), "content-type": "application/json"}
+    )
+    assert response.status_code == 400 and response.json()["code"] == "bad_request"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    documented = create_app(Settings()).openapi()["paths"]
+    for path, method in [("/auth/token", "post"), ("/auth/clients", "post"), ("/cards", "post"), ("/charges", "post")]:
+        assert "application/problem+json" in documented[path][method]["responses"]["400"]["content"], path
+
+
 async def test_validation_errors_do_not_echo_the_input(api: Api) -> None:
     merchant = await api.merchant()
     secret_looking = "4111111111111111"

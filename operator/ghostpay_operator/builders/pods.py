@@ -9,6 +9,7 @@ from ghostpay_operator.builders import config, keys
 from ghostpay_operator.spec import InstanceSpec
 
 HTTP_PORT = 8000
+METRICS_PORT = 9090  # `ghostpay serve` answers /metrics here only; no Service exposes it (Prometheus scrapes pods)
 UID = 10001
 
 

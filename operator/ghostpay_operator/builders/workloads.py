@@ -48,13 +48,25 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+# Where Prometheus' usual Kubernetes pod discovery finds the metrics port (the Services expose only `http`).
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(pods.METRICS_PORT),
+    "prometheus.io/path": "/metrics",
+}
+
+
 def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
+    values = {"GHOSTPAY_VERSION": spec.version, "GHOSTPAY_METRICS_PORT": str(pods.METRICS_PORT)}
     return {
         "name": service,
         "image": spec.image_ref,
         "command": ["ghostpay", "serve", service],
-        "ports": [{"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"}],
-        **pods.environment(spec, service, {"GHOSTPAY_VERSION": spec.version}),
+        "ports": [
+            {"name": "http", "containerPort": pods.HTTP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
+        ],
+        **pods.environment(spec, service, values),
         "readinessProbe": _probe("/readyz", 5, 3),
         "livenessProbe": _probe("/healthz", 10, 3),
         "resources": spec.services[service].resources,
@@ -66,7 +78,11 @@ def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
 def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any]:
     selector = meta.color_selector(spec, service, color)
     pod_labels = {**meta.instance_labels(spec), **selector, "app.kubernetes.io/version": spec.version}
-    annotations = {**spec.pod_annotations, CONFIG_HASH: meta.content_hash(config.config_data(spec))}
+    annotations = {
+        **SCRAPE_ANNOTATIONS,  # spec.podAnnotations may override them
+        **spec.pod_annotations,
+        CONFIG_HASH: meta.content_hash(config.config_data(spec)),
+    }
     return {
         "metadata": {"labels": pod_labels, "annotations": annotations},
         "spec": pods.pod_spec(

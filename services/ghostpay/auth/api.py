@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ghostpay.auth import service
 from ghostpay.core import problems
+from ghostpay.core.api_models import Text
 from ghostpay.core.deps import RuntimeDep, require_roles
 from ghostpay.core.errors import InvalidRequest
 from ghostpay.core.tokens import Principal
@@ -20,8 +21,8 @@ router = APIRouter(tags=["auth"])
 
 class TokenRequest(BaseModel):
     grant_type: Literal["client_credentials"] = "client_credentials"
-    client_id: str = Field(min_length=1, max_length=200)
-    client_secret: str = Field(min_length=1, max_length=500)
+    client_id: Text = Field(min_length=1, max_length=200)
+    client_secret: Text = Field(min_length=1, max_length=500)
 
 
 class TokenResponse(BaseModel):
@@ -31,9 +32,9 @@ class TokenResponse(BaseModel):
 
 
 class ClientRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     role: Literal["admin", "merchant", "user"]
-    user_id: str | None = Field(default=None, min_length=1, max_length=200)
+    user_id: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ClientResponse(BaseModel):
@@ -86,7 +87,7 @@ async def _token_request(request: Request) -> TokenRequest:
     "/auth/token",
     response_model=TokenResponse,
     openapi_extra=_TOKEN_BODY,
-    responses=problems.documented(503),
+    responses=problems.documented(400, 503),
     summary="Exchange client credentials for an access token",
     description="503 `keys_unavailable` while the signing keys (Vault) cannot be reached; 503 `auth_busy` (with "
     "`Retry-After`) when more secret checks are running and waiting than the service admits. Retry later.",
@@ -102,6 +103,7 @@ async def create_token(runtime: RuntimeDep, request: Request) -> TokenResponse:
     status_code=201,
     response_model=ClientResponse,
     response_model_exclude_none=True,
+    responses=problems.documented(400),
     summary="Create an API client (admin)",
 )
 async def create_client(

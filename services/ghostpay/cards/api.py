@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from ghostpay.cards import service, store
-from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page
+from ghostpay.core import problems
+from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page, Text
 from ghostpay.core.deps import CallerDep, RuntimeDep, require_roles
 from ghostpay.core.tokens import Principal
 
@@ -52,7 +53,13 @@ def _card(row: store.CardRow) -> Card:
     return Card.model_validate(row, from_attributes=True)
 
 
-@router.post("/cards", status_code=201, response_model=IssuedCard, summary="Issue a single-use card")
+@router.post(
+    "/cards",
+    status_code=201,
+    response_model=IssuedCard,
+    responses=problems.documented(400),
+    summary="Issue a single-use card",
+)
 async def issue_card(body: CardCreate, runtime: RuntimeDep, caller: Issuer) -> IssuedCard:
     issued = await service.issue_card(
         runtime, caller, body.user_id, body.amount, body.currency, body.expires_in_seconds
@@ -61,7 +68,7 @@ async def issue_card(body: CardCreate, runtime: RuntimeDep, caller: Issuer) -> I
 
 
 @router.get("/cards/{card_id}", response_model=Card, summary="Show a card (without its number)")
-async def get_card(card_id: str, runtime: RuntimeDep, caller: CallerDep) -> Card:
+async def get_card(card_id: Text, runtime: RuntimeDep, caller: CallerDep) -> Card:
     return _card(await service.get_card(runtime, caller, card_id))
 
 
@@ -69,7 +76,7 @@ async def get_card(card_id: str, runtime: RuntimeDep, caller: CallerDep) -> Card
 async def list_cards(
     runtime: RuntimeDep,
     caller: CallerDep,
-    user_id: Annotated[str | None, Query(max_length=200)] = None,
+    user_id: Annotated[Text | None, Query(max_length=200)] = None,
     status: Annotated[CardStatus | None, Query()] = None,
     limit: LimitQuery = 10,
     starting_after: CursorQuery = None,
@@ -79,5 +86,5 @@ async def list_cards(
 
 
 @router.post("/cards/{card_id}/close", response_model=Card, summary="Close a card so it can never be charged")
-async def close_card(card_id: str, runtime: RuntimeDep, caller: Issuer) -> Card:
+async def close_card(card_id: Text, runtime: RuntimeDep, caller: Issuer) -> Card:
     return _card(await service.close_card(runtime, caller, card_id))

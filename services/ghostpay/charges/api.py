@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from ghostpay.charges import service, store
 from ghostpay.core import problems
-from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page
+from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page, Text
 from ghostpay.core.deps import CallerDep, RuntimeDep, require_roles
 from ghostpay.core.tokens import Principal
 
@@ -40,7 +40,7 @@ class ChargeDetail(Charge):
     "/charges",
     status_code=201,
     response_model=Charge,
-    responses=problems.documented(402, 409),
+    responses=problems.documented(400, 402, 409),
     summary="Charge a single-use card",
 )
 async def create_charge(
@@ -48,7 +48,7 @@ async def create_charge(
     response: Response,
     runtime: RuntimeDep,
     caller: Charger,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+    idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
 ) -> Charge:
     result = await service.create_charge(runtime, caller, body.card_id, body.amount, body.currency, idempotency_key)
     if result.replayed:
@@ -61,7 +61,7 @@ def _detail(row: store.ChargeRow) -> ChargeDetail:
 
 
 @router.get("/charges/{charge_id}", response_model=ChargeDetail, summary="Show a charge")
-async def get_charge(charge_id: str, runtime: RuntimeDep, caller: CallerDep) -> ChargeDetail:
+async def get_charge(charge_id: Text, runtime: RuntimeDep, caller: CallerDep) -> ChargeDetail:
     return _detail(await service.get_charge(runtime, caller, charge_id))
 
 
@@ -69,7 +69,7 @@ async def get_charge(charge_id: str, runtime: RuntimeDep, caller: CallerDep) -> 
 async def list_charges(
     runtime: RuntimeDep,
     caller: CallerDep,
-    card_id: Annotated[str | None, Query(max_length=200)] = None,
+    card_id: Annotated[Text | None, Query(max_length=200)] = None,
     limit: LimitQuery = 10,
     starting_after: CursorQuery = None,
 ) -> Page[ChargeDetail]:

@@ -44,17 +44,33 @@ class MoneyModel(BaseModel):
         return self
 
 
+def _storable(value: str) -> str:
+    """PostgreSQL text holds neither U+0000 nor an unpaired surrogate (JSON's `"\\ud800"` decodes to one): refused
+    here as invalid input, not left to fail in the database as a 500."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
+    return value
+
+
+# Any text that is stored or looked up in PostgreSQL: bodies, path and query parameters, headers.
+Text = Annotated[str, AfterValidator(_storable)]
+
+
 def _no_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_blank)]
+Identifier = Annotated[Text, Field(min_length=1, max_length=200), AfterValidator(_no_blank)]
 
 LimitQuery = Annotated[int, Query(ge=1, le=100, description="Page size (1-100)")]
 CursorQuery = Annotated[
-    str | None, Query(max_length=200, description="Return items after this id (the last one of a page)")
+    Text | None, Query(max_length=200, description="Return items after this id (the last one of a page)")
 ]
 
 

@@ -1,4 +1,5 @@
-"""Operations routes every process serves: `/healthz`, `/readyz`, `/metrics`."""
+"""Operations routes: `/healthz` and `/readyz` (every process), and `/metrics` (`metrics_router`: on the API port
+in `ghostpay dev` only; `ghostpay serve` answers scrapes on a port of their own, see `cli.serve`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ghostpay.core import problems
 from ghostpay.core.deps import RuntimeDep
 
 router = APIRouter()
+metrics_router = APIRouter()
 _PROBE_TIMEOUT = 2.0
 
 
@@ -48,9 +50,11 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse({"status": "ready", "checks": checks})
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     summary="Prometheus metrics",
+    description="`ghostpay dev` serves it here; `ghostpay serve` on its own port (`GHOSTPAY_METRICS_PORT`, 9090), "
+    "which the operator's Services do not expose, and answers 404 here.",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )

@@ -24,6 +24,7 @@ log = logging.getLogger("ghostpay.problems")
 
 
 _STATUS_MEANINGS = {
+    400: "The body cannot be read as its media type (e.g. not UTF-8, or a broken multipart form)",
     401: "Missing or invalid bearer token",
     402: "Card declined: `decline_code` says why and `charge_id` names the recorded attempt",
     403: "The caller's role may not call this endpoint",

@@ -164,3 +164,26 @@ def test_a_rollback_only_resizes_both_colors() -> None:
     children = desired.desired_children(specs.parse(body(version="2.0.0")), plan)
     assert children.deployments == []
     assert children.scale["payments-cards-blue"] == 2 and children.scale["payments-cards-green"] == 0
+
+
+@pytest.mark.parametrize("plan", [release.steady("blue"), _plan_for(1.0, "blue"), _plan_for(0.5, None)])
+def test_finding_9e_metrics_have_their_own_port_which_no_service_exposes(plan: release.Plan) -> None:
+    children = desired.desired_children(specs.parse(body(version="2.0.0")), plan)
+    for deployment in children.deployments:
+        template = deployment["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8000, "metrics": 9090}
+        assert {"name": "GHOSTPAY_METRICS_PORT", "value": "9090"} in container["env"]
+        assert container["readinessProbe"]["httpGet"]["port"] == "http"
+        annotations = template["metadata"]["annotations"]
+        assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", "9090")
+    services = [m for m in [*children.routing, *children.supporting] if m["kind"] == "Service"]
+    assert services, "no Service built"
+    for service in services:  # the public ones and the previews alike
+        ports = [(p["name"], p["targetPort"]) for p in service["spec"]["ports"]]
+        assert ports == [("http", "http")], service["metadata"]["name"]
+
+
+def test_pod_annotations_can_override_the_scrape_annotations() -> None:
+    deployment = _children(podAnnotations={"prometheus.io/scrape": "false"}).deployments[0]
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
