@@ -77,8 +77,8 @@ def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICE
     )
     service_routers = [_ROUTERS[name] for name in ALL_SERVICES if name in chosen]
     problems.install(app, [ops.router, *service_routers])
-    app.add_middleware(EdgeMiddleware)
+    app.add_middleware(EdgeMiddleware, routes=[route for r in (ops.router, *service_routers) for route in r.routes])
     app.include_router(ops.router)
     for router in service_routers:
-        app.include_router(router, responses=problems.documented(401, 403, 404, 422, 429))
+        app.include_router(router, responses=problems.documented(401, 403, 404, 413, 422, 429))
     return app

@@ -11,7 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghostpay import __version__
@@ -99,6 +107,8 @@ class Settings(BaseSettings):
     )
     # Payments must not go down with the limiter: by default a Redis outage lets requests through.
     rate_limit_fail_closed: bool = False
+    # A larger request body is refused with 413 while it is read (and at once when Content-Length says so).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)
 
     card_bin: str = Field(default="400000", pattern=r"^[0-9]{6,8}$")
     card_default_ttl_seconds: int = Field(default=30 * 86400, ge=1)
