@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Literal
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import ghostpay
 from ghostpay.analytics import api as analytics_api
@@ -78,6 +79,9 @@ def create_app(settings: Settings, services: Iterable[ServiceName] = ALL_SERVICE
     service_routers = [_ROUTERS[name] for name in ALL_SERVICES if name in chosen]
     problems.install(app, [ops.router, *service_routers])
     app.add_middleware(EdgeMiddleware, routes=[route for r in (ops.router, *service_routers) for route in r.routes])
+    if settings.trusted_proxies:
+        # Outside the edge, so its per-address budget keys on the client a trusted proxy names, not on the proxy.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in settings.trusted_proxies])
     app.include_router(ops.router)
     for router in service_routers:
         app.include_router(router, responses=problems.documented(401, 403, 404, 413, 422, 429))

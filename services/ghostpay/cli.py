@@ -42,6 +42,9 @@ def _run_uvicorn(app: Any, host: str, port: int) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
         server_header=False,
+        # X-Forwarded-For is trusted only from GHOSTPAY_TRUSTED_PROXIES (the app applies it), never by default:
+        # uvicorn's own default would trust it from 127.0.0.1.
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
 

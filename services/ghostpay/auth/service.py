@@ -13,7 +13,7 @@ import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ghostpay.auth import store
+from ghostpay.auth import login_limit, store
 from ghostpay.core.errors import InvalidRequest, Unauthorized
 from ghostpay.core.ids import new_id
 from ghostpay.core.runtime import Runtime
@@ -54,10 +54,12 @@ async def _secret_matches(secret_hash: str, secret: str) -> bool:
 
 
 async def issue_for_credentials(runtime: Runtime, client_id: str, client_secret: str) -> IssuedToken:
+    await login_limit.spend_attempt(runtime, client_id)
     client = await store.get_client(runtime.pool, client_id)
     matches = await _secret_matches(client.secret_hash if client else _DUMMY_HASH, client_secret)
     if client is None or not matches:
         raise Unauthorized("Unknown client or wrong secret.")
+    await login_limit.forget_failures(runtime, client_id)
     if _hasher.check_needs_rehash(client.secret_hash):
         await store.update_secret_hash(runtime.pool, client.client_id, await _hash(client_secret))
     ttl = runtime.settings.token_ttl_seconds

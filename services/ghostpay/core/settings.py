@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     field_validator,
     model_validator,
@@ -107,6 +108,10 @@ class Settings(BaseSettings):
     )
     # Payments must not go down with the limiter: by default a Redis outage lets requests through.
     rate_limit_fail_closed: bool = False
+    # Failed logins per attempted client_id (any address): while spent, that client's POST /auth/token is a 429.
+    login_failure_limit: RateLimit = RateLimit(requests_per_second=0.2, burst=10)
+    # Peers (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client; empty: never trusted.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
     # A larger request body is refused with 413 while it is read (and at once when Content-Length says so).
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
 
@@ -132,6 +137,14 @@ class Settings(BaseSettings):
                 "GHOSTPAY_KEY_GRACE_PERIOD must be at least the token lifetime (GHOSTPAY_TOKEN_TTL_SECONDS)."
             )
         return self
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_trusted_proxies(cls, value: object) -> object:
+        """`10.0.0.0/8, 192.168.1.7` (as uvicorn's --forwarded-allow-ips writes it) or a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("rate_limits", mode="before")
     @classmethod
