@@ -44,9 +44,7 @@ async def _login(http: httpx.AsyncClient, client_id: str, secret: str, address: 
 async def test_finding_7_junk_logins_against_one_client_do_not_lock_out_another(behind_ingress: Settings) -> None:
     async with in_process_api(behind_ingress, client_address=INGRESS) as api:
         victim, bystander = await api.merchant(), await api.merchant()
-        junk = [
-            await _login(api.http, victim["client_id"], "wrong-secret", some_address()) for _ in range(JUNK_LOGINS)
-        ]
+        junk = [await _login(api.http, victim["client_id"], "wrong-secret", some_address()) for _ in range(JUNK_LOGINS)]
         codes = [r.status_code for r in junk]
         assert codes[:SHIPPED_FAILURE_BURST] == [401] * SHIPPED_FAILURE_BURST
         assert codes[-1] == 429  # the victim's failures are used up (a refill or two may have come between)

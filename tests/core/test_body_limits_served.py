@@ -31,9 +31,9 @@ AT_MOST_SENT = 32 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def charges(servers: Servers, database_url: str, keys_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    procs.Proc
-]:
+def charges(
+    servers: Servers, database_url: str, keys_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[procs.Proc]:
     env = procs.service_env(database_url, servers.redis_url, keys_dir, ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS)
     proc = procs.serve("charges", env, tmp_path_factory.mktemp("body-limits"))
     proc.start()

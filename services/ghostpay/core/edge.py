@@ -20,11 +20,11 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghostpay.core import problems, telemetry
+from ghostpay.core.bodies import BodyTooLarge, LimitedBody, declared_length
 from ghostpay.core.deps import missing_principal, route_needs_principal
 from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
 from ghostpay.core.runtime import Runtime
@@ -41,45 +41,6 @@ def route_labels(scope: Scope, default_service: str) -> tuple[str, str]:
         return default_service, "<unmatched>"
     tags = getattr(route, "tags", None) or [default_service]
     return str(tags[0]), str(getattr(route, "path", "<unmatched>"))
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from `receive` once the body read so far passes the limit. An HTTPException because FastAPI's
-    body parsing re-raises those (any other error becomes a 400); the problem handler answers 413."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"The request body is larger than the limit of {limit} bytes.")
-
-
-class LimitedBody:
-    """The request's `receive`, counting body bytes: `BodyTooLarge` past `limit`; `complete` once all was read."""
-
-    def __init__(self, receive: Receive, limit: int) -> None:
-        self._receive = receive
-        self.limit = limit
-        self.received = 0
-        self.complete = False
-
-    async def __call__(self) -> Message:
-        message = await self._receive()
-        if message["type"] == "http.request":
-            self.received += len(message.get("body", b""))
-            if self.received > self.limit:
-                raise BodyTooLarge(self.limit)
-            self.complete = not message.get("more_body", False)
-        return message
-
-    def left_unread(self, headers: Headers) -> bool:
-        """The client announced a body that was not read to its end."""
-        announced = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
-        return announced and not self.complete
-
-
-def declared_length(headers: Headers) -> int | None:
-    try:
-        return int(headers["content-length"])
-    except (KeyError, ValueError):
-        return None  # absent, or malformed (which the HTTP server refuses before the app sees it)
 
 
 class GuardedRoutes:
@@ -102,9 +63,7 @@ def refuse_before_body(scope: Scope, headers: Headers, limit: int, guarded: Guar
         return problems.from_domain_error(missing_principal(state))
     length = declared_length(headers)
     if length is not None and length > limit:
-        return problems.problem_response(
-            413, "body_too_large", HTTPStatus(413).phrase, BodyTooLarge(limit).detail
-        )
+        return problems.problem_response(413, "body_too_large", HTTPStatus(413).phrase, BodyTooLarge(limit).detail)
     return None
 
 
