@@ -2,7 +2,8 @@
 
 Used by the edge middleware, which hands the app a `LimitedBody` in place of the server's `receive`: past the
 limit it raises `BodyTooLarge`, which the problem handlers answer with a 413 problem, so a body is never read
-whole before it is refused.
+whole before it is refused. After such an early answer the connection is closed if the rest of the body is
+large or unknown, so the server does not go on reading it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
+
+# After an early answer the server may read and drop this much of a body rather than close the connection:
+# closing with unread data resets it, and a client that reads only once it has sent everything (most do) would
+# then see the reset instead of the answer.
+DRAIN_AT_MOST = 1024 * 1024
 
 
 class BodyTooLarge(HTTPException):
@@ -38,10 +44,13 @@ class LimitedBody:
             self.complete = not message.get("more_body", False)
         return message
 
-    def left_unread(self, headers: Headers) -> bool:
-        """The client announced a body that was not read to its end."""
-        announced = "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
-        return announced and not self.complete
+    def should_close(self, headers: Headers) -> bool:
+        """Whether the connection should close after the response rather than let the server read the rest of
+        the body (and drop it): when that rest is unknown (chunked) or more than `DRAIN_AT_MOST`."""
+        if self.complete or "transfer-encoding" in headers:
+            return not self.complete
+        length = declared_length(headers)
+        return length is not None and length - self.received > DRAIN_AT_MOST
 
 
 def declared_length(headers: Headers) -> int | None:

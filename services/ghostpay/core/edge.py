@@ -6,8 +6,8 @@ the response. Health and metrics endpoints skip auth and limits so probes and sc
 
 Before the app reads a byte of the body, a route that needs a caller gets its 401 here, and a Content-Length
 over `GHOSTPAY_MAX_BODY_BYTES` its 413; a body without one (chunked) is cut off with a 413 as soon as what was
-read passes the limit. A response sent before the body was read to its end closes the connection, so the
-server does not go on reading (and discarding) the rest.
+read passes the limit. A response sent before a large (or chunked) body was read to its end closes the
+connection, so the server does not go on reading (and discarding) the rest.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class EdgeMiddleware:
                 status_holder[0] = message["status"]
                 response_headers = MutableHeaders(scope=message)
                 response_headers.update(extra_headers)
-                if body.left_unread(headers):  # close rather than let the server read (and drop) the rest
+                if body.should_close(headers):
                     response_headers["connection"] = "close"
             await send(message)
 
