@@ -174,6 +174,7 @@ def _charges_service(service_env: dict[str, str], port: int, log_path: Path) -> 
     """`ghostpay serve charges`, ready (GET /readyz answered 200) when entered, stopped on exit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GHOSTPAY_")} | service_env
     command = [str(Path(sys.executable).parent / "ghostpay"), "serve", "charges", "--host", "127.0.0.1"]
+    command += ["--metrics-port", str(free_port())]  # not 9090: anything else on the machine may hold it
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [*command, "--port", str(port)], env=env, stdout=log, stderr=log, preexec_fn=die_with_parent

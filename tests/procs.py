@@ -166,8 +166,9 @@ class Proc:
 
 
 def serve(service: str, env: Mapping[str, str], log_dir: Path) -> Proc:
-    """A `ghostpay serve SERVICE` process logging into `log_dir`, not yet started."""
-    return Proc(["serve", service], dict(env), log_dir)
+    """A `ghostpay serve SERVICE` process logging into `log_dir`, not yet started; its metrics on a free port of
+    their own (the default, 9090, would collide between processes and with anything else on the machine)."""
+    return Proc(["serve", service], {"GHOSTPAY_METRICS_PORT": str(free_port()), **env}, log_dir)
 
 
 def dev(data_dir: Path, log_dir: Path, env: Mapping[str, str] | None = None) -> Proc:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Literal
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import ghostpay
 from ghostpay.analytics import api as analytics_api
@@ -85,9 +86,12 @@ def create_app(
     service_routers = [_ROUTERS[name] for name in ALL_SERVICES if name in chosen]
     ops_routers = [ops.router, *([ops.metrics_router] if metrics_route else [])]
     problems.install(app, [*ops_routers, *service_routers])
-    app.add_middleware(EdgeMiddleware)
+    app.add_middleware(EdgeMiddleware, routes=[route for r in (*ops_routers, *service_routers) for route in r.routes])
+    if settings.trusted_proxies:
+        # Outside the edge, so its per-address budget keys on the client a trusted proxy names, not on the proxy.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in settings.trusted_proxies])
     for router in ops_routers:
         app.include_router(router)
     for router in service_routers:
-        app.include_router(router, responses=problems.documented(401, 403, 404, 422, 429))
+        app.include_router(router, responses=problems.documented(401, 403, 404, 413, 422, 429))
     return app

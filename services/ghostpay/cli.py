@@ -59,7 +59,11 @@ class _ServerWithMetrics(uvicorn.Server):
 
 
 def _server_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, server_header=False, **extra)
+    # proxy_headers off: X-Forwarded-For is trusted only from GHOSTPAY_TRUSTED_PROXIES (the app applies it), never
+    # by default — uvicorn's own default would trust it from 127.0.0.1.
+    return uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, server_header=False, proxy_headers=False, **extra
+    )
 
 
 def _run_uvicorn(app: Any, host: str, port: int, metrics_port: int | None = None) -> None:

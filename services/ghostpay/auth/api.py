@@ -77,7 +77,8 @@ async def _token_request(request: Request) -> TokenRequest:
         else:
             data = json.loads(await request.body() or b"null")
         return TokenRequest.model_validate(data)
-    except (ValueError, ValidationError) as exc:
+    # ValueError covers bad JSON, invalid UTF-8 and over-long numbers; RecursionError deep nesting.
+    except (ValueError, RecursionError, ValidationError) as exc:
         raise InvalidRequest(
             "Send JSON {client_id, client_secret} or a form with grant_type=client_credentials."
         ) from exc

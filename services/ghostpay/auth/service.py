@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from ghostpay.auth import store
+from ghostpay.auth import login_limit, store
 from ghostpay.auth.hashing import SecretHasher
 from ghostpay.core import revocation
 from ghostpay.core.errors import InvalidRequest, NotFound, Unauthorized
@@ -62,6 +62,7 @@ def _hasher(runtime: Runtime) -> SecretHasher:
 
 async def issue_for_credentials(runtime: Runtime, client_id: str, client_secret: str) -> IssuedToken:
     hasher = _hasher(runtime)
+    await login_limit.spend_attempt(runtime, client_id)
     client = await store.get_client(runtime.pool, client_id)
     # Disabled or unknown clients pay the same argon2 run as a wrong secret: the answer's timing tells nothing.
     known = client if client is not None and client.disabled_at is None else None
@@ -71,6 +72,7 @@ async def issue_for_credentials(runtime: Runtime, client_id: str, client_secret:
     upgraded = await hasher.hash(client_secret) if hasher.needs_rehash(known.secret_hash) else None
     if not await store.confirm_secret_hash(runtime.pool, known.client_id, known.secret_hash, upgraded):
         raise Unauthorized("Unknown client or wrong secret.")  # rotated or disabled while argon2 ran
+    await login_limit.forget_failures(runtime, client_id)
     ttl = runtime.settings.token_ttl_seconds
     claims = claims_for(principal_of(known), runtime.settings.issuer, runtime.settings.audience, ttl)
     return IssuedToken(await issue_token(runtime.keys, claims), ttl)

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ghostpay.core.errors import Forbidden, Unauthorized
@@ -32,8 +34,22 @@ async def get_principal(
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is not None:
         return principal
-    error: Unauthorized | None = getattr(request.state, "auth_error", None)
-    raise error or Unauthorized("A bearer token is required.")
+    raise missing_principal(request.scope.get("state") or {})
+
+
+def missing_principal(state: dict[str, object]) -> Unauthorized:
+    """Why a request has no caller: its token's fault, or no token."""
+    error = state.get("auth_error")
+    return error if isinstance(error, Unauthorized) else Unauthorized("A bearer token is required.")
+
+
+def route_needs_principal(route: APIRoute) -> bool:
+    """Whether the route asks for the caller (through `get_principal`, directly or via `require_roles`)."""
+
+    def uses(dependant: Dependant) -> bool:
+        return any(dep.call is get_principal or uses(dep) for dep in dependant.dependencies)
+
+    return uses(route.dependant)
 
 
 def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:

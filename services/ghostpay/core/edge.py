@@ -1,21 +1,32 @@
-"""The edge middleware: trace context, token verification, rate limiting, metrics and access logs.
+"""The edge middleware: trace context, token verification, rate limiting, body limits, metrics and access logs.
 
 Pure ASGI (no response buffering) so the hot path pays for nothing it does not use. For every API request
 it verifies the bearer token once, asks Redis once (the caller's budget, and whether its client was disabled:
 `core.revocation`), and adds `RateLimit-*` and `traceparent` headers to
 the response. Health and metrics endpoints skip auth and limits so probes and scrapes are never refused.
+
+Before the app reads a byte of the body, a route that needs a caller gets its 401 here, and a Content-Length
+over `GHOSTPAY_MAX_BODY_BYTES` its 413; a body without one (chunked) is cut off with a 413 as soon as what was
+read passes the limit. A response sent before a large (or chunked) body was read to its end closes the
+connection, so the server does not go on reading (and discarding) the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghostpay.core import problems, revocation, telemetry
+from ghostpay.core.bodies import BodyTooLarge, LimitedBody, declared_length
+from ghostpay.core.deps import missing_principal, route_needs_principal
 from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.settings import RateLimitedRole
@@ -33,9 +44,37 @@ def route_labels(scope: Scope, default_service: str) -> tuple[str, str]:
     return str(tags[0]), str(getattr(route, "path", "<unmatched>"))
 
 
+class GuardedRoutes:
+    """Which requests reach a route that asks for the caller (an unknown path or method does not: a 404/405)."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._routes = [(route, route_needs_principal(route)) for route in routes if isinstance(route, APIRoute)]
+
+    def guarded_route(self, scope: Scope) -> APIRoute | None:
+        """The route this request reaches, if it needs a caller."""
+        for route, needs in self._routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return route if needs else None
+        return None
+
+
+def refuse_before_body(scope: Scope, headers: Headers, limit: int, guarded: GuardedRoutes) -> Any:
+    """A 401 for a route that needs a caller and has none, a 413 for a declared length over the limit; else None."""
+    state = scope["state"]
+    if "principal" not in state and (route := guarded.guarded_route(scope)) is not None:
+        scope["route"] = route  # refused before routing: the metrics still name the route template
+        return problems.from_domain_error(missing_principal(state))
+    length = declared_length(headers)
+    if length is not None and length > limit:
+        return problems.problem_response(413, "body_too_large", HTTPStatus(413).phrase, BodyTooLarge(limit).detail)
+    return None
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Iterable[BaseRoute] = ()) -> None:
+        """`routes`: every route the app serves, to know before routing which ones need a caller."""
         self.app = app
+        self.guarded = GuardedRoutes(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,20 +87,26 @@ class EdgeMiddleware:
         telemetry.trace_id_var.set(trace_id)
         extra_headers = {"traceparent": traceparent}
         status_holder = [500]
+        body = LimitedBody(receive, runtime.settings.max_body_bytes)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                MutableHeaders(scope=message).update(extra_headers)
+                response_headers = MutableHeaders(scope=message)
+                response_headers.update(extra_headers)
+                if body.should_close(headers):
+                    response_headers["connection"] = "close"
             await send(message)
 
         try:
             if scope["path"] not in OPS_PATHS:
-                refusal = await self._admit(scope, headers, runtime, extra_headers)
+                refusal = await self._admit(scope, headers, runtime, extra_headers) or refuse_before_body(
+                    scope, headers, body.limit, self.guarded
+                )
                 if refusal is not None:
-                    await refusal(scope, receive, send_with_headers)
+                    await refusal(scope, body, send_with_headers)
                     return
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, body, send_with_headers)
         finally:
             self._record(scope, runtime, status_holder[0], time.perf_counter() - started)
 

@@ -30,6 +30,7 @@ _STATUS_MEANINGS = {
     403: "The caller's role may not call this endpoint",
     404: "No such resource, or not the caller's to see",
     409: "A request with the same Idempotency-Key is still in flight",
+    413: "The request body is larger than GHOSTPAY_MAX_BODY_BYTES",
     422: "The request fails validation (or an Idempotency-Key was reused with another body)",
     429: "Rate limited: see Retry-After",
     503: "A dependency is unavailable",
@@ -92,7 +93,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 400: "bad_request"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    401: "unauthorized",
+    400: "bad_request",
+    413: "body_too_large",
+}
 
 
 def _allowed_methods(routes: list[Route], request: Request) -> str:

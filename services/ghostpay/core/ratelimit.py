@@ -62,6 +62,7 @@ def decision_from_script(reply: list[int], policy: RateLimit) -> Decision:
 
 class RateLimiter:
     def __init__(self, client: aioredis.Redis, fail_closed: bool) -> None:
+        self._client = client
         self._script = client.register_script(_SCRIPT)
         self._fail_closed = fail_closed
         self._last_warning = 0.0
@@ -88,3 +89,11 @@ class RateLimiter:
         if self._fail_closed:
             raise Unavailable("The rate limiter is unavailable; try again shortly.") from exc
         return Decision(True, policy.burst, policy.burst, 0, 0)
+
+    async def forget(self, bucket: str) -> None:
+        """Make `bucket` whole again (its key goes). If Redis cannot be reached it stays as it was, which is safe:
+        what it spent comes back with time."""
+        try:
+            await self._client.delete(f"ghostpay:rl:{bucket}")
+        except (RedisError, OSError):
+            telemetry.RATE_LIMITER_ERRORS.inc()

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ghostpay import __version__
@@ -128,6 +137,12 @@ class Settings(BaseSettings):
     )
     # Payments must not go down with the limiter: by default a Redis outage lets requests through.
     rate_limit_fail_closed: bool = False
+    # Failed logins per attempted client_id (any address): while spent, that client's POST /auth/token is a 429.
+    login_failure_limit: RateLimit = RateLimit(requests_per_second=0.2, burst=10)
+    # Peers (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client; empty: never trusted.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # A larger request body is refused with 413 while it is read (and at once when Content-Length says so).
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)
 
     card_bin: str = Field(default="400000", pattern=r"^[0-9]{6,8}$")
     card_default_ttl_seconds: int = Field(default=30 * 86400, ge=1)
@@ -173,6 +188,14 @@ class Settings(BaseSettings):
                 f"GHOSTPAY_ADMIN_CLIENT_SECRET must be at least {ADMIN_SECRET_MIN_LENGTH} characters long "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
             )
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_trusted_proxies(cls, value: object) -> object:
+        """`10.0.0.0/8, 192.168.1.7` (as uvicorn's --forwarded-allow-ips writes it) or a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("rate_limits", mode="before")
