@@ -5,12 +5,14 @@
 # downloaded first into build/image/wheels, cached until that list or the recipe changes; Docker's layer cache
 # does the rest. Prints one line per step with its elapsed time; the image name last
 # on standard output.
-#   PYTHON=python3 tools/image/build.sh
+#   PYTHON=python3 tools/image/build.sh [--no-cache]   (--no-cache: download every wheel and build every layer anew)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
 OUT=build/image
 CACHE="${GHOSTPAY_CACHE_DIR:-$HOME/.cache/ghostpay}"
+no_cache=()
+[[ ${1:-} == --no-cache ]] && no_cache=(--no-cache)
 start=$SECONDS
 say() { echo "image: $* ($((SECONDS - start)) s)" >&2; }
 
@@ -26,11 +28,11 @@ mkdir -p "$OUT"
 "$PYTHON" tools/image/requirements.py >"$OUT/requirements.new"
 "$PYTHON" tools/image/requirements.py --build >"$OUT/build-requirements.txt"
 recipe=$({ cat "$OUT/requirements.new" "$OUT/build-requirements.txt"; uname -m; sha256sum "$0"; docker image inspect --format '{{.Id}}' "$base"; } | sha256sum | cut -c1-16)
-if [[ -d $OUT/wheels && "$(cat "$OUT/wheels.recipe" 2>/dev/null)" == "$recipe" ]]; then
+if [[ ${#no_cache[@]} == 0 && -d $OUT/wheels && "$(cat "$OUT/wheels.recipe" 2>/dev/null)" == "$recipe" ]]; then
   say "wheels are cached ($(find "$OUT/wheels" -name '*.whl' | wc -l) in $OUT/wheels)"
 else
   say "building the venv stage (Debian's python3 and python3-venv)"
-  if ! venv=$(docker build -q -f Containerfile --target venv --build-arg "BASE=$base" . 2>"$OUT/venv.log"); then
+  if ! venv=$(docker build -q "${no_cache[@]}" -f Containerfile --target venv --build-arg "BASE=$base" . 2>"$OUT/venv.log"); then
     cat "$OUT/venv.log" >&2
     exit 1
   fi
@@ -55,7 +57,7 @@ mv "$OUT/requirements.new" "$OUT/requirements.txt"
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 created=$(git log -1 --format=%cI 2>/dev/null || echo unknown)  # the commit's time: a rebuild changes nothing
 say "docker build -f Containerfile -t $image (log: $OUT/build.log)"
-if ! docker build -f Containerfile -t "$image" \
+if ! docker build "${no_cache[@]}" -f Containerfile -t "$image" \
   --build-arg "BASE=$base" --build-arg "VERSION=$version" \
   --build-arg "REVISION=$revision" --build-arg "CREATED=$created" . >"$OUT/build.log" 2>&1; then
   tail -30 "$OUT/build.log" >&2
