@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.image.conftest import IMAGE, VERSION, inspect, run
+from tests.image.docker import IMAGE, VERSION, inspect, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 

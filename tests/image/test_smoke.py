@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.image.conftest import HARDENED, run
+from tests.image.docker import HARDENED, run
 from tests.procs import KEYS_PASSPHRASE, free_port
 from tests.servers import Servers, running_servers
 
