@@ -5,11 +5,12 @@ Each test runs the real image under Docker Engine, hardened as the operator's po
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
 
-from tests.image.docker import IMAGE, VERSION, inspect, run
+from tests.image.docker import IMAGE, ROOT, VERSION, inspect, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 
@@ -85,3 +86,16 @@ def test_bytecode_is_compiled_in_the_image(image: str) -> None:
     result = run(image, "python3", "-c", script)
     assert result.stdout.strip() == "True", result.stderr
 
+
+
+def test_the_build_context_is_only_sources_and_wheels(image: str) -> None:
+    """.dockerignore keeps .venv, .git, the tests and every cache out of what is sent to the engine."""
+    log = (ROOT / "build/image/build.log").read_text()
+    sent = re.search(r"Sending build context to Docker daemon\s+([\d.]+)([kMG]?B)", log)
+    assert sent is not None, log[:500]
+    size = float(sent.group(1)) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[sent.group(2)]
+    allowed = ["pyproject.toml", "services", "operator", "build/image/wheels", "build/image/requirements.txt"]
+    files = [f for name in allowed for f in [ROOT / name, *(ROOT / name).rglob("*")] if f.is_file()]
+    expected = sum(f.stat().st_size for f in files)
+    print(f"\nbuild context: {size / 1e6:.1f} MB (sources and wheels: {expected / 1e6:.1f} MB)")
+    assert size < expected * 1.1 + 1e6

@@ -27,7 +27,7 @@ mkdir -p "$OUT"
 # host's does (PIP_CERT, else the host's CA bundle) and may use PIP_INDEX_URL.
 "$PYTHON" tools/image/requirements.py >"$OUT/requirements.new"
 "$PYTHON" tools/image/requirements.py --build >"$OUT/build-requirements.txt"
-recipe=$({ cat "$OUT/requirements.new" "$OUT/build-requirements.txt"; uname -m; sha256sum "$0"; docker image inspect --format '{{.Id}}' "$base"; } | sha256sum | cut -c1-16)
+recipe=$({ cat "$OUT/requirements.new" "$OUT/build-requirements.txt"; uname -m; sha256sum <"$0"; docker image inspect --format '{{.Id}}' "$base"; } | sha256sum | cut -c1-16)
 if [[ ${#no_cache[@]} == 0 && -d $OUT/wheels && "$(cat "$OUT/wheels.recipe" 2>/dev/null)" == "$recipe" ]]; then
   say "wheels are cached ($(find "$OUT/wheels" -name '*.whl' | wc -l) in $OUT/wheels)"
 else
