@@ -1,7 +1,7 @@
-"""The operator from the container image (issue 11): `ghostpay operator` in a container hardened as its
-Deployment's pod (read-only root, /tmp a tmpfs, uid 10001, no capabilities) drives a GhostPayInstance on the local
-control plane to Healthy. The container shares the host's network namespace and reaches only the API server on
-127.0.0.1."""
+"""The operator from the container image (issue 11): `ghostpay operator` in a container run as its Deployment
+(manifests/base/deployment.yaml) runs its pod — read-only root filesystem, writable only where the Deployment
+mounts an emptyDir, its runAsUser, no capabilities — drives a GhostPayInstance on the local control plane to
+Healthy. The container shares the host's network namespace and reaches only the API server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,15 +14,31 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from ghostpay_operator import localcluster
 from tests import procs
 from tests.image import docker
-from tests.operator.kube_helpers import create_database_secret, install_crds, instance_yaml, wait_for
+from tests.operator.kube_helpers import REPO, create_database_secret, install_crds, instance_yaml, wait_for
 from tests.operator.test_operator import SETTLE, _healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 READY_TIMEOUT = 90.0
+
+
+def pod_options() -> list[str]:
+    """`docker run` options for what the operator's Deployment gives its pod: the user, a read-only root with a
+    tmpfs wherever an emptyDir is mounted, no capabilities, no privilege escalation."""
+    pod = yaml.safe_load((REPO / "manifests/base/deployment.yaml").read_text())["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"]["drop"] == ["ALL"]
+    empty_dirs = {volume["name"] for volume in pod.get("volumes", []) if "emptyDir" in volume}
+    writable = [mount["mountPath"] for mount in container.get("volumeMounts", []) if mount["name"] in empty_dirs]
+    user = f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    options = ["--user", user, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    return [*options, *(option for path in writable for option in ("--tmpfs", path))]
 
 
 @contextlib.contextmanager
@@ -43,7 +59,7 @@ def operator_container(cluster: localcluster.Cluster, namespace: str, tmp_path: 
         "GHOSTPAY_OPERATOR_PEERING_LIFETIME": "10",
     }
     command = [
-        "docker", "run", "-d", "--name", name, "--network", "host", *docker.HARDENED,
+        "docker", "run", "-d", "--name", name, "--network", "host", *pod_options(),
         "-v", f"{kubeconfig}:/etc/ghostpay/kubeconfig:ro",
         *(option for key, value in env.items() for option in ("-e", f"{key}={value}")),
         image, "ghostpay", "operator", "--namespace", namespace,
