@@ -2,9 +2,8 @@
 # `make image`: the container image ghostpay/ghostpay:<version in pyproject.toml>, built with Docker Engine from
 # the Containerfile on a Debian bookworm base made here (tools/debian/base.sh). The image build itself reaches no
 # package index: the wheels (binary only, the list derived from pyproject.toml by tools/image/requirements.py) are
-# downloaded first into build/image/wheels, cached until that list or the recipe changes; Docker's layer cache
-# does the rest. Prints one line per step with its elapsed time; the image name last
-# on standard output.
+# downloaded first into build/image/wheels, cached until that list or the base image changes; Docker's layer
+# cache does the rest. Prints one line per step with its elapsed time; the image name last on standard output.
 #   PYTHON=python3 tools/image/build.sh [--no-cache]   (--no-cache: download every wheel and build every layer anew)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,7 +26,7 @@ mkdir -p "$OUT"
 # host's does (PIP_CERT, else the host's CA bundle) and may use PIP_INDEX_URL.
 "$PYTHON" tools/image/requirements.py >"$OUT/requirements.new"
 "$PYTHON" tools/image/requirements.py --build >"$OUT/build-requirements.txt"
-recipe=$({ cat "$OUT/requirements.new" "$OUT/build-requirements.txt"; uname -m; sha256sum <"$0"; docker image inspect --format '{{.Id}}' "$base"; } | sha256sum | cut -c1-16)
+recipe=$({ cat "$OUT/requirements.new" "$OUT/build-requirements.txt"; uname -m; docker image inspect --format '{{.Id}}' "$base"; } | sha256sum | cut -c1-16)
 if [[ ${#no_cache[@]} == 0 && -d $OUT/wheels && "$(cat "$OUT/wheels.recipe" 2>/dev/null)" == "$recipe" ]]; then
   say "wheels are cached ($(find "$OUT/wheels" -name '*.whl' | wc -l) in $OUT/wheels)"
 else
@@ -56,6 +55,7 @@ mv "$OUT/requirements.new" "$OUT/requirements.txt"
 
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 created=$(git log -1 --format=%cI 2>/dev/null || echo unknown)  # the commit's time: a rebuild changes nothing
+previous=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 say "docker build -f Containerfile -t $image (log: $OUT/build.log)"
 if ! docker build "${no_cache[@]}" -f Containerfile -t "$image" \
   --build-arg "BASE=$base" --build-arg "VERSION=$version" \
@@ -63,6 +63,10 @@ if ! docker build "${no_cache[@]}" -f Containerfile -t "$image" \
   tail -30 "$OUT/build.log" >&2
   say "docker build failed"
   exit 1
+fi
+# The image this tag pointed at before, unless a container or another tag still uses it (then rmi refuses).
+if [[ -n $previous && $previous != "$(docker image inspect --format '{{.Id}}' "$image")" ]]; then
+  docker rmi "$previous" >/dev/null 2>&1 && say "removed the previous $image"
 fi
 say "built $image ($(docker image inspect --format '{{.Size}}' "$image" | numfmt --to=si --suffix=B))"
 echo "$image"
