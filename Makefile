@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator load clean
+.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -22,10 +22,18 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus
+test: install check controlplane openbao prometheus docker
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
+
+# Docker Engine installed and running (the image tests build and run the image; the build is cached).
+docker:
+	tools/docker/ensure.sh
+
+# The container image ghostpay/ghostpay:<version>, built offline on a Debian base made here (see README).
+image:
+	PYTHON=$(PYTHON) tools/image/build.sh
 
 lint: install
 	$(VENV)/bin/ruff check services operator tests bench load

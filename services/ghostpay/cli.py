@@ -95,12 +95,17 @@ def dev(host: str, port: int, data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {"environment": os.environ.get("GHOSTPAY_ENVIRONMENT", "development")}
     postgres = redis = None
-    if not os.environ.get("GHOSTPAY_DATABASE_URL"):
-        postgres = dev_module.EmbeddedPostgres(data_dir / "postgres")
-        overrides["database_url"] = postgres.start()
-    if not os.environ.get("GHOSTPAY_REDIS_URL"):
-        redis = dev_module.EmbeddedRedis(data_dir / "redis")
-        overrides["redis_url"] = redis.start()
+    try:
+        if not os.environ.get("GHOSTPAY_DATABASE_URL"):
+            postgres = dev_module.EmbeddedPostgres(data_dir / "postgres")
+            overrides["database_url"] = postgres.start()
+        if not os.environ.get("GHOSTPAY_REDIS_URL"):
+            redis = dev_module.EmbeddedRedis(data_dir / "redis")
+            overrides["redis_url"] = redis.start()
+    except dev_module.EmbeddedServerMissing as exc:
+        if postgres is not None:
+            postgres.stop()
+        raise click.ClickException(str(exc)) from exc
     if not os.environ.get("GHOSTPAY_VAULT_ADDR"):
         overrides.update(dev_module.local_keys(data_dir))
     if not os.environ.get("GHOSTPAY_ADMIN_CLIENT_ID"):

