@@ -17,7 +17,7 @@ import zlib
 from typing import Any
 
 import kopf
-from lightkube import ApiError, AsyncClient
+from lightkube import ApiError
 
 from ghostpay_operator import reconcile
 from ghostpay_operator.builders import meta, rotation
@@ -44,7 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
     settings.persistence.finalizer = "ghostpay.io/operator"
     settings.watching.server_timeout = 300
-    memo.kube = Kube(AsyncClient(field_manager=meta.FIELD_MANAGER))
+    memo.kube = Kube.connect()
     memo.locks = {}
     memo.waiting = set()
     memo.failures = {}
@@ -75,8 +75,8 @@ async def _reconcile(
                 raise
             log.warning("namespace %s is being deleted: stopped reconciling %s", namespace, name)
             return None
-    for kind, reason, message in outcome.transitions:
-        kopf.event(kopf.Body(body), type=kind, reason=reason, message=message)
+    for event in outcome.events:
+        kopf.event(kopf.Body(body), type=event.type, reason=event.reason, message=event.message)
     return outcome
 
 

@@ -12,17 +12,29 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from lightkube import ApiError
 
-from ghostpay_operator import analysis, database, keysecret, release
+from ghostpay_operator import analysis, database, keystore, release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import desired as desired_state
-from ghostpay_operator.builders import keys, meta, rotation, workloads
+from ghostpay_operator.builders import meta, names, rotation, workloads
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
+from ghostpay_operator.vocabulary import (
+    BLUE,
+    COLORS,
+    DEGRADED,
+    ROLLED_BACK,
+    AnalysisVerdict,
+    Color,
+    Event,
+    EventType,
+    KeyStoreAction,
+    MigrationState,
+)
 
 log = logging.getLogger("ghostpay_operator.reconcile")
 
@@ -31,7 +43,7 @@ log = logging.getLogger("ghostpay_operator.reconcile")
 class Outcome:
     status: InstanceStatus
     problem: st.Problem | None
-    transitions: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message) events
+    events: list[Event] = field(default_factory=list)
 
 
 async def _apply_changed(kube: Kube, manifests: list[Manifest], observed: dict[str, dict[str, Manifest]]) -> int:
@@ -80,29 +92,29 @@ async def _referenced_secrets(kube: Kube, spec: specs.InstanceSpec) -> tuple[st.
 
 async def _key_store_plan(
     spec: specs.InstanceSpec, secrets: dict[str, Manifest], dsn: str | None
-) -> Literal["ready", "make"] | st.Problem:
+) -> KeyStoreAction | st.Problem:
     """What to do about the local key store's Secrets; the database is asked only when none of them exists."""
-    seen = keysecret.Seen(
-        passphrase=keysecret.passphrase_of(secrets.get(keys.passphrase_secret_name(spec))),
-        parts=frozenset(name for name in keys.part_secret_names(spec) if name in secrets),
+    seen = keystore.Seen(
+        passphrase=keystore.passphrase_of(secrets.get(names.key_passphrase_secret(spec.name))),
+        parts=frozenset(name for name in names.key_part_secrets(spec.name) if name in secrets),
     )
     if spec.vault is None and not seen.parts and dsn is not None:
         seen = dataclasses.replace(seen, database_holds_local_keys=await database.holds_local_data_keys(dsn))
-    return keysecret.plan(spec, seen)
+    return keystore.plan(spec, seen)
 
 
 async def _make_key_secrets(kube: Kube, spec: specs.InstanceSpec, observed: dict[str, Manifest]) -> None:
     """The passphrase Secret, then the key store's part Secrets encrypted with it: each created once, never
     overwritten (a create, not an apply, so a racing writer cannot replace a passphrase keys are already encrypted
     with)."""
-    name = keys.passphrase_secret_name(spec)
-    passphrase = keysecret.passphrase_of(observed.get(name))
+    name = names.key_passphrase_secret(spec.name)
+    passphrase = keystore.passphrase_of(observed.get(name))
     if passphrase is None:
-        made = keysecret.passphrase_secret(spec)
+        made = keystore.passphrase_secret(spec)
         created = await kube.create(made)
-        passphrase = keysecret.passphrase_of(made if created else await kube.secret(spec.namespace, name))
+        passphrase = keystore.passphrase_of(made if created else await kube.secret(spec.namespace, name))
     if passphrase is not None:
-        for secret in keysecret.store_secrets(spec, passphrase):
+        for secret in keystore.store_secrets(spec, passphrase):
             await kube.create(secret)
 
 
@@ -125,7 +137,7 @@ def rotation_runs(jobs: dict[str, Manifest]) -> tuple[st.RotationRun, ...]:
     return tuple(runs)
 
 
-def migration_state(job: Manifest | None) -> str:
+def migration_state(job: Manifest | None) -> MigrationState:
     if job is None:
         return "absent"
     status = job.get("status") or {}
@@ -163,16 +175,16 @@ async def _observe(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str
     if full and spec.vault is None:
         # Secrets are read by name, never listed: the operator's role may not list Secrets.
         observed["Secret"] = {}
-        for name in (keys.passphrase_secret_name(spec), *keys.part_secret_names(spec)):
+        for name in (names.key_passphrase_secret(spec.name), *names.key_part_secrets(spec.name)):
             secret = await kube.secret(spec.namespace, name)
             if secret is not None:
                 observed["Secret"][name] = secret
     return observed
 
 
-def color_state(spec: specs.InstanceSpec, deployments: dict[str, Manifest], color: str) -> release.ColorState:
+def color_state(spec: specs.InstanceSpec, deployments: dict[str, Manifest], color: Color) -> release.ColorState:
     """A colour's template (when all its Deployments agree on one) and whether all its pods are ready."""
-    mine = [deployments.get(workloads.deployment_name(spec, name, color)) for name in specs.SERVICES]
+    mine = [deployments.get(names.deployment(spec.name, name, color)) for name in specs.SERVICES]
     if any(d is None for d in mine):
         return release.ColorState(None, None, False)
     present = [d for d in mine if d is not None]
@@ -183,39 +195,39 @@ def color_state(spec: specs.InstanceSpec, deployments: dict[str, Manifest], colo
 
 
 def _deployments_by_service(
-    spec: specs.InstanceSpec, deployments: dict[str, Manifest], colors: tuple[str, ...]
+    spec: specs.InstanceSpec, deployments: dict[str, Manifest], colors: tuple[Color, ...]
 ) -> dict[str, st.DeploymentState]:
     """Each service's Deployments of `colors` (those serving traffic), as one."""
     by_service = {}
     for name in specs.SERVICES:
-        names = [workloads.deployment_name(spec, name, color) for color in colors]
+        names = [names.deployment(spec.name, name, color) for color in colors]
         states = [deployment_state(deployments[n]) for n in names if n in deployments]
         if states:
             by_service[name] = st.combined(states)
     return by_service
 
 
-def _transitions(previous: InstanceStatus, status: InstanceStatus, plan: release.Plan) -> list[tuple[str, str, str]]:
+def _transitions(previous: InstanceStatus, status: InstanceStatus, plan: release.Plan) -> list[Event]:
     """Events worth telling a user: a phase change, with the reason behind it (unless the release said it)."""
     if previous.get("phase") == status["phase"] or plan.events:
         return []
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
     source = degraded if degraded["status"] == "True" else progressing
-    kind = "Warning" if status["phase"] in (st.DEGRADED, st.ROLLED_BACK) else "Normal"
-    return [(kind, source["reason"], f"{status['phase']}: {source['message']}")]
+    kind: EventType = "Warning" if status["phase"] in (DEGRADED, ROLLED_BACK) else "Normal"
+    return [Event(kind, source["reason"], f"{status['phase']}: {source['message']}")]
 
 
-def _rotation_events(previous: InstanceStatus, status: InstanceStatus) -> list[tuple[str, str, str]]:
+def _rotation_events(previous: InstanceStatus, status: InstanceStatus) -> list[Event]:
     """A Warning for each newly failed rotation Job (the condition names it), a Normal event for each success."""
     before = next((c for c in previous.get("conditions", []) if c["type"] == "KeyRotation"), None)
     now = next((c for c in status["conditions"] if c["type"] == "KeyRotation"), None)
     events = []
     if now is not None and now["status"] == "False" and (before is None or before["message"] != now["message"]):
-        events.append(("Warning", "KeyRotationFailed", now["message"]))
+        events.append(Event("Warning", "KeyRotationFailed", now["message"]))
     rotated = status.get("lastKeyRotation")
     if rotated is not None and rotated != previous.get("lastKeyRotation"):
-        events.append(("Normal", "KeyRotated", f"The signing keys were rotated at {rotated}."))
+        events.append(Event("Normal", "KeyRotated", f"The signing keys were rotated at {rotated}."))
     return events
 
 
@@ -224,7 +236,7 @@ async def _apply_key_rotation(
 ) -> None:
     """The CronJob, then its ServiceAccount, Role and RoleBinding (owned by it, so they need its uid); without
     `spec.keyRotation`, deleting the CronJob takes all of them."""
-    name = rotation.cronjob_name(spec)
+    name = names.key_rotation_cronjob(spec.name)
     live = observed["CronJob"].get(name)
     if cronjob is None:
         if live is not None:
@@ -249,26 +261,26 @@ async def _plan(
     body: dict[str, Any],
     previous: InstanceStatus,
     observed: dict[str, dict[str, Manifest]],
-    migration: str,
+    migration: MigrationState,
     now: datetime,
 ) -> release.Plan:
     annotations = body["metadata"].get("annotations") or {}
-    colors = {c: color_state(spec, observed["Deployment"], c) for c in (release.BLUE, release.GREEN)}
+    colors = {c: color_state(spec, observed["Deployment"], c) for c in COLORS}
     current = release.Release.from_status(previous.get("release"))
-    view = release.Observed(
+    view = release.ReleaseFacts(
         colors=colors,
         migration=migration,
         analysis=await _analysis(spec, current, colors),
         promote=PROMOTE in annotations,
         abort=ABORT in annotations,
     )
-    stable = release.stable_color_of(previous.get("activeColor", release.BLUE), current)
+    stable = release.stable_color_of(previous.get("activeColor", BLUE), current)  # type: ignore[arg-type]
     return release.decide(spec, workloads.template_hash(spec), stable, current, view, now)
 
 
 async def _analysis(
-    spec: specs.InstanceSpec, current: release.Release | None, colors: dict[str, release.ColorState]
-) -> str | None:
+    spec: specs.InstanceSpec, current: release.Release | None, colors: dict[Color, release.ColorState]
+) -> AnalysisVerdict | None:
     """The new version's error rate against `maxErrorRate`, once its pods are up and a release is under way.
     None (no data yet, or Prometheus unreachable) holds the release; the deadline then rolls it back."""
     url = spec.release.prometheus_url
@@ -303,10 +315,10 @@ async def _realise(
     spec: specs.InstanceSpec,
     plan: release.Plan,
     observed: dict[str, dict[str, Manifest]],
-    migration: str,
+    migration: MigrationState,
     full: bool,
-    key_store: Literal["ready", "make"],
-) -> str:
+    key_store: KeyStoreAction,
+) -> MigrationState:
     """Apply what differs from the plan's children; returns the migration's state after it."""
     desired = desired_state.desired_children(spec, plan)
     if full:
@@ -332,11 +344,11 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     observed = await _observe(kube, spec, full)
     secret_problem, dsn = await _referenced_secrets(kube, spec)
     problem = _spec_problem(spec) or secret_problem
-    key_store: Literal["ready", "make"] | st.Problem = "ready"
+    key_store: KeyStoreAction | st.Problem = "ready"
     if full and problem is None:
         key_store = await _key_store_plan(spec, observed.get("Secret", {}), dsn)
         problem = key_store if isinstance(key_store, st.Problem) else None
-    migration = migration_state(observed["Job"].get(workloads.migration_job_name(spec)))
+    migration = migration_state(observed["Job"].get(names.migration_job(spec)))
     plan = await _plan(spec, body, previous, observed, migration, now)
     if problem is None and not isinstance(key_store, st.Problem):
         try:
@@ -351,7 +363,7 @@ async def reconcile(kube: Kube, body: dict[str, Any], now: datetime | None = Non
     deployments = _deployments_by_service(spec, observed["Deployment"], plan.serving_colors)
     active = _deployments_by_service(spec, observed["Deployment"], (plan.active_color,))
     active_version = next((d.version for d in active.values()), None)
-    view = st.Observed(migration, deployments, problem, rotation_runs(observed["Job"]), active_version)
+    view = st.StatusFacts(migration, deployments, problem, rotation_runs(observed["Job"]), active_version)
     status = st.compute_status(spec, view, previous, now, plan)
     if status != previous:
         await kube.write_status(spec.namespace, spec.name, status, previous)

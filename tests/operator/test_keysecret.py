@@ -1,5 +1,5 @@
 """The key store's Secrets: made by the operator (a passphrase, and one Secret per part of a key store encrypted
-with it), never owned by the instance, never remade over existing card data (`keysecret.plan`), and rotated by
+with it), never owned by the instance, never remade over existing card data (`keystore.plan`), and rotated by
 `keysecret.rotate_secrets` against a real API server: the store gains a signing key version, and a Secret changed
 during the rotation is not overwritten."""
 
@@ -14,7 +14,7 @@ import pytest
 from lightkube import Client, KubeConfig
 
 from ghostpay.core.keys.local import PARTS, KeyStoreError, LocalKeyStore, split_files
-from ghostpay_operator import keysecret, localcluster
+from ghostpay_operator import keysecret, keystore, localcluster
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from tests.operator.kube_helpers import get_json
@@ -59,12 +59,12 @@ def _kids(files: dict[str, bytes], folder: Path, passphrase: str = PASSPHRASE) -
 # --- making the store (pure) ---------------------------------------------------------------------------------
 def test_the_operator_makes_a_random_passphrase_and_a_key_store_in_parts_only_it_opens(tmp_path: Path) -> None:
     spec = specs.parse(body())
-    first, second = keysecret.passphrase_secret(spec), keysecret.passphrase_secret(spec)
+    first, second = keystore.passphrase_secret(spec), keystore.passphrase_secret(spec)
     assert first["metadata"]["name"] == "payments-keys-passphrase" and list(first["data"]) == ["passphrase"]
-    passphrase = keysecret.passphrase_of(first)
-    assert passphrase is not None and len(passphrase) >= 40 and passphrase != keysecret.passphrase_of(second)
-    assert keysecret.passphrase_of(None) is None
-    made = keysecret.store_secrets(spec, passphrase)
+    passphrase = keystore.passphrase_of(first)
+    assert passphrase is not None and len(passphrase) >= 40 and passphrase != keystore.passphrase_of(second)
+    assert keystore.passphrase_of(None) is None
+    made = keystore.store_secrets(spec, passphrase)
     assert [m["metadata"]["name"] for m in made] == PART_NAMES
     files = {name: content for m in made for name, content in _decoded(m).items()}
     assert {name for m in made[1:] for name in _decoded(m)}.isdisjoint(_decoded(made[0]))  # private parts apart
@@ -76,7 +76,7 @@ def test_the_operator_makes_a_random_passphrase_and_a_key_store_in_parts_only_it
 def test_finding_1_key_secrets_are_not_owned_by_the_instance() -> None:
     """Deleting the instance (or an ArgoCD prune) must not take every stored card number with it."""
     spec = specs.parse(body())
-    for secret in [keysecret.passphrase_secret(spec), *keysecret.store_secrets(spec, PASSPHRASE)]:
+    for secret in [keystore.passphrase_secret(spec), *keystore.store_secrets(spec, PASSPHRASE)]:
         metadata = secret["metadata"]
         assert "ownerReferences" not in metadata, metadata["name"]
         assert metadata["annotations"] == {"ghostpay.io/retention": "Retain"}
@@ -105,8 +105,8 @@ MISSING = "KeySecretMissing"
 def test_finding_1_a_key_store_is_made_only_where_none_can_have_existed(
     passphrase: str | None, parts: frozenset[str], database: bool | None, expected: str
 ) -> None:
-    seen = keysecret.Seen(passphrase=passphrase, parts=parts, database_holds_local_keys=database)
-    decision = keysecret.plan(specs.parse(body()), seen)
+    seen = keystore.Seen(passphrase=passphrase, parts=parts, database_holds_local_keys=database)
+    decision = keystore.plan(specs.parse(body()), seen)
     assert (decision.reason if isinstance(decision, st.Problem) else decision) == expected
     if isinstance(decision, st.Problem) and expected == MISSING:
         assert all(name in decision.message for name in PART_NAMES if name not in parts)
@@ -114,8 +114,8 @@ def test_finding_1_a_key_store_is_made_only_where_none_can_have_existed(
 
 
 def test_with_vault_there_is_no_local_store_to_make() -> None:
-    seen = keysecret.Seen(passphrase=None, parts=frozenset(), database_holds_local_keys=True)
-    assert keysecret.plan(specs.parse(body(keyRotation=VAULT)), seen) == "ready"
+    seen = keystore.Seen(passphrase=None, parts=frozenset(), database_holds_local_keys=True)
+    assert keystore.plan(specs.parse(body(keyRotation=VAULT)), seen) == "ready"
 
 
 # --- rotating it (real API server) ---------------------------------------------------------------------------
