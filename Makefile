@@ -28,7 +28,7 @@ test: install check controlplane openbao prometheus
 check: lint typecheck imports
 
 lint: install
-	$(VENV)/bin/ruff check services operator tests bench load
+	$(VENV)/bin/ruff check services operator devtools tests bench load
 
 typecheck: install
 	$(VENV)/bin/mypy

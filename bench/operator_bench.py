@@ -36,7 +36,7 @@ from tests.operator.kube_helpers import (
     writes_while_idle,
 )
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 
 OPERATOR_VERBS = ("GET", "LIST", "POST", "PATCH", "APPLY")
 

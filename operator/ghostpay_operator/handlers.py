@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 from lightkube import ApiError
 
-from ghostpay_operator import reconcile
+from ghostpay_operator import decide, reconcile
 from ghostpay_operator.builders import meta, rotation
 from ghostpay_operator.kube import Kube, namespace_terminating
 from ghostpay_operator.spec import GROUP, PLURAL, VERSION
@@ -94,7 +94,7 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any
     # Our own status writes come back as events too: only the first sight of an instance (type None: the
     # operator's initial listing) or a spec it has not yet observed needs a pass.
     unobserved = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
-    command = bool(set(body["metadata"].get("annotations") or {}) & {reconcile.PROMOTE, reconcile.ABORT})
+    command = bool(set(body["metadata"].get("annotations") or {}) & {decide.PROMOTE, decide.ABORT})
     if type != "DELETED" and _live(body) and (type is None or unobserved or command):
         await _reconcile(*_key(body), memo)
 

@@ -109,11 +109,12 @@ class Kube:
         patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
         await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        """Resize a Deployment without touching its template (the other colour keeps the version it runs)."""
+    async def scale(self, namespace: str, name: str, replicas: int) -> Manifest:
+        """Resize a Deployment without touching its template (the other colour keeps the version it runs); returns
+        it as the API server now has it."""
         self.writes["Deployment/replicas"] += 1
         log.info("scaling Deployment %s/%s to %d", namespace, name, replicas)
-        await self._client.patch(
+        obj = await self._client.patch(
             Deployment,
             name,
             {"spec": {"replicas": replicas}},
@@ -121,6 +122,8 @@ class Kube:
             patch_type=PatchType.MERGE,
             field_manager=meta.FIELD_MANAGER,
         )
+        result: Manifest = obj.to_dict()
+        return result
 
     async def _get(self, resource: Any, namespace: str, name: str) -> Manifest | None:
         try:

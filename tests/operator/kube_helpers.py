@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import procs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,8 @@ import pytest
 from lightkube import Client, KubeConfig
 
 from ghostpay.core.keys.local import PARTS, KeyStoreError, LocalKeyStore, split_files
-from ghostpay_operator import keysecret, keystore, localcluster
+from ghostpay_devtools import localcluster
+from ghostpay_operator import keysecret, keystore
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from tests.operator.kube_helpers import get_json

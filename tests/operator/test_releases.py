@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from ghostpay_operator import spec as specs
 from tests import procs
 from tests.operator.kube_helpers import (
