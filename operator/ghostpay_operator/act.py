@@ -50,7 +50,7 @@ async def _write(kube: Kube, obs: Observation, actions: Actions, deployments: di
     """Every write of the pass, in order. Once all Deployments are written, `deployments` holds them as the API
     server answered (not before: a refusal half-way leaves the status on what was observed)."""
     namespace = obs.spec.namespace
-    if actions.make_key_store == "make":
+    if actions.make_key_store:
         await _make_key_store(kube, obs, actions.passphrase)
     await _apply(kube, actions.supporting)
     if actions.delete_cronjob is not None:

@@ -10,7 +10,6 @@ whose spec hash differs from the live one's are written, so an idle pass writes 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from ghostpay_operator import keystore, readings, release
 from ghostpay_operator import status as st
@@ -39,7 +38,7 @@ class Actions:
     plan: release.Plan
     problem: st.Problem | None  # set: nothing is written but the status (and consumed command annotations)
     migration: MigrationState  # as observed
-    make_key_store: Literal[False] | Literal["make"] = False
+    make_key_store: bool = False  # a new local key store: its passphrase (unless one exists) and its parts
     passphrase: str | None = None  # the key store's existing passphrase, when its Secret holds one
     supporting: list[Manifest] = field(default_factory=list)
     cronjob: Manifest | None = None  # the key-rotation CronJob to apply (then its access, which needs its uid)
@@ -135,7 +134,7 @@ def decide(obs: Observation) -> Actions:
         return actions
     actions = replace(
         actions,
-        make_key_store="make" if key_store == "make" else False,
+        make_key_store=key_store == "make",
         passphrase=passphrase,
         supporting=changed(obs, desired.supporting),
     )

@@ -209,7 +209,7 @@ def test_key_store_plan_outcomes(parts: tuple[str, ...], passphrase: bool, datab
         secrets[names.key_passphrase_secret("payments")] = _secret("p", passphrase="s3cret")
     actions = decisions.decide(replace(obs, key_secrets=secrets))
     if outcome in ("make", "ready"):
-        assert actions.problem is None and actions.make_key_store == (outcome == "make" and "make")
+        assert actions.problem is None and actions.make_key_store is (outcome == "make")
     else:
         assert actions.problem is not None and actions.problem.reason == outcome and _writes(actions) == []
 
@@ -326,3 +326,19 @@ def test_the_old_colour_is_scaled_down_after_the_delay() -> None:
     assert after.plan.reason == "ReleaseComplete" and ("Normal", "ReleaseComplete") in [
         (e.type, e.reason) for e in events
     ]
+
+
+# --- the vocabulary -----------------------------------------------------------------------------------------------
+
+
+def test_a_plan_is_built_by_keyword_only() -> None:
+    """Positional construction (once seven places, one reading `new, new, new`) is refused: two colour fields
+    of one type are kept apart by their names alone."""
+    fields: list[Any] = ["blue", {"blue": 1.0}, "blue", "blue", None, None, "Healthy", "ReleaseComplete", ""]
+    with pytest.raises(TypeError):
+        decisions.release.Plan(*fields)
+
+
+def test_events_are_named_records_that_still_compare_as_triples() -> None:
+    event = decisions.Event("Warning", "Aborted", "The release was aborted.")
+    assert (event.type, event.reason, event.message) == event == ("Warning", "Aborted", "The release was aborted.")
