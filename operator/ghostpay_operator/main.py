@@ -1,4 +1,5 @@
-"""`ghostpay operator`: run the kopf operator against the current kubeconfig (the operator image's entrypoint)."""
+"""`ghostpay operator`: run the kopf operator against the current kubeconfig (the operator image's entrypoint);
+`ghostpay status`: print an instance as a tree (`statusview`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The local key store's Secrets (instances without Vault): their names, which workload is given which part, and
-the Secret manifests.
+"""The local key store's Secrets (instances without Vault): which workload is given which part, and the Secret
+manifests (`names` composes their names).
 
 The store is kept in three Secrets, one per part (`ghostpay.core.keys.local.PARTS`), plus the passphrase that
 encrypts the private parts: the public part goes to every service, the signing part only to auth (where tokens
