@@ -71,17 +71,17 @@ def parse_result(payload: Any) -> float | None:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise ValueError(f"no data in answer: {payload!r}")
-    kind, result = data.get("resultType"), data.get("result")
+    result_type, result = data.get("resultType"), data.get("result")
     try:
-        if kind == "scalar":
+        if result_type == "scalar":
             return float(result[1])  # type: ignore[index]
-        if kind == "vector" and isinstance(result, list):
+        if result_type == "vector" and isinstance(result, list):
             if not result:
                 return None
             return float(result[0]["value"][1])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"unreadable sample in answer: {result!r}") from exc
-    raise ValueError(f"unexpected result type {kind!r}")
+    raise ValueError(f"unexpected result type {result_type!r}")
 
 
 def _describe(exc: Exception) -> str:

@@ -150,12 +150,14 @@ def assess(spec: InstanceSpec, observed: StatusFacts, was_active: bool, plan: Pl
     return Assessment(PROGRESSING if was_active else PENDING, ready, step, healthy)
 
 
-def _condition(previous: list[Condition], kind: str, state: ConditionState, generation: int, now: str) -> Condition:
+def _condition(
+    previous: list[Condition], condition_type: str, state: ConditionState, generation: int, now: str
+) -> Condition:
     status = "True" if state.holds else "False"
-    before = next((c for c in previous if c.get("type") == kind), None)
+    before = next((c for c in previous if c.get("type") == condition_type), None)
     changed = before is None or before.get("status") != status
     return {
-        "type": kind,
+        "type": condition_type,
         "status": status,
         "reason": state.reason,
         "message": state.message,

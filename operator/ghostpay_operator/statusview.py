@@ -14,14 +14,14 @@ from ghostpay_operator.vocabulary import COLORS
 _MARK = {"Healthy": "✔", "Progressing": "◌", "Pending": "◌", "Degraded": "✖", "RolledBack": "↺"}
 
 
-def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions", []) if c.get("type") == kind), {})
+def _condition(status: dict[str, Any], condition_type: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c.get("type") == condition_type), {})
 
 
 def _headline(status: dict[str, Any]) -> tuple[str, str]:
     """The reason and message that best explain the phase."""
-    for kind in ("Degraded", "Progressing"):
-        found = _condition(status, kind)
+    for condition_type in ("Degraded", "Progressing"):
+        found = _condition(status, condition_type)
         if found.get("status") == "True":
             return found.get("reason", ""), found.get("message", "")
     ready = _condition(status, "Ready")
