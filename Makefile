@@ -36,7 +36,7 @@ image:
 	PYTHON=$(PYTHON) tools/image/build.sh
 
 lint: install
-	$(VENV)/bin/ruff check services operator tests bench load
+	$(VENV)/bin/ruff check services operator devtools tests bench load
 
 typecheck: install
 	$(VENV)/bin/mypy

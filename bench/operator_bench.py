@@ -36,7 +36,7 @@ from tests.operator.kube_helpers import (
     writes_while_idle,
 )
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 
 OPERATOR_VERBS = ("GET", "LIST", "POST", "PATCH", "APPLY")
 
@@ -45,6 +45,12 @@ def operator_requests(cluster: localcluster.Cluster) -> int:
     """Requests of the kinds the operator makes; others' status updates (controllers, KWOK) are left out."""
     counts = api_requests(cluster, OWNED_RESOURCES, OPERATOR_VERBS)
     return sum(n for key, n in counts.items() if not key.endswith("/status") or key == "ghostpayinstances/status")
+
+
+def operator_requests_by_verb(cluster: localcluster.Cluster) -> dict[str, int]:
+    """`operator_requests`, as `VERB resource` -> count (for reading where the requests go)."""
+    counts = api_requests(cluster, OWNED_RESOURCES, OPERATOR_VERBS, by_verb=True)
+    return {k: n for k, n in counts.items() if not k.endswith("/status") or k.endswith("ghostpayinstances/status")}
 
 
 def healthy_count(cluster: localcluster.Cluster, namespace: str) -> int:
@@ -70,17 +76,24 @@ def run(instances: int, idle: float, out: Path) -> dict[str, Any]:
         create_database_secret(cluster, namespace)
         operator = operator_process(cluster, directory, GHOSTPAY_OPERATOR_RESYNC_SECONDS="30").start()
         requests_before = operator_requests(cluster)
+        by_verb_before = operator_requests_by_verb(cluster)
         started = time.monotonic()
         documents = "\n---\n".join(instance_yaml(namespace, f"gp-{i:03d}") for i in range(instances))
         cluster.kubectl("apply", "-f", "-", input=documents, timeout=120)
         wait_for(lambda: healthy_count(cluster, namespace) == instances, 900, f"{instances} Healthy instances", 1)
         converge_seconds = time.monotonic() - started
         requests = operator_requests(cluster) - requests_before
+        by_verb = {
+            key: round((n - by_verb_before.get(key, 0)) / instances, 1)
+            for key, n in sorted(operator_requests_by_verb(cluster).items())
+            if n - by_verb_before.get(key, 0)
+        }
         idle_writes = writes_while_idle(cluster, OWNED_RESOURCES, idle)
         figures = {
             "instances": instances,
             "seconds_until_all_healthy": round(converge_seconds, 1),
             "api_requests_per_instance_to_converge": round(requests / instances, 1),
+            "api_requests_per_instance_by_verb": by_verb,
             "idle_seconds": idle,
             "writes_while_idle": idle_writes,
             "writes_while_idle_total": sum(idle_writes.values()),

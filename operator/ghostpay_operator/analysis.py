@@ -1,6 +1,6 @@
 """Release analysis: the new version's HTTP error rate, asked of Prometheus, as the release state machine's verdict.
 
-`release.decide` reads `Observed.analysis` as `None` (not configured or no data yet), `"pass"` or `"fail"`; this
+`release.decide` reads `ReleaseFacts.analysis` as `None` (not configured or no data yet), `"pass"` or `"fail"`; this
 module produces it. The error rate is the 5xx share of `ghostpay_http_requests_total` over a short window, for the
 pods of one version only (the services label their metrics with `version`, from the `GHOSTPAY_VERSION` environment
 variable the operator sets on every pod):
@@ -26,10 +26,11 @@ from typing import Any
 
 import httpx
 
+from ghostpay_operator.vocabulary import FAIL, PASS, AnalysisVerdict
+
 log = logging.getLogger("ghostpay_operator.analysis")
 
 METRIC = "ghostpay_http_requests_total"
-PASS, FAIL = "pass", "fail"
 
 _DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
 
@@ -52,7 +53,7 @@ def error_rate_query(version: str, window: str = "1m") -> str:
     return f"({errors} or vector(0)) / {total}"
 
 
-def verdict(value: float | None, max_error_rate: float) -> str | None:
+def verdict(value: float | None, max_error_rate: float) -> AnalysisVerdict | None:
     """PASS when the error rate is at most `max_error_rate`, FAIL above it; None when there is no data yet (no
     result, or NaN: no requests in the window)."""
     if value is None or math.isnan(value):
@@ -70,17 +71,17 @@ def parse_result(payload: Any) -> float | None:
     data = payload.get("data")
     if not isinstance(data, dict):
         raise ValueError(f"no data in answer: {payload!r}")
-    kind, result = data.get("resultType"), data.get("result")
+    result_type, result = data.get("resultType"), data.get("result")
     try:
-        if kind == "scalar":
+        if result_type == "scalar":
             return float(result[1])  # type: ignore[index]
-        if kind == "vector" and isinstance(result, list):
+        if result_type == "vector" and isinstance(result, list):
             if not result:
                 return None
             return float(result[0]["value"][1])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ValueError(f"unreadable sample in answer: {result!r}") from exc
-    raise ValueError(f"unexpected result type {kind!r}")
+    raise ValueError(f"unexpected result type {result_type!r}")
 
 
 def _describe(exc: Exception) -> str:
@@ -128,7 +129,7 @@ async def measure(
     max_error_rate: float,
     client: httpx.AsyncClient | None = None,
     timeout: float = 5.0,  # noqa: ASYNC109  # the HTTP timeout handed to httpx, per request
-) -> str | None:
-    """`Observed.analysis` for a release to `version`: "pass", "fail", or None (no data yet, or Prometheus
+) -> AnalysisVerdict | None:
+    """`ReleaseFacts.analysis` for a release to `version`: "pass", "fail", or None (no data yet, or Prometheus
     unavailable — the release then waits, and its progress deadline still applies)."""
     return verdict(await error_rate(prometheus_url, version, client, timeout), max_error_rate)

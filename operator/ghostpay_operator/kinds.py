@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from ghostpay_operator.vocabulary import Phase
+
 Manifest = dict[str, Any]
 
 
@@ -32,7 +34,7 @@ class Condition(TypedDict):
 
 class InstanceStatus(TypedDict, total=False):
     observedGeneration: int
-    phase: str
+    phase: Phase
     conditions: list[Condition]
     activeVersion: str
     activeColor: str

@@ -1,8 +1,9 @@
-"""The operator's only door to the Kubernetes API (lightkube): list what an instance owns, apply a manifest
-with server-side apply under one field manager, read Secrets, write status.
+"""The operator package's only door to the Kubernetes API (lightkube): every client it uses is made here.
 
-Called by `reconcile`; counts its write requests so tests and benchmarks can show that an idle resync
-writes nothing.
+`Kube` is the reconcile pass's facade (async): list what an instance owns, apply a manifest with server-side apply
+under one field manager, create, scale, delete, read Secrets, write status; it counts its write requests so tests
+and benchmarks can show that an idle resync writes nothing. `sync_client` gives the blocking client of the
+key-rotation Job (`keysecret`), and `instance_tree` reads what `ghostpay status` shows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from lightkube import ApiError, AsyncClient, codecs
+from lightkube import ApiError, AsyncClient, Client, codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob, Job
@@ -54,12 +55,14 @@ class Kube:
         self._client = client
         self.writes: Counter[str] = Counter()
 
+    @staticmethod
+    def connect() -> Kube:
+        """A facade over a client for the current kubeconfig (or the pod's ServiceAccount)."""
+        return Kube(AsyncClient(field_manager=meta.FIELD_MANAGER))
+
     async def owned(self, kind: str, namespace: str, instance: str) -> dict[str, Manifest]:
         """Objects of `kind` the operator made for `instance`, by name (one LIST request)."""
-        labels: dict[str, Any] = {
-            "app.kubernetes.io/instance": instance,
-            "app.kubernetes.io/managed-by": meta.MANAGED_BY,
-        }
+        labels: dict[str, Any] = meta.owned_selector(instance)
         found: dict[str, Manifest] = {}
         async for obj in self._client.list(OWNED_KINDS[kind], namespace=namespace, labels=labels):
             manifest = obj.to_dict()
@@ -106,11 +109,12 @@ class Kube:
         patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
         await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        """Resize a Deployment without touching its template (the other colour keeps the version it runs)."""
+    async def scale(self, namespace: str, name: str, replicas: int) -> Manifest:
+        """Resize a Deployment without touching its template (the other colour keeps the version it runs); returns
+        it as the API server now has it."""
         self.writes["Deployment/replicas"] += 1
         log.info("scaling Deployment %s/%s to %d", namespace, name, replicas)
-        await self._client.patch(
+        obj = await self._client.patch(
             Deployment,
             name,
             {"spec": {"replicas": replicas}},
@@ -118,6 +122,8 @@ class Kube:
             patch_type=PatchType.MERGE,
             field_manager=meta.FIELD_MANAGER,
         )
+        result: Manifest = obj.to_dict()
+        return result
 
     async def _get(self, resource: Any, namespace: str, name: str) -> Manifest | None:
         try:
@@ -146,3 +152,16 @@ class Kube:
         await self._client.patch(
             GhostPayInstance.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
         )
+
+
+def sync_client(field_manager: str) -> Client:
+    """A blocking client for the current kubeconfig (or the pod's ServiceAccount) writing as `field_manager`."""
+    return Client(field_manager=field_manager)
+
+
+def instance_tree(name: str, namespace: str, client: Client | None = None) -> tuple[Manifest, list[Manifest]]:
+    """An instance and the Deployments it owns (one GET, one LIST): what `ghostpay status` shows."""
+    client = client or sync_client(meta.FIELD_MANAGER)
+    instance: Manifest = client.get(GhostPayInstance, name, namespace=namespace).to_dict()  # type: ignore[no-untyped-call]
+    labels: dict[str, Any] = meta.owned_selector(name)
+    return instance, [d.to_dict() for d in client.list(Deployment, namespace=namespace, labels=labels)]

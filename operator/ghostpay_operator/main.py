@@ -1,10 +1,10 @@
-"""`ghostpay operator`: run the kopf operator against the current kubeconfig (the operator image's entrypoint)."""
+"""`ghostpay operator`: run the kopf operator against the current kubeconfig (the operator image's entrypoint);
+`ghostpay status`: print an instance as a tree (`statusview`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import kopf
 
@@ -36,19 +36,12 @@ def show_status(name: str, namespace: str, watch: bool) -> None:
     """Print `ghostpay status` for one instance (every 2 s with `watch`, until interrupted)."""
     import time
 
-    from lightkube import Client
-    from lightkube.resources.apps_v1 import Deployment
-
-    from ghostpay_operator import statusview
+    from ghostpay_operator import kube, statusview
     from ghostpay_operator.builders import meta
-    from ghostpay_operator.kube import GhostPayInstance
 
-    client = Client()
-    labels: dict[str, Any] = {"app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": meta.MANAGED_BY}
+    client = kube.sync_client(meta.FIELD_MANAGER)
     while True:
-        instance: dict[str, Any] = client.get(GhostPayInstance, name, namespace=namespace).to_dict()  # type: ignore[no-untyped-call]
-        deployments = [d.to_dict() for d in client.list(Deployment, namespace=namespace, labels=labels)]
-        text = statusview.render(instance, deployments)
+        text = statusview.render(*kube.instance_tree(name, namespace, client))
         print("\033[2J\033[H" + text if watch else text, end="", flush=True)
         if not watch:
             return

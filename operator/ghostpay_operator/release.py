@@ -1,8 +1,10 @@
 """The release state machine: blue-green and canary, with automatic rollback. Pure.
 
-`decide(spec, release, observed, now) -> Plan` is called once per reconcile pass with what the cluster shows;
-the Plan says how many pods each colour should run and on which template, where the Services point, and the
-release record to keep in `status.release` (so an operator restarted at any point resumes from it).
+`decide(spec, desired_hash, stable, release, facts, now) -> Plan` is called once per reconcile pass: `desired_hash`
+is the hash of the pod template the spec asks for, `stable` the colour serving the last promoted template,
+`release` the record kept in `status.release` (so an operator restarted at any point resumes from it) and `facts`
+what the cluster shows. The Plan says how many pods each colour should run and on which template, where the
+Services point, and the release record to keep.
 
 Terms: the *stable* colour serves traffic on the template it was last promoted with; a *release* starts when the
 desired pod template (its hash) differs from the stable one, on the other colour. BlueGreen brings the new colour
@@ -17,111 +19,34 @@ colour, the new one goes to zero, and the release is marked rolled back until th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
+from datetime import datetime
 
+from ghostpay_operator.releaseplan import (
+    NO_DEPLOYMENTS,
+    ColorState,
+    Plan,
+    Release,
+    ReleaseFacts,
+    elapsed,
+    stable_color_of,
+    stamp,
+)
 from ghostpay_operator.spec import InstanceSpec
+from ghostpay_operator.vocabulary import (
+    FAIL,
+    HEALTHY,
+    IN_PROGRESS,
+    PASS,
+    PAUSED,
+    PROGRESSING,
+    ROLLED_BACK,
+    Color,
+    Event,
+    other,
+)
 
-BLUE, GREEN = "blue", "green"
-
-
-def other(color: str) -> str:
-    return GREEN if color == BLUE else BLUE
-
-
-@dataclass(frozen=True)
-class ColorState:
-    """One colour's Deployments, all services together."""
-
-    template_hash: str | None  # None: this colour has no Deployments
-    version: str | None
-    ready: bool  # every service has all its desired pods ready on this template
-
-
-@dataclass(frozen=True)
-class Observed:
-    colors: dict[str, ColorState]
-    migration: str = "succeeded"  # absent | running | succeeded | failed, for the desired image
-    analysis: str | None = None  # None (not configured or not measured yet) | pass | fail
-    promote: bool = False  # ghostpay.io/promote annotation
-    abort: bool = False  # ghostpay.io/abort annotation
-
-
-@dataclass(frozen=True)
-class Release:
-    """`status.release`: the release in progress (or the one last rolled back)."""
-
-    target_hash: str
-    version: str
-    color: str
-    started_at: str
-    step: int = 0  # canary: index into canarySteps
-    step_started_at: str | None = None
-    switched_at: str | None = None  # blue-green: when the Services moved to the new colour
-    outcome: str = "InProgress"  # InProgress | RolledBack
-    reason: str = ""
-    message: str = ""
-
-    def to_status(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @staticmethod
-    def from_status(raw: dict[str, Any] | None) -> Release | None:
-        if not raw:
-            return None
-        return Release(**{k: raw[k] for k in Release.__dataclass_fields__ if k in raw})
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to make true now. `replicas[color]` is a fraction of each service's desired replicas (0..1)."""
-
-    stable_color: str
-    share: dict[str, float]  # per colour, the share of each service's replicas
-    new_template_color: str | None  # the colour that runs the desired template (None: no release)
-    service_selects: str | None  # the colour every Service selects; None: both (canary)
-    preview_selects: str | None
-    release: Release | None
-    phase: str  # Healthy | Progressing | RolledBack | Paused
-    reason: str
-    message: str
-    promoted_version: str | None = None  # set when a release completes: the new stable version
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-
-    @property
-    def active_color(self) -> str:
-        """The colour traffic goes to (`status.activeColor`): the one every Service selects, or during a canary the
-        one running the larger share of pods (the stable one on a tie)."""
-        if self.service_selects is not None:
-            return self.service_selects
-        new = other(self.stable_color)
-        return new if self.share.get(new, 0.0) > self.share.get(self.stable_color, 0.0) else self.stable_color
-
-    @property
-    def serving_colors(self) -> tuple[str, ...]:
-        """The colours whose pods receive traffic: one, or both during a canary."""
-        return (self.service_selects,) if self.service_selects is not None else (BLUE, GREEN)
-
-
-def stable_color_of(active_color: str, release: Release | None) -> str:
-    """The stable colour, from the last status: during a release the one it is not on (traffic may already be on
-    the new colour), otherwise the active one."""
-    if release is not None and release.outcome == "InProgress":
-        return other(release.color)
-    return active_color
-
-
-def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def _elapsed(since: str | None, now: datetime) -> float:
-    return (now - _parse(since)).total_seconds() if since else 0.0
+__all__ = ["ColorState", "Plan", "Release", "ReleaseFacts", "canary_replicas", "decide", "stable_color_of", "steady"]
 
 
 def canary_replicas(replicas: int, percent: int) -> tuple[int, int]:
@@ -130,73 +55,69 @@ def canary_replicas(replicas: int, percent: int) -> tuple[int, int]:
     return new, replicas - new
 
 
-def steady(stable: str, message: str = "") -> Plan:
+def steady(stable: Color, message: str = "") -> Plan:
     """No release: every pod on the stable colour, on the desired template."""
     return Plan(
-        stable, {stable: 1.0, other(stable): 0.0}, stable, stable, None, None, "Healthy", "ReleaseComplete", message
+        stable_color=stable,
+        share={stable: 1.0, other(stable): 0.0},
+        new_template_color=stable,
+        service_selects=stable,
+        preview_selects=None,
+        release=None,
+        phase=HEALTHY,
+        reason="ReleaseComplete",
+        message=message,
     )
 
 
-def _rolled_back(stable: str, release: Release, reason: str, message: str) -> Plan:
-    done = replace(release, outcome="RolledBack", reason=reason, message=message)
+def _rolled_back(stable: Color, release: Release, reason: str, message: str) -> Plan:
+    done = replace(release, outcome=ROLLED_BACK, reason=reason, message=message)
     return Plan(
-        stable,
-        {stable: 1.0, other(stable): 0.0},
-        None,
-        stable,
-        None,
-        done,
-        "RolledBack",
-        reason,
-        message,
-        events=[("Warning", reason, message)] if release.outcome != "RolledBack" else [],
+        stable_color=stable,
+        share={stable: 1.0, other(stable): 0.0},
+        new_template_color=None,
+        service_selects=stable,
+        preview_selects=None,
+        release=done,
+        phase=ROLLED_BACK,
+        reason=reason,
+        message=message,
+        events=[Event("Warning", reason, message)] if release.outcome != ROLLED_BACK else [],
     )
 
 
 def decide(
-    spec: InstanceSpec, desired_hash: str, stable: str, release: Release | None, observed: Observed, now: datetime
+    spec: InstanceSpec, desired_hash: str, stable: Color, release: Release | None, facts: ReleaseFacts, now: datetime
 ) -> Plan:
     """The next step of the release for `spec` (whose pod template hashes to `desired_hash`)."""
-    stable_state = observed.colors.get(stable, ColorState(None, None, False))
+    stable_state = facts.colors.get(stable, NO_DEPLOYMENTS)
     if stable_state.template_hash in (None, desired_hash):
         # Nothing to release: first install (the stable colour is simply built), or the spec is (back) at stable.
         events = (
-            [("Normal", "ReleaseAborted", "The spec is back at the stable version.")]
-            if (release and release.outcome == "InProgress")
+            [Event("Normal", "ReleaseAborted", "The spec is back at the stable version.")]
+            if (release and release.outcome == IN_PROGRESS)
             else []
         )
         plan = steady(stable, f"Version {spec.version} is stable on {stable}.")
         return replace(plan, events=events)
-    if release is not None and release.target_hash == desired_hash and release.outcome == "RolledBack":
+    if release is not None and release.target_hash == desired_hash and release.outcome == ROLLED_BACK:
         return _rolled_back(stable, release, release.reason, release.message)
     if release is None or release.target_hash != desired_hash:
-        release = Release(desired_hash, spec.version, other(stable), _ts(now), step_started_at=_ts(now))
-        return _progress(
-            spec,
-            stable,
-            release,
-            observed,
-            now,
-            [("Normal", "ReleaseStarted", f"Releasing {spec.version} on {release.color}.")],
-        )
-    return _progress(spec, stable, release, observed, now, [])
+        release = Release(desired_hash, spec.version, other(stable), stamp(now), step_started_at=stamp(now))
+        started = Event("Normal", "ReleaseStarted", f"Releasing {spec.version} on {release.color}.")
+        return _progress(spec, stable, release, facts, now, [started])
+    return _progress(spec, stable, release, facts, now, [])
 
 
 def _progress(
-    spec: InstanceSpec,
-    stable: str,
-    release: Release,
-    observed: Observed,
-    now: datetime,
-    events: list[tuple[str, str, str]],
+    spec: InstanceSpec, stable: Color, release: Release, facts: ReleaseFacts, now: datetime, events: list[Event]
 ) -> Plan:
-    new = release.color
-    new_state = observed.colors.get(new, ColorState(None, None, False))
-    if observed.abort:
+    new_state = facts.colors.get(release.color, NO_DEPLOYMENTS)
+    if facts.abort:
         return _rolled_back(stable, release, "Aborted", "The release was aborted (ghostpay.io/abort).")
-    if observed.migration == "failed":
+    if facts.migration == "failed":
         return _rolled_back(stable, release, "MigrationFailed", f"The migration for {release.version} failed.")
-    if observed.analysis == "fail":
+    if facts.analysis == FAIL:
         return _rolled_back(
             stable,
             release,
@@ -205,65 +126,61 @@ def _progress(
         )
     ready = new_state.ready and new_state.template_hash == release.target_hash
     deadline = spec.release.progress_deadline_seconds
-    if release.switched_at is None and _elapsed(release.step_started_at, now) > deadline:
+    if release.switched_at is None and elapsed(release.step_started_at, now) > deadline:
         if not ready:
             return _rolled_back(
                 stable, release, "ProgressDeadlineExceeded", f"{release.version} was not ready within {deadline} s."
             )
-        if spec.release.prometheus_url and observed.analysis is None:  # Prometheus unreachable, or no data
+        if spec.release.prometheus_url and facts.analysis is None:  # Prometheus unreachable, or no data
             message = f"No error rate of {release.version} could be measured within {deadline} s."
             return _rolled_back(stable, release, "AnalysisInconclusive", message)
     if spec.release.strategy == "Canary":
-        return _canary(spec, stable, release, ready, observed, now, events)
-    return _blue_green(spec, stable, release, ready, observed, now, events)
+        return _canary(spec, stable, release, ready, facts, now, events)
+    return _blue_green(spec, stable, release, ready, facts, now, events)
 
 
-def _completed(release: Release, events: list[tuple[str, str, str]]) -> Plan:
+def _completed(release: Release, events: list[Event]) -> Plan:
     """The new colour is the stable one now; the release record is done with."""
     plan = steady(release.color, f"Version {release.version} is stable on {release.color}.")
-    return replace(
-        plan, promoted_version=release.version, events=[*events, ("Normal", "ReleaseComplete", plan.message)]
+    done = Event("Normal", "ReleaseComplete", plan.message)
+    return replace(plan, promoted_version=release.version, events=[*events, done])
+
+
+def _both_up(stable: Color, release: Release, selects: Color, events: list[Event], reason: str, message: str) -> Plan:
+    """Blue-green: both colours at full size, the new one on the desired template, the Services on `selects`."""
+    new = release.color
+    return Plan(
+        stable_color=stable,
+        share={stable: 1.0, new: 1.0},
+        new_template_color=new,
+        service_selects=selects,
+        preview_selects=new,
+        release=release,
+        phase=PROGRESSING,
+        reason=reason,
+        message=message,
+        events=events,
     )
 
 
 def _blue_green(
     spec: InstanceSpec,
-    stable: str,
+    stable: Color,
     release: Release,
     ready: bool,
-    observed: Observed,
+    facts: ReleaseFacts,
     now: datetime,
-    events: list[tuple[str, str, str]],
+    events: list[Event],
 ) -> Plan:
     new = release.color
     if release.switched_at is not None:
-        if _elapsed(release.switched_at, now) >= spec.release.scale_down_delay_seconds:
+        if elapsed(release.switched_at, now) >= spec.release.scale_down_delay_seconds:
             return _completed(release, events)
-        return Plan(
-            stable,
-            {stable: 1.0, new: 1.0},
-            new,
-            new,
-            new,
-            release,
-            "Progressing",
-            "ScalingDown",
-            f"Traffic is on {new}; {stable} stays up for {spec.release.scale_down_delay_seconds} s.",
-            events=events,
-        )
-    waiting = Plan(
-        stable,
-        {stable: 1.0, new: 1.0},
-        new,
-        stable,
-        new,
-        release,
-        "Progressing",
-        "WaitingForReady",
-        f"Starting {release.version} on {new} (preview).",
-        events=events,
-    )
-    if observed.migration != "succeeded":
+        message = f"Traffic is on {new}; {stable} stays up for {spec.release.scale_down_delay_seconds} s."
+        return _both_up(stable, release, new, events, "ScalingDown", message)
+    message = f"Starting {release.version} on {new} (preview)."
+    waiting = _both_up(stable, release, stable, events, "WaitingForReady", message)
+    if facts.migration != "succeeded":
         return replace(
             waiting,
             share={stable: 1.0, new: 0.0},
@@ -272,82 +189,67 @@ def _blue_green(
         )
     if not ready:
         return waiting
-    if spec.release.prometheus_url and observed.analysis is None:
+    if spec.release.prometheus_url and facts.analysis is None:
         return replace(waiting, reason="Analyzing", message=f"Checking the error rate of {release.version}.")
-    if not spec.release.auto_promotion and not observed.promote:
+    if not spec.release.auto_promotion and not facts.promote:
         return replace(
             waiting,
-            phase="Paused",
+            phase=PAUSED,
             reason="WaitingForPromotion",
             message=f"{release.version} is ready on {new}; annotate ghostpay.io/promote to switch.",
         )
-    switched = replace(release, switched_at=_ts(now))
-    return Plan(
-        stable,
-        {stable: 1.0, new: 1.0},
-        new,
-        new,
-        new,
-        switched,
-        "Progressing",
-        "Switched",
-        f"Traffic switched to {release.version} on {new}.",
-        events=[*events, ("Normal", "Switched", f"Traffic switched to {release.version} on {new}.")],
-    )
+    switched = replace(release, switched_at=stamp(now))
+    message = f"Traffic switched to {release.version} on {new}."
+    return _both_up(stable, switched, new, [*events, Event("Normal", "Switched", message)], "Switched", message)
 
 
 def _canary(
     spec: InstanceSpec,
-    stable: str,
+    stable: Color,
     release: Release,
     ready: bool,
-    observed: Observed,
+    facts: ReleaseFacts,
     now: datetime,
-    events: list[tuple[str, str, str]],
+    events: list[Event],
 ) -> Plan:
     new = release.color
     steps = spec.release.canary_steps
     percent = steps[min(release.step, len(steps) - 1)]
-    share = {new: percent / 100, stable: 1 - percent / 100}
-    if observed.migration != "succeeded":
-        return Plan(
-            stable,
-            {stable: 1.0, new: 0.0},
-            new,
-            stable,
-            None,
-            release,
-            "Progressing",
-            "MigrationRunning",
-            f"Migrating the database for {release.version}.",
-            events=events,
-        )
     at_step = Plan(
-        stable,
-        share,
-        new,
-        None,
-        None,
-        release,
-        "Progressing",
-        "CanaryStep",
-        f"{percent}% of pods on {release.version}.",
+        stable_color=stable,
+        share={new: percent / 100, stable: 1 - percent / 100},
+        new_template_color=new,
+        service_selects=None,
+        preview_selects=None,
+        release=release,
+        phase=PROGRESSING,
+        reason="CanaryStep",
+        message=f"{percent}% of pods on {release.version}.",
         events=events,
     )
+    if facts.migration != "succeeded":
+        return replace(
+            at_step,
+            share={stable: 1.0, new: 0.0},
+            service_selects=stable,
+            reason="MigrationRunning",
+            message=f"Migrating the database for {release.version}.",
+        )
     if not ready:
         return at_step
-    held = _elapsed(release.step_started_at, now) >= spec.release.step_seconds
-    analysed = spec.release.prometheus_url is None or observed.analysis == "pass"
+    held = elapsed(release.step_started_at, now) >= spec.release.step_seconds
+    analysed = spec.release.prometheus_url is None or facts.analysis == PASS
     if not (held and analysed):
         return at_step
     if percent >= 100:
         return _completed(release, events)
-    advanced = replace(release, step=release.step + 1, step_started_at=_ts(now))
+    advanced = replace(release, step=release.step + 1, step_started_at=stamp(now))
     next_percent = steps[advanced.step]
+    message = f"{next_percent}% of pods on {release.version}."
     return replace(
         at_step,
         release=advanced,
         share={new: next_percent / 100, stable: 1 - next_percent / 100},
-        message=f"{next_percent}% of pods on {release.version}.",
-        events=[*events, ("Normal", "CanaryStep", f"{next_percent}% of pods on {release.version}.")],
+        message=message,
+        events=[*events, Event("Normal", "CanaryStep", message)],
     )

@@ -10,11 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ghostpay_operator import release
 from ghostpay_operator.kinds import Condition, InstanceStatus
+from ghostpay_operator.releaseplan import DEFAULT_ACTIVE, Plan, stamp
 from ghostpay_operator.spec import InstanceSpec
-
-PENDING, HEALTHY, PROGRESSING, DEGRADED, ROLLED_BACK = "Pending", "Healthy", "Progressing", "Degraded", "RolledBack"
+from ghostpay_operator.vocabulary import (
+    DEGRADED,
+    HEALTHY,
+    PAUSED,
+    PENDING,
+    PROGRESSING,
+    ROLLED_BACK,
+    ConditionState,
+    MigrationState,
+    Phase,
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,10 @@ class RotationRun:
 
 
 @dataclass(frozen=True)
-class Observed:
-    migration: str = "absent"  # absent | running | succeeded | failed
+class StatusFacts:
+    """What the status is computed from, besides the spec, the release plan and the previous status."""
+
+    migration: MigrationState = "absent"
     deployments: dict[str, DeploymentState] = field(default_factory=dict)  # by service, of the serving colours
     problem: Problem | None = None
     rotations: tuple[RotationRun, ...] = ()
@@ -71,81 +82,88 @@ class Observed:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    phase: str
-    ready: tuple[bool, str, str]
-    progressing: tuple[bool, str, str]
-    degraded: tuple[bool, str, str]
+class Assessment:
+    """The phase and the states of the three standard conditions."""
+
+    phase: Phase
+    ready: ConditionState
+    progressing: ConditionState
+    degraded: ConditionState
 
 
-def _ok(spec: InstanceSpec, observed: Observed) -> bool:
+def _ok(spec: InstanceSpec, observed: StatusFacts) -> bool:
     return len(observed.deployments) == len(spec.services) and all(
         d.rolled_out and d.version == spec.version and d.replicas == spec.services[name].replicas
         for name, d in observed.deployments.items()
     )
 
 
-def _serving(spec: InstanceSpec, observed: Observed) -> bool:
+def _serving(spec: InstanceSpec, observed: StatusFacts) -> bool:
     """Every service has at least its minimum of ready pods, whatever their version."""
     return len(observed.deployments) == len(spec.services) and all(
         d.ready >= min(spec.min_replicas, spec.services[name].replicas) for name, d in observed.deployments.items()
     )
 
 
-def verdict(spec: InstanceSpec, observed: Observed, was_active: bool, plan: release.Plan | None = None) -> Verdict:
-    """The phase and the three conditions: (status, reason, message) each."""
+def assess(spec: InstanceSpec, observed: StatusFacts, was_active: bool, plan: Plan | None = None) -> Assessment:
+    """The phase and the three conditions."""
     serving = _serving(spec, observed)
     ready = (
-        (serving, "MinimumReplicasReady", "Every service has its minimum of ready pods.")
+        ConditionState(serving, "MinimumReplicasReady", "Every service has its minimum of ready pods.")
         if serving
-        else (False, "ReplicasNotReady", "Some service has fewer ready pods than its minimum.")
+        else ConditionState(False, "ReplicasNotReady", "Some service has fewer ready pods than its minimum.")
     )
     if observed.problem is not None:
         p = observed.problem
-        return Verdict(
+        return Assessment(
             DEGRADED,
-            ready if serving else (False, p.reason, p.message),
-            (False, p.reason, p.message),
-            (True, p.reason, p.message),
+            ready if serving else ConditionState(False, p.reason, p.message),
+            ConditionState(False, p.reason, p.message),
+            ConditionState(True, p.reason, p.message),
         )
-    healthy = (False, "AsExpected", "Nothing is wrong.")
+    healthy = ConditionState(False, "AsExpected", "Nothing is wrong.")
     if plan is not None and plan.phase == ROLLED_BACK:
-        return Verdict(ROLLED_BACK, ready, (False, plan.reason, plan.message), (True, plan.reason, plan.message))
-    if plan is not None and plan.release is not None and plan.phase in ("Progressing", "Paused"):
-        return Verdict(
-            PROGRESSING, ready, (True, plan.reason, plan.message), (False, "AsExpected", "Nothing is wrong.")
+        return Assessment(
+            ROLLED_BACK,
+            ready,
+            ConditionState(False, plan.reason, plan.message),
+            ConditionState(True, plan.reason, plan.message),
         )
+    if plan is not None and plan.release is not None and plan.phase in (PROGRESSING, PAUSED):
+        return Assessment(PROGRESSING, ready, ConditionState(True, plan.reason, plan.message), healthy)
     if observed.migration == "failed":
         message = f"The database migration Job for {spec.version} failed; see its pod logs."
-        return Verdict(DEGRADED, ready, (False, "MigrationFailed", message), (True, "MigrationFailed", message))
+        failed = ConditionState(True, "MigrationFailed", message)
+        return Assessment(DEGRADED, ready, failed._replace(holds=False), failed)
     if _ok(spec, observed):
         done = f"Version {spec.version} is running with all replicas ready."
-        return Verdict(HEALTHY, (True, "AllReplicasReady", done), (False, "ReleaseComplete", done), healthy)
+        return Assessment(
+            HEALTHY,
+            ConditionState(True, "AllReplicasReady", done),
+            ConditionState(False, "ReleaseComplete", done),
+            healthy,
+        )
     if observed.migration != "succeeded":
-        step = (True, "MigrationRunning", f"Migrating the database for {spec.version}.")
+        step = ConditionState(True, "MigrationRunning", f"Migrating the database for {spec.version}.")
     else:
-        step = (True, "RollingOut", f"Rolling out {spec.version}: waiting for pods to be ready.")
-    return Verdict(PROGRESSING if was_active else PENDING, ready, step, healthy)
+        step = ConditionState(True, "RollingOut", f"Rolling out {spec.version}: waiting for pods to be ready.")
+    return Assessment(PROGRESSING if was_active else PENDING, ready, step, healthy)
 
 
 def _condition(
-    previous: list[Condition], kind: str, state: tuple[bool, str, str], generation: int, now: str
+    previous: list[Condition], condition_type: str, state: ConditionState, generation: int, now: str
 ) -> Condition:
-    status = "True" if state[0] else "False"
-    before = next((c for c in previous if c.get("type") == kind), None)
+    status = "True" if state.holds else "False"
+    before = next((c for c in previous if c.get("type") == condition_type), None)
     changed = before is None or before.get("status") != status
     return {
-        "type": kind,
+        "type": condition_type,
         "status": status,
-        "reason": state[1],
-        "message": state[2],
+        "reason": state.reason,
+        "message": state.message,
         "lastTransitionTime": now if changed or before is None else before["lastTransitionTime"],
         "observedGeneration": generation,
     }
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def last_key_rotation(previous: str | None, runs: tuple[RotationRun, ...]) -> str | None:
@@ -154,50 +172,52 @@ def last_key_rotation(previous: str | None, runs: tuple[RotationRun, ...]) -> st
     times = [run.finished_at for run in runs if run.succeeded]
     if previous:
         times.append(datetime.fromisoformat(previous))
-    return _stamp(max(times)) if times else None
+    return stamp(max(times)) if times else None
 
 
-def key_rotation_state(runs: tuple[RotationRun, ...]) -> tuple[bool, str, str] | None:
+def key_rotation_state(runs: tuple[RotationRun, ...]) -> ConditionState | None:
     """The `KeyRotation` condition from the newest finished rotation Job; None when none has finished."""
     if not runs:
         return None
     newest = max(runs, key=lambda run: (run.finished_at, run.job))
     if newest.succeeded:
-        return (True, "Rotated", f"Key rotation Job {newest.job} completed at {_stamp(newest.finished_at)}.")
-    return (False, "RotationFailed", f"Key rotation Job {newest.job} failed; see its pod logs.")
+        message = f"Key rotation Job {newest.job} completed at {stamp(newest.finished_at)}."
+        return ConditionState(True, "Rotated", message)
+    return ConditionState(False, "RotationFailed", f"Key rotation Job {newest.job} failed; see its pod logs.")
 
 
 def _key_rotation_condition(
-    spec: InstanceSpec, observed: Observed, previous: list[Condition], stamp: str
+    spec: InstanceSpec, observed: StatusFacts, previous: list[Condition], now: str
 ) -> list[Condition]:
     """No condition without `spec.keyRotation`; with it, the newest finished Job's verdict, else the last one."""
     if spec.key_rotation is None:
         return []
     state = key_rotation_state(observed.rotations)
     if state is not None:
-        return [_condition(previous, "KeyRotation", state, spec.generation, stamp)]
+        return [_condition(previous, "KeyRotation", state, spec.generation, now)]
     before = next((c for c in previous if c.get("type") == "KeyRotation"), None)
     return [] if before is None else [{**before, "observedGeneration": spec.generation}]
 
 
 def compute_status(
-    spec: InstanceSpec, observed: Observed, previous: InstanceStatus, now: datetime, plan: release.Plan | None = None
+    spec: InstanceSpec, observed: StatusFacts, previous: InstanceStatus, now: datetime, plan: Plan | None = None
 ) -> InstanceStatus:
-    stamp = _stamp(now)
+    """The new status. Without a plan (tests of the status alone), traffic is taken to reach `spec.version`."""
+    at = stamp(now)
     active_version = previous.get("activeVersion")
-    decided = verdict(spec, observed, was_active=active_version is not None, plan=plan)
+    decided = assess(spec, observed, was_active=active_version is not None, plan=plan)
     conditions = previous.get("conditions", [])
     status: InstanceStatus = {
         **previous,
         "observedGeneration": spec.generation,
         "phase": decided.phase,
         "conditions": [
-            _condition(conditions, "Ready", decided.ready, spec.generation, stamp),
-            _condition(conditions, "Progressing", decided.progressing, spec.generation, stamp),
-            _condition(conditions, "Degraded", decided.degraded, spec.generation, stamp),
-            *_key_rotation_condition(spec, observed, conditions, stamp),
+            _condition(conditions, "Ready", decided.ready, spec.generation, at),
+            _condition(conditions, "Progressing", decided.progressing, spec.generation, at),
+            _condition(conditions, "Degraded", decided.degraded, spec.generation, at),
+            *_key_rotation_condition(spec, observed, conditions, at),
         ],
-        "activeColor": plan.active_color if plan else previous.get("activeColor", "blue"),
+        "activeColor": plan.active_color if plan else previous.get("activeColor", DEFAULT_ACTIVE),
     }
     status.pop("release", None)
     if plan is not None and plan.release is not None:

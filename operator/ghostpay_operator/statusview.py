@@ -1,23 +1,27 @@
 """`ghostpay status`: an instance as a tree, like `kubectl argo rollouts get` — phase and reason, the release in
-progress, and each service's colours with their versions and ready/desired pods. `render` is pure."""
+progress, and each service's colours with their versions and ready/desired pods. `render` is pure; `main` reads
+the instance and its Deployments (`kube.instance_tree`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ghostpay_operator.builders import names
+from ghostpay_operator.releaseplan import DEFAULT_ACTIVE
 from ghostpay_operator.spec import SERVICES
+from ghostpay_operator.vocabulary import COLORS
 
 _MARK = {"Healthy": "✔", "Progressing": "◌", "Pending": "◌", "Degraded": "✖", "RolledBack": "↺"}
 
 
-def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions", []) if c.get("type") == kind), {})
+def _condition(status: dict[str, Any], condition_type: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c.get("type") == condition_type), {})
 
 
 def _headline(status: dict[str, Any]) -> tuple[str, str]:
     """The reason and message that best explain the phase."""
-    for kind in ("Degraded", "Progressing"):
-        found = _condition(status, kind)
+    for condition_type in ("Degraded", "Progressing"):
+        found = _condition(status, condition_type)
         if found.get("status") == "True":
             return found.get("reason", ""), found.get("message", "")
     ready = _condition(status, "Ready")
@@ -28,7 +32,7 @@ def render(instance: dict[str, Any], deployments: list[dict[str, Any]]) -> str:
     metadata, spec, status = instance["metadata"], instance.get("spec", {}), instance.get("status", {})
     phase = status.get("phase", "Pending")
     reason, message = _headline(status)
-    active = status.get("activeColor", "blue")
+    active = status.get("activeColor", DEFAULT_ACTIVE)
     lines = [
         f"Name:       {metadata['name']}",
         f"Namespace:  {metadata['namespace']}",
@@ -52,9 +56,9 @@ def render(instance: dict[str, Any], deployments: list[dict[str, Any]]) -> str:
     for index, service in enumerate(SERVICES):
         last_service = index == len(SERVICES) - 1
         lines.append(("└── " if last_service else "├── ") + service)
-        colors = [c for c in ("blue", "green") if f"{metadata['name']}-{service}-{c}" in by_name]
+        colors = [c for c in COLORS if names.deployment(metadata["name"], service, c) in by_name]
         for position, color in enumerate(colors):
-            deployment = by_name[f"{metadata['name']}-{service}-{color}"]
+            deployment = by_name[names.deployment(metadata["name"], service, color)]
             labels = deployment["metadata"].get("labels", {})
             ready = (deployment.get("status") or {}).get("readyReplicas", 0)
             desired = deployment["spec"].get("replicas", 0)

@@ -299,7 +299,7 @@ def cluster() -> None:
 @_cluster_dir
 def cluster_up(directory: Path) -> None:
     """Start the cluster in DIR (or reuse the one running there) and write DIR/kubeconfig."""
-    from ghostpay_operator import localcluster
+    from ghostpay_devtools import localcluster
 
     try:
         running = localcluster.up(directory)
@@ -312,7 +312,7 @@ def cluster_up(directory: Path) -> None:
 @_cluster_dir
 def cluster_down(directory: Path) -> None:
     """Delete the cluster in DIR; no process of it is left running."""
-    from ghostpay_operator import localcluster
+    from ghostpay_devtools import localcluster
 
     localcluster.down(directory)
     click.echo(f"cluster in {directory} deleted")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import procs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,14 +79,18 @@ def write_requests(cluster: localcluster.Cluster, resources: set[str]) -> dict[s
     return api_requests(cluster, resources, WRITE_VERBS)
 
 
-def api_requests(cluster: localcluster.Cluster, resources: set[str], verbs: tuple[str, ...]) -> dict[str, int]:
-    """Requests with one of `verbs` the API server has answered so far, by resource (from its own metrics)."""
+def api_requests(
+    cluster: localcluster.Cluster, resources: set[str], verbs: tuple[str, ...], by_verb: bool = False
+) -> dict[str, int]:
+    """Requests with one of `verbs` the API server has answered so far, by resource (and verb, `by_verb`: as
+    `VERB resource`), from its own metrics."""
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
     counts: dict[str, int] = {}
     for match in _REQUEST.finditer(text):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
         if labels.get("verb") in verbs and labels.get("resource") in resources:
             key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            key = f"{labels['verb']} {key}" if by_verb else key
             counts[key] = counts.get(key, 0) + int(float(match.group("value")))
     return counts
 

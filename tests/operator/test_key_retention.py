@@ -16,7 +16,7 @@ import pytest
 
 from ghostpay.cards import sealing
 from ghostpay.core.keys.local import LocalKeyStore
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import procs
 from tests.conftest import in_process_api, make_settings
 from tests.operator.kube_helpers import condition, get_json, install_crds, instance_yaml, operator_process, wait_for

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import procs
 from tests.operator.kube_helpers import (
     NEVER,

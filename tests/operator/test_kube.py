@@ -7,7 +7,7 @@ import json
 import pytest
 from lightkube import ApiError, AsyncClient, KubeConfig
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from ghostpay_operator.builders import meta
 from ghostpay_operator.kube import Kube, namespace_terminating
 from tests.operator.kube_helpers import get_json, wait_for

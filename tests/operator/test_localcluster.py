@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 
 pytestmark = pytest.mark.slow
 

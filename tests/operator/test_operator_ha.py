@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import procs
 from tests.operator.kube_helpers import (
     NEVER,

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
+from ghostpay_operator import spec as specs
 from tests import procs
 from tests.operator.kube_helpers import (
     condition,
@@ -27,7 +28,7 @@ from tests.operator.test_analysis import FAULTY, Traffic, start_prometheus, wait
 from tests.operator.test_operator import SETTLE, _deployments, _healthy
 
 pytestmark = pytest.mark.slow
-SERVICES = ("auth", "cards", "charges", "analytics")
+SERVICES = specs.SERVICES
 FAST = {"progressDeadlineSeconds": 20, "scaleDownDelaySeconds": 5, "stepSeconds": 4}
 
 

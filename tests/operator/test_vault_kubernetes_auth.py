@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from ghostpay.core.keys import ring
 from ghostpay.core.keys.vault import VaultKeys
 from ghostpay.core.settings import Settings
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import transit
 from tests.operator.kube_helpers import wait_for
 from tests.vault import DevVault

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ghostpay_operator.builders import meta
+from ghostpay_operator.builders import meta, names
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import SERVICES, InstanceSpec
 
@@ -10,18 +10,6 @@ KEYS_DIR = "/var/run/ghostpay/keys"
 # A rotated key store reaches the pods through the kubelet's refresh of the mounted Secret (a minute or so), then
 # each verifier's own refresh: a new key may sign only after every pod can have seen it.
 MOUNTED_KEYS_ACTIVATION_DELAY_SECONDS = "300"
-
-
-def config_name(spec: InstanceSpec) -> str:
-    return meta.child_name(spec, "config")
-
-
-def service_account_name(spec: InstanceSpec, service: str | None = None) -> str:
-    """The shared ServiceAccount, or in Vault mode `service`'s own: a Vault Kubernetes-auth role binds
-    ServiceAccount names, so one role (one policy) per service needs one ServiceAccount per service."""
-    if service is not None and spec.vault is not None:
-        return meta.child_name(spec, service)
-    return spec.name
 
 
 def key_settings(spec: InstanceSpec) -> dict[str, str]:
@@ -47,17 +35,17 @@ def config_map(spec: InstanceSpec) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": meta.object_meta(spec, config_name(spec)),
+        "metadata": meta.object_meta(spec, names.config_map(spec.name)),
         "data": config_data(spec),
     }
 
 
-def service_account(spec: InstanceSpec, name: str | None = None) -> Manifest:
+def service_account(spec: InstanceSpec, name: str) -> Manifest:
     """No token by default: the pods that need one (to log in to Vault) ask for it themselves."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": meta.object_meta(spec, name or service_account_name(spec)),
+        "metadata": meta.object_meta(spec, name),
         "automountServiceAccountToken": False,
     }
 
@@ -65,5 +53,5 @@ def service_account(spec: InstanceSpec, name: str | None = None) -> Manifest:
 def service_accounts(spec: InstanceSpec) -> list[Manifest]:
     """The shared ServiceAccount (the migration Job's, and the services' without Vault), plus one per service in
     Vault mode."""
-    names = dict.fromkeys([service_account_name(spec), *(service_account_name(spec, s) for s in SERVICES)])
-    return [service_account(spec, name) for name in names]
+    accounts = dict.fromkeys([names.workload_account(spec), *(names.workload_account(spec, s) for s in SERVICES)])
+    return [service_account(spec, name) for name in accounts]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ghostpay_operator import release
-from ghostpay_operator.builders import config, meta, networking, rotation, workloads
+from ghostpay_operator.builders import config, meta, names, networking, rotation, workloads
 from ghostpay_operator.kinds import Manifest
+from ghostpay_operator.release import Plan, canary_replicas
 from ghostpay_operator.spec import SERVICES, InstanceSpec
+from ghostpay_operator.vocabulary import Color
 
 
 @dataclass(frozen=True)
@@ -23,16 +24,16 @@ class Desired:
     key_rotation: Manifest | None = None  # the CronJob; None: there should be none
 
 
-def replicas_by_color(replicas: int, plan: release.Plan) -> dict[str, int]:
+def replicas_by_color(replicas: int, plan: Plan) -> dict[Color, int]:
     """One service's pods per colour for the plan's shares (a canary split keeps the total)."""
     new = plan.new_template_color
     result = {color: round(share * replicas) for color, share in plan.share.items()}
     if new is not None and new != plan.stable_color and 0 < plan.share[new] < 1:
-        result[new], result[plan.stable_color] = release.canary_replicas(replicas, round(plan.share[new] * 100))
+        result[new], result[plan.stable_color] = canary_replicas(replicas, round(plan.share[new] * 100))
     return result
 
 
-def desired_children(spec: InstanceSpec, plan: release.Plan) -> Desired:
+def desired_children(spec: InstanceSpec, plan: Plan) -> Desired:
     supporting = [*config.service_accounts(spec), config.config_map(spec)]
     routing: list[Manifest] = []
     deployments: list[Manifest] = []
@@ -45,7 +46,7 @@ def desired_children(spec: InstanceSpec, plan: release.Plan) -> Desired:
             if color == plan.new_template_color:
                 deployments.append(workloads.deployment(spec, name, color, count))
             else:
-                scale[workloads.deployment_name(spec, name, color)] = count
+                scale[names.deployment(spec.name, name, color)] = count
     return Desired(
         supporting=[meta.stamped(m) for m in supporting],
         routing=[meta.stamped(m) for m in routing],

@@ -1,5 +1,5 @@
-"""The local key store's Secrets (instances without Vault): their names, which workload is given which part, and
-the Secret manifests.
+"""The local key store's Secrets (instances without Vault): which workload is given which part, and the Secret
+manifests (`names` composes their names).
 
 The store is kept in three Secrets, one per part (`ghostpay.core.keys.local.PARTS`), plus the passphrase that
 encrypts the private parts: the public part goes to every service, the signing part only to auth (where tokens
@@ -15,44 +15,22 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from ghostpay.core.keys.local import PARTS, Part
-from ghostpay_operator.builders import meta
+from ghostpay.core.keys.local import Part
+from ghostpay_operator.builders import meta, names
 from ghostpay_operator.kinds import Manifest
-from ghostpay_operator.spec import InstanceSpec
+from ghostpay_operator.spec import SERVICES, InstanceSpec
 
 PASSPHRASE_KEY = "passphrase"  # noqa: S105 - the key inside the passphrase Secret, not a secret
-COMPONENT = "keys"
+COMPONENT = names.KEY_STORE
 RETENTION = "ghostpay.io/retention"
 RETAINED = "Retain"
-WORKLOAD_PARTS: dict[str, tuple[Part, ...]] = {
-    "auth": ("public", "signing"),
-    "cards": ("public", "pan"),
-    "charges": ("public",),
-    "analytics": ("public",),
-}
-
-
-def store_name(spec: InstanceSpec) -> str:
-    """`<instance>-keys`: the prefix of the store's Secrets (what `ghostpay keys rotate --kube-secret` takes)."""
-    return meta.child_name(spec, COMPONENT)
-
-
-def part_secret_name(spec: InstanceSpec, part: Part) -> str:
-    return f"{store_name(spec)}-{part}"
-
-
-def passphrase_secret_name(spec: InstanceSpec) -> str:
-    """The Secret holding the passphrase that encrypts the private parts of the store."""
-    return f"{store_name(spec)}-passphrase"
-
-
-def part_secret_names(spec: InstanceSpec) -> list[str]:
-    return [part_secret_name(spec, part) for part in PARTS]
+# Every service gets the public part; these two also get a private one.
+PRIVATE_PARTS: dict[str, tuple[Part, ...]] = {"auth": ("signing",), "cards": ("pan",)}
 
 
 def parts_of(workload: str) -> tuple[Part, ...]:
     """What `workload` is given of the store: nothing for the migration Job (it touches no key)."""
-    return WORKLOAD_PARTS.get(workload, ())
+    return ("public", *PRIVATE_PARTS.get(workload, ())) if workload in SERVICES else ()
 
 
 def needs_passphrase(workload: str) -> bool:
@@ -64,7 +42,7 @@ def volume(spec: InstanceSpec, workload: str) -> dict[str, Any] | None:
     None in Vault mode or for a workload that needs no key."""
     if spec.vault is not None or not parts_of(workload):
         return None
-    sources = [{"secret": {"name": part_secret_name(spec, part)}} for part in parts_of(workload)]
+    sources = [{"secret": {"name": names.key_part_secret(spec.name, part)}} for part in parts_of(workload)]
     return {"name": "keys", "projected": {"sources": sources, "defaultMode": 0o400}}
 
 

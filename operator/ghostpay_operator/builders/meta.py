@@ -1,4 +1,4 @@
-"""Names, labels, owner references and the spec hash every child object carries."""
+"""Labels, owner references and the spec hash every child object carries (`names` composes their names)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,14 @@ COLOR_LABEL = "ghostpay.io/color"
 FIELD_MANAGER = "ghostpay-operator"
 
 
-def child_name(spec: InstanceSpec, *parts: str) -> str:
-    return "-".join((spec.name, *parts))
+def owned_selector(instance: str) -> dict[str, str]:
+    """The label selector of everything the operator made for `instance` (its LISTs and `ghostpay status` use it)."""
+    return {"app.kubernetes.io/instance": instance, "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 def instance_labels(spec: InstanceSpec) -> dict[str, str]:
-    """Labels on every child: how the operator finds what it owns."""
-    return {
-        "app.kubernetes.io/name": "ghostpay",
-        "app.kubernetes.io/instance": spec.name,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-    }
+    """Labels on every child: how the operator finds what it owns (`owned_selector` selects them)."""
+    return {"app.kubernetes.io/name": "ghostpay", **owned_selector(spec.name)}
 
 
 def service_selector(spec: InstanceSpec, service: str) -> dict[str, str]:

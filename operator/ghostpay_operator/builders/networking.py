@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from ghostpay_operator.builders import meta
+from ghostpay_operator.builders import meta, names
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import InstanceSpec
+from ghostpay_operator.vocabulary import Color
 
 
-def service_name(spec: InstanceSpec, service: str) -> str:
-    return meta.child_name(spec, service)
-
-
-def service(spec: InstanceSpec, name: str, color: str | None, preview: bool = False) -> Manifest:
+def service(spec: InstanceSpec, name: str, color: Color | None, preview: bool = False) -> Manifest:
     """The service's Service (or its preview Service during a release): one colour, or both (`None`, canary)."""
     selector = meta.color_selector(spec, name, color) if color else meta.service_selector(spec, name)
-    full_name = service_name(spec, name) + ("-preview" if preview else "")
+    full_name = names.preview_service(spec.name, name) if preview else names.service(spec.name, name)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -33,7 +30,9 @@ def disruption_budget(spec: InstanceSpec, name: str) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": meta.object_meta(spec, service_name(spec, name), {"app.kubernetes.io/component": name}),
+        "metadata": meta.object_meta(
+            spec, names.disruption_budget(spec.name, name), {"app.kubernetes.io/component": name}
+        ),
         "spec": {
             "minAvailable": max(1, replicas - 1),
             "selector": {"matchLabels": meta.service_selector(spec, name)},

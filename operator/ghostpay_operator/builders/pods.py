@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostpay_operator.builders import config, keys
+from ghostpay_operator.builders import config, keys, names
 from ghostpay_operator.spec import InstanceSpec
 
 HTTP_PORT = 8000
@@ -50,7 +50,7 @@ def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def passphrase_env(spec: InstanceSpec) -> dict[str, Any]:
-    return secret_env("GHOSTPAY_KEYS_PASSPHRASE", keys.passphrase_secret_name(spec), keys.PASSPHRASE_KEY)
+    return secret_env("GHOSTPAY_KEYS_PASSPHRASE", names.key_passphrase_secret(spec.name), keys.PASSPHRASE_KEY)
 
 
 def environment(spec: InstanceSpec, workload: str, values: dict[str, str] | None = None) -> dict[str, Any]:
@@ -68,7 +68,7 @@ def environment(spec: InstanceSpec, workload: str, values: dict[str, str] | None
             *passphrase,
             *({"name": name, "value": value} for name, value in sorted(plain.items())),
         ],
-        "envFrom": [{"configMapRef": {"name": config.config_name(spec)}}],
+        "envFrom": [{"configMapRef": {"name": names.config_map(spec.name)}}],
     }
 
 
@@ -97,7 +97,7 @@ def pod_spec(
     """A hardened pod. `token` mounts the ServiceAccount token: only pods that log in with it (to Vault, or to
     the API server) get one."""
     return {
-        "serviceAccountName": service_account or config.service_account_name(spec),
+        "serviceAccountName": service_account or names.workload_account(spec),
         "automountServiceAccountToken": token,
         "securityContext": pod_security_context(),
         "containers": containers,

@@ -12,11 +12,11 @@ from typing import Any
 
 from croniter import croniter
 
-from ghostpay_operator.builders import config, keys, meta, pods
+from ghostpay_operator.builders import config, meta, names, pods
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import InstanceSpec
 
-COMPONENT = "key-rotation"
+COMPONENT = names.KEY_ROTATION
 INSTANCE_UID = "ghostpay.io/instance-uid"  # on the Jobs, which the CronJob (not the instance) owns
 LABELS = {"app.kubernetes.io/component": COMPONENT}
 RBAC = "rbac.authorization.k8s.io"
@@ -37,22 +37,13 @@ def schedule_problem(schedule: str) -> str | None:
     )
 
 
-def cronjob_name(spec: InstanceSpec) -> str:
-    return meta.child_name(spec, COMPONENT)
-
-
-def service_account_name(spec: InstanceSpec) -> str:
-    """Its own ServiceAccount: a Vault role (`<vault.role>-key-rotation`) or a Role binds to this name alone."""
-    return meta.child_name(spec, COMPONENT)
-
-
 def command(spec: InstanceSpec) -> list[str]:
     """With Vault the keys are rotated there; without it the Job rewrites the key store's Secrets the pods mount."""
     assert spec.key_rotation is not None
     base = ["ghostpay", "keys", "rotate", "--grace-period", spec.key_rotation.grace_period]
     if spec.vault is not None:
         return base
-    return [*base, "--kube-secret", keys.store_name(spec), "--namespace", spec.namespace]
+    return [*base, "--kube-secret", names.key_store(spec.name), "--namespace", spec.namespace]
 
 
 def _container(spec: InstanceSpec) -> dict[str, Any]:
@@ -78,14 +69,14 @@ def cronjob(spec: InstanceSpec) -> Manifest:
         spec,
         [_container(spec)],
         [pods.TMP_VOLUME],
-        service_account=service_account_name(spec),
+        service_account=names.key_rotation_account(spec.name),
         token=True,  # it logs in with it: to Vault, or to the API server to rewrite the key Secrets
         restartPolicy="Never",
     )
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": meta.object_meta(spec, cronjob_name(spec), LABELS),
+        "metadata": meta.object_meta(spec, names.key_rotation_cronjob(spec.name), LABELS),
         "spec": {
             "schedule": spec.key_rotation.schedule,
             "timeZone": "Etc/UTC",  # not the controller-manager's local time
@@ -109,7 +100,8 @@ def cronjob(spec: InstanceSpec) -> Manifest:
 
 def _owned_by(spec: InstanceSpec, kind: str, name: str, cronjob_uid: str) -> dict[str, Any]:
     metadata = meta.object_meta(spec, name, LABELS)
-    owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob_name(spec), "uid": cronjob_uid}
+    cronjob = names.key_rotation_cronjob(spec.name)
+    owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": cronjob, "uid": cronjob_uid}
     metadata["ownerReferences"] = [{**owner, "controller": True}]
     return {"apiVersion": "v1" if kind == "ServiceAccount" else f"{RBAC}/v1", "kind": kind, "metadata": metadata}
 
@@ -117,7 +109,7 @@ def _owned_by(spec: InstanceSpec, kind: str, name: str, cronjob_uid: str) -> dic
 def access(spec: InstanceSpec, cronjob_uid: str) -> list[Manifest]:
     """The Job's ServiceAccount, and a Role (with its binding) allowing get and patch on the key store's Secrets alone.
     With Vault the Role grants nothing: the Job talks to Vault only (its Vault role is what limits it)."""
-    name = service_account_name(spec)
+    name = names.key_rotation_account(spec.name)
     account = {**_owned_by(spec, "ServiceAccount", name, cronjob_uid), "automountServiceAccountToken": False}
     rules = []
     if spec.vault is None:
@@ -125,7 +117,7 @@ def access(spec: InstanceSpec, cronjob_uid: str) -> list[Manifest]:
             {
                 "apiGroups": [""],
                 "resources": ["secrets"],
-                "resourceNames": keys.part_secret_names(spec),
+                "resourceNames": names.key_part_secrets(spec.name),
                 "verbs": ["get", "patch"],
             }
         )

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostpay_operator.builders import config, meta, pods
+from ghostpay_operator.builders import config, meta, names, pods
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import SERVICES, InstanceSpec
+from ghostpay_operator.vocabulary import Color
 
 CONFIG_HASH = "ghostpay.io/config-hash"
 TEMPLATE_HASH = "ghostpay.io/template-hash"
-
-
-def deployment_name(spec: InstanceSpec, service: str, color: str) -> str:
-    return meta.child_name(spec, service, color)
-
-
-def migration_job_name(spec: InstanceSpec) -> str:
-    """One Job per image: a new version migrates once, and re-applying the same version finds it done."""
-    return meta.child_name(spec, "migrate", meta.content_hash(spec.image_ref)[:10])
 
 
 def _topology_spread(spec: InstanceSpec, selector: dict[str, str]) -> list[dict[str, Any]]:
@@ -89,7 +81,7 @@ def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any
             spec,
             [service_container(spec, service)],
             pods.volumes(spec, service),
-            service_account=config.service_account_name(spec, service),
+            service_account=names.workload_account(spec, service),
             token=spec.vault is not None,  # the service logs in to Vault with its ServiceAccount token
             topologySpreadConstraints=_topology_spread(spec, selector),
             terminationGracePeriodSeconds=30,
@@ -103,10 +95,10 @@ def template_hash(spec: InstanceSpec) -> str:
     return meta.content_hash([_pod_template(spec, name, "any") for name in SERVICES])
 
 
-def deployment(spec: InstanceSpec, service: str, color: str, replicas: int) -> Manifest:
+def deployment(spec: InstanceSpec, service: str, color: Color, replicas: int) -> Manifest:
     template = _pod_template(spec, service, color)
     labels = template["metadata"]["labels"]
-    metadata = meta.object_meta(spec, deployment_name(spec, service, color), labels)
+    metadata = meta.object_meta(spec, names.deployment(spec.name, service, color), labels)
     metadata["annotations"] = {TEMPLATE_HASH: template_hash(spec)}
     return {
         "apiVersion": "apps/v1",
@@ -136,7 +128,7 @@ def migration_job(spec: InstanceSpec) -> Manifest:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": meta.object_meta(spec, migration_job_name(spec), labels),
+        "metadata": meta.object_meta(spec, names.migration_job(spec), labels),
         "spec": {
             "backoffLimit": 3,
             "activeDeadlineSeconds": 600,

@@ -1,7 +1,7 @@
 """What a running service holds: settings, the database pool, Redis, keys, the token verifier, the limiter.
 
-Opened once in the app's lifespan and reached from handlers through `deps.runtime`; nothing else keeps
-connections in module globals.
+Opened once in the app's lifespan (kept on `app.state.runtime`) and reached from handlers through the
+`deps.get_runtime` dependency; nothing else keeps connections in module globals.
 """
 
 from __future__ import annotations

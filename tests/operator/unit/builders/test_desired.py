@@ -8,7 +8,7 @@ import pytest
 
 from ghostpay_operator import release
 from ghostpay_operator import spec as specs
-from ghostpay_operator.builders import desired, meta, networking, workloads
+from ghostpay_operator.builders import desired, meta, names, networking, workloads
 from tests.operator.samples import body
 
 
@@ -113,8 +113,8 @@ def test_the_same_spec_always_builds_the_same_hashes() -> None:
 def test_one_migration_job_per_image() -> None:
     parsed = specs.parse(body())
     newer = specs.parse(body(version="1.5.0"))
-    assert workloads.migration_job_name(parsed) == workloads.migration_job_name(specs.parse(body()))
-    assert workloads.migration_job_name(parsed) != workloads.migration_job_name(newer)
+    assert names.migration_job(parsed) == names.migration_job(specs.parse(body()))
+    assert names.migration_job(parsed) != names.migration_job(newer)
     job = workloads.migration_job(parsed)
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["ghostpay", "migrate"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
@@ -122,15 +122,15 @@ def test_one_migration_job_per_image() -> None:
 
 def _plan_for(share_green: float, selects: str | None, new: str | None = "green") -> release.Plan:
     return release.Plan(
-        "blue",
-        {"blue": 1.0 if share_green in (0.0, 1.0) else 1 - share_green, "green": share_green},
-        new,
-        selects,
-        "green",
-        None,
-        "Progressing",
-        "r",
-        "m",
+        stable_color="blue",
+        share={"blue": 1.0 if share_green in (0.0, 1.0) else 1 - share_green, "green": share_green},
+        new_template_color=new,  # type: ignore[arg-type]
+        service_selects=selects,  # type: ignore[arg-type]
+        preview_selects="green",
+        release=None,
+        phase="Progressing",
+        reason="r",
+        message="m",
     )
 
 
@@ -160,7 +160,17 @@ def test_a_canary_step_splits_each_service_and_selects_both_colors(share: float,
 
 
 def test_a_rollback_only_resizes_both_colors() -> None:
-    plan = release.Plan("blue", {"blue": 1.0, "green": 0.0}, None, "blue", None, None, "RolledBack", "r", "m")
+    plan = release.Plan(
+        stable_color="blue",
+        share={"blue": 1.0, "green": 0.0},
+        new_template_color=None,
+        service_selects="blue",
+        preview_selects=None,
+        release=None,
+        phase="RolledBack",
+        reason="r",
+        message="m",
+    )
     children = desired.desired_children(specs.parse(body(version="2.0.0")), plan)
     assert children.deployments == []
     assert children.scale["payments-cards-blue"] == 2 and children.scale["payments-cards-green"] == 0

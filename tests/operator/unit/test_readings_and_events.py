@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ghostpay_operator import reconcile
+from ghostpay_operator import decide, readings
 from ghostpay_operator import status as st
 from ghostpay_operator.kinds import InstanceStatus
 
@@ -33,7 +33,7 @@ def test_rotation_runs_are_the_finished_key_rotation_jobs() -> None:
             {"app.kubernetes.io/component": "migrate"}, [("Complete", "True", "2026-01-04T00:00:00Z")]
         ),
     }
-    assert reconcile.rotation_runs(jobs) == (
+    assert readings.rotation_runs(jobs) == (
         st.RotationRun("payments-key-rotation-1", True, datetime(2026, 1, 1, 0, 0, 8, tzinfo=UTC)),
         st.RotationRun("payments-key-rotation-2", False, datetime(2026, 1, 2, tzinfo=UTC)),
     )
@@ -51,13 +51,13 @@ def _status(condition: tuple[str, str] | None, rotated: str | None = None) -> In
 
 def test_a_newly_failed_rotation_is_a_warning_once() -> None:
     failed = _status(("False", "Key rotation Job r-2 failed"))
-    assert reconcile._rotation_events(_status(("True", "r-1 done")), failed) == [
+    assert decide.rotation_events(_status(("True", "r-1 done")), failed) == [
         ("Warning", "KeyRotationFailed", "Key rotation Job r-2 failed")
     ]
-    assert reconcile._rotation_events(_status(None), failed)[0][1] == "KeyRotationFailed"
-    assert reconcile._rotation_events(failed, failed) == []  # the same failure again: no new event
+    assert decide.rotation_events(_status(None), failed)[0][1] == "KeyRotationFailed"
+    assert decide.rotation_events(failed, failed) == []  # the same failure again: no new event
     other = _status(("False", "Key rotation Job r-3 failed"))
-    assert reconcile._rotation_events(failed, other) == [
+    assert decide.rotation_events(failed, other) == [
         ("Warning", "KeyRotationFailed", "Key rotation Job r-3 failed")
     ]
 
@@ -65,7 +65,7 @@ def test_a_newly_failed_rotation_is_a_warning_once() -> None:
 def test_a_new_rotation_time_is_a_normal_event() -> None:
     before = _status(("True", "r-1 done"), "2026-01-01T00:00:00Z")
     after = _status(("True", "r-2 done"), "2026-01-02T00:00:00Z")
-    assert reconcile._rotation_events(before, after) == [
+    assert decide.rotation_events(before, after) == [
         ("Normal", "KeyRotated", "The signing keys were rotated at 2026-01-02T00:00:00Z.")
     ]
-    assert reconcile._rotation_events(after, after) == []
+    assert decide.rotation_events(after, after) == []

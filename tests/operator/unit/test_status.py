@@ -30,7 +30,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
     ("observed", "previous", "phase", "conditions"),
     [
         (
-            st.Observed("running"),
+            st.StatusFacts("running"),
             {},
             "Pending",
             {
@@ -40,7 +40,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
             },
         ),
         (
-            st.Observed("succeeded", _deployments(ready=1, updated=2)),
+            st.StatusFacts("succeeded", _deployments(ready=1, updated=2)),
             {},
             "Pending",
             {
@@ -50,7 +50,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
             },
         ),
         (
-            st.Observed("succeeded", _deployments()),
+            st.StatusFacts("succeeded", _deployments()),
             {},
             "Healthy",
             {
@@ -60,7 +60,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
             },
         ),
         (
-            st.Observed("succeeded", _deployments("1.3.0")),
+            st.StatusFacts("succeeded", _deployments("1.3.0")),
             {"activeVersion": "1.3.0"},
             "Progressing",
             {
@@ -70,7 +70,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
             },
         ),
         (
-            st.Observed("failed", _deployments("1.3.0")),
+            st.StatusFacts("failed", _deployments("1.3.0")),
             {"activeVersion": "1.3.0"},
             "Degraded",
             {
@@ -80,7 +80,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
             },
         ),
         (
-            st.Observed(problem=st.Problem("DatabaseSecretMissing", "no Secret payments-db")),
+            st.StatusFacts(problem=st.Problem("DatabaseSecretMissing", "no Secret payments-db")),
             {},
             "Degraded",
             {
@@ -92,7 +92,7 @@ def _conditions(status: InstanceStatus) -> dict[str, tuple[str, str]]:
     ],
 )
 def test_phase_and_conditions(
-    observed: st.Observed, previous: dict[str, Any], phase: str, conditions: dict[str, tuple[str, str]]
+    observed: st.StatusFacts, previous: dict[str, Any], phase: str, conditions: dict[str, tuple[str, str]]
 ) -> None:
     status = st.compute_status(SPEC, observed, previous, T0)  # type: ignore[arg-type]
     assert status["phase"] == phase
@@ -102,11 +102,11 @@ def test_phase_and_conditions(
 
 
 def test_a_healthy_release_records_active_and_previous_versions() -> None:
-    first = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), {}, T0)
+    first = st.compute_status(SPEC, st.StatusFacts("succeeded", _deployments()), {}, T0)
     assert (first["activeVersion"], first.get("previousVersion")) == ("1.4.0", None)
     assert (first["readyReplicas"], first["replicas"], first["readyText"]) == (8, 8, "8/8")
     newer = specs.parse(body(version="1.5.0"))
-    second = st.compute_status(newer, st.Observed("succeeded", _deployments("1.5.0")), first, T0)
+    second = st.compute_status(newer, st.StatusFacts("succeeded", _deployments("1.5.0")), first, T0)
     assert (second["activeVersion"], second["previousVersion"]) == ("1.5.0", "1.4.0")
 
 
@@ -114,15 +114,23 @@ def test_the_active_version_is_the_one_traffic_reaches_during_a_release() -> Non
     """At a blue-green switch (or past half of a canary) the active colour's pods run the new version: the status
     says so at once, not when the old colour has been scaled down."""
     newer = specs.parse(body(version="1.5.0"))
-    first = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), {}, T0)
+    first = st.compute_status(SPEC, st.StatusFacts("succeeded", _deployments()), {}, T0)
     switched = release.Plan(
-        "blue", {"blue": 1.0, "green": 1.0}, "green", "green", "green", RELEASE, "Progressing", "", ""
+        stable_color="blue",
+        share={"blue": 1.0, "green": 1.0},
+        new_template_color="green",
+        service_selects="green",
+        preview_selects="green",
+        release=RELEASE,
+        phase="Progressing",
+        reason="",
+        message="",
     )
-    serving = st.Observed("succeeded", _deployments("1.5.0"), active_version="1.5.0")
+    serving = st.StatusFacts("succeeded", _deployments("1.5.0"), active_version="1.5.0")
     during = st.compute_status(newer, serving, first, T0, switched)
     assert (during["phase"], during["activeColor"]) == ("Progressing", "green")
     assert (during["activeVersion"], during["previousVersion"]) == ("1.5.0", "1.4.0")
-    not_serving = st.Observed("succeeded", _deployments("1.5.0", ready=0), active_version="1.5.0")
+    not_serving = st.StatusFacts("succeeded", _deployments("1.5.0", ready=0), active_version="1.5.0")
     assert st.compute_status(newer, not_serving, first, T0, switched)["activeVersion"] == "1.4.0"
 
 
@@ -131,8 +139,18 @@ def test_a_canary_counts_the_ready_pods_of_both_colors() -> None:
     both = st.combined([stable, canary])
     assert (both.version, both.replicas, both.ready, both.updated, both.current) == ("1.4.0", 2, 2, 2, True)
     assert not st.combined([stable, st.DeploymentState("1.5.0", 1, 0, 0, False)]).current
-    observed = st.Observed("succeeded", dict.fromkeys(specs.SERVICES, both), active_version="1.4.0")
-    half = release.Plan("blue", {"blue": 0.5, "green": 0.5}, "green", None, None, RELEASE, "Progressing", "", "")
+    observed = st.StatusFacts("succeeded", dict.fromkeys(specs.SERVICES, both), active_version="1.4.0")
+    half = release.Plan(
+        stable_color="blue",
+        share={"blue": 0.5, "green": 0.5},
+        new_template_color="green",
+        service_selects=None,
+        preview_selects=None,
+        release=RELEASE,
+        phase="Progressing",
+        reason="",
+        message="",
+    )
     status = st.compute_status(SPEC, observed, {"activeVersion": "1.4.0"}, T0, half)
     assert (status["readyReplicas"], status["replicas"]) == (8, 8)
     assert _conditions(status)["Ready"] == ("True", "MinimumReplicasReady")
@@ -140,12 +158,12 @@ def test_a_canary_counts_the_ready_pods_of_both_colors() -> None:
 
 def test_transition_times_move_only_when_a_status_changes() -> None:
     later = T0 + timedelta(minutes=5)
-    pending = st.compute_status(SPEC, st.Observed("running"), {}, T0)
-    still = st.compute_status(SPEC, st.Observed("succeeded", _deployments(ready=0)), pending, later)
+    pending = st.compute_status(SPEC, st.StatusFacts("running"), {}, T0)
+    still = st.compute_status(SPEC, st.StatusFacts("succeeded", _deployments(ready=0)), pending, later)
     assert [c["lastTransitionTime"] for c in still["conditions"]] == [
         c["lastTransitionTime"] for c in pending["conditions"]
     ]
-    healthy = st.compute_status(SPEC, st.Observed("succeeded", _deployments()), still, later)
+    healthy = st.compute_status(SPEC, st.StatusFacts("succeeded", _deployments()), still, later)
     times = {c["type"]: c["lastTransitionTime"] for c in healthy["conditions"]}
     assert times == {
         "Ready": "2026-01-01T00:05:00Z",
@@ -155,19 +173,19 @@ def test_transition_times_move_only_when_a_status_changes() -> None:
 
 
 def test_the_same_observation_gives_the_same_status() -> None:
-    observed = st.Observed("succeeded", _deployments())
+    observed = st.StatusFacts("succeeded", _deployments())
     first = st.compute_status(SPEC, observed, {}, T0)
     assert st.compute_status(SPEC, observed, first, T0 + timedelta(hours=1)) == first
 
 
 ROTATING = specs.parse(body(keyRotation={"schedule": "0 3 * * *", "gracePeriod": "24h"}))
-HEALTHY = st.Observed("succeeded", _deployments())
+HEALTHY = st.StatusFacts("succeeded", _deployments())
 
 
-def _rotated(*runs: tuple[str, bool, int]) -> st.Observed:
+def _rotated(*runs: tuple[str, bool, int]) -> st.StatusFacts:
     """Finished rotation Jobs as (name, succeeded, minutes after T0)."""
     finished = tuple(st.RotationRun(name, ok, T0 + timedelta(minutes=m)) for name, ok, m in runs)
-    return st.Observed("succeeded", _deployments(), rotations=finished)
+    return st.StatusFacts("succeeded", _deployments(), rotations=finished)
 
 
 def _key_rotation(status: InstanceStatus) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from tests.operator.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OLD, NEW = "hash-old", "hash-new"
+Facts = rel.ReleaseFacts
 
 
 def _spec(**release: Any) -> specs.InstanceSpec:
@@ -52,7 +53,7 @@ def _later(seconds: float) -> datetime:
 
 
 def test_a_first_install_builds_the_stable_color() -> None:
-    plan = rel.decide(_spec(), NEW, "blue", None, rel.Observed(_colors(blue=None)), T0)
+    plan = rel.decide(_spec(), NEW, "blue", None, Facts(_colors(blue=None)), T0)
     assert (plan.phase, plan.new_template_color, plan.service_selects, plan.share) == (
         "Healthy",
         "blue",
@@ -63,12 +64,12 @@ def test_a_first_install_builds_the_stable_color() -> None:
 
 
 def test_a_spec_at_the_stable_template_is_steady() -> None:
-    plan = rel.decide(_spec(), OLD, "blue", None, rel.Observed(_colors()), T0)
+    plan = rel.decide(_spec(), OLD, "blue", None, Facts(_colors()), T0)
     assert plan.phase == "Healthy" and plan.events == []
 
 
 def test_going_back_to_the_stable_version_ends_a_release_at_once() -> None:
-    plan = rel.decide(_spec(), OLD, "blue", _started(), rel.Observed(_colors(green=NEW)), _later(5))
+    plan = rel.decide(_spec(), OLD, "blue", _started(), Facts(_colors(green=NEW)), _later(5))
     assert plan.phase == "Healthy" and plan.share == {"blue": 1.0, "green": 0.0} and plan.release is None
     assert [e[1] for e in plan.events] == ["ReleaseAborted"]
 
@@ -77,7 +78,7 @@ def test_going_back_to_the_stable_version_ends_a_release_at_once() -> None:
 
 
 def test_a_new_template_starts_a_release_on_the_other_color() -> None:
-    plan = rel.decide(_spec(), NEW, "blue", None, rel.Observed(_colors()), T0)
+    plan = rel.decide(_spec(), NEW, "blue", None, Facts(_colors()), T0)
     assert plan.release is not None and plan.release.color == "green" and plan.release.target_hash == NEW
     assert (plan.phase, plan.reason, plan.service_selects, plan.preview_selects) == (
         "Progressing",
@@ -90,24 +91,24 @@ def test_a_new_template_starts_a_release_on_the_other_color() -> None:
 
 
 def test_the_new_color_waits_for_the_migration() -> None:
-    plan = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(), migration="running"), _later(5))
+    plan = rel.decide(_spec(), NEW, "blue", _started(), Facts(_colors(), migration="running"), _later(5))
     assert plan.reason == "MigrationRunning" and plan.share["green"] == 0.0 and plan.service_selects == "blue"
 
 
 def test_traffic_stays_until_the_new_color_is_ready() -> None:
-    plan = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(green=NEW)), _later(100))
+    plan = rel.decide(_spec(), NEW, "blue", _started(), Facts(_colors(green=NEW)), _later(100))
     assert (plan.reason, plan.service_selects) == ("WaitingForReady", "blue")
 
 
 def test_a_ready_new_color_takes_the_traffic() -> None:
-    plan = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(green=NEW, green_ready=True)), _later(100))
+    plan = rel.decide(_spec(), NEW, "blue", _started(), Facts(_colors(green=NEW, green_ready=True)), _later(100))
     assert (plan.reason, plan.service_selects, plan.share) == ("Switched", "green", {"blue": 1.0, "green": 1.0})
     assert plan.release is not None and plan.release.switched_at == "2026-01-01T00:01:40Z"
 
 
 def test_the_old_color_stays_for_the_scale_down_delay_then_goes() -> None:
     switched = _started(switched_at="2026-01-01T00:01:40Z")
-    observed = rel.Observed(_colors(green=NEW, green_ready=True))
+    observed = Facts(_colors(green=NEW, green_ready=True))
     during = rel.decide(_spec(), NEW, "blue", switched, observed, _later(100 + 29))
     assert (during.reason, during.share, during.service_selects) == (
         "ScalingDown",
@@ -127,25 +128,25 @@ def test_the_old_color_stays_for_the_scale_down_delay_then_goes() -> None:
 def test_analysis_is_awaited_then_gates_the_switch() -> None:
     spec = _spec(analysis={"prometheusUrl": "http://prometheus:9090"})
     ready = _colors(green=NEW, green_ready=True)
-    assert rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(10)).reason == "Analyzing"
+    assert rel.decide(spec, NEW, "blue", _started(), Facts(ready), _later(10)).reason == "Analyzing"
     assert (
-        rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready, analysis="pass"), _later(10)).reason == "Switched"
+        rel.decide(spec, NEW, "blue", _started(), Facts(ready, analysis="pass"), _later(10)).reason == "Switched"
     )
 
 
 def test_without_auto_promotion_it_pauses_until_promoted() -> None:
     spec = _spec(autoPromotion=False)
     ready = _colors(green=NEW, green_ready=True)
-    paused = rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(10))
+    paused = rel.decide(spec, NEW, "blue", _started(), Facts(ready), _later(10))
     assert (paused.phase, paused.reason, paused.service_selects) == ("Paused", "WaitingForPromotion", "blue")
-    assert rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready, promote=True), _later(10)).reason == "Switched"
-    waiting_long = rel.decide(spec, NEW, "blue", _started(), rel.Observed(ready), _later(3000))
+    assert rel.decide(spec, NEW, "blue", _started(), Facts(ready, promote=True), _later(10)).reason == "Switched"
+    waiting_long = rel.decide(spec, NEW, "blue", _started(), Facts(ready), _later(3000))
     assert waiting_long.reason == "WaitingForPromotion"  # a person's decision has no deadline
 
 
 def test_traffic_and_the_active_color_move_together() -> None:
-    ready = rel.Observed(_colors(green=NEW, green_ready=True))
-    waiting = rel.decide(_spec(), NEW, "blue", _started(), rel.Observed(_colors(green=NEW)), _later(10))
+    ready = Facts(_colors(green=NEW, green_ready=True))
+    waiting = rel.decide(_spec(), NEW, "blue", _started(), Facts(_colors(green=NEW)), _later(10))
     switched = rel.decide(_spec(), NEW, "blue", _started(), ready, _later(100))
     scaling_down = rel.decide(_spec(), NEW, "blue", switched.release, ready, _later(110))
     assert [p.active_color for p in (waiting, switched, scaling_down)] == ["blue", "green", "green"]
@@ -168,14 +169,14 @@ def test_the_stable_color_is_read_back_from_status(release: rel.Release | None, 
 @pytest.mark.parametrize(
     ("observed", "at", "reason"),
     [
-        (rel.Observed(_colors(green=NEW)), 301, "ProgressDeadlineExceeded"),
-        (rel.Observed(_colors(green=NEW, green_ready=True), analysis="fail"), 10, "AnalysisFailed"),
-        (rel.Observed(_colors(green=NEW, green_ready=True)), 301, "AnalysisInconclusive"),  # no data by the deadline
-        (rel.Observed(_colors(green=NEW), abort=True), 10, "Aborted"),
-        (rel.Observed(_colors(), migration="failed"), 10, "MigrationFailed"),
+        (Facts(_colors(green=NEW)), 301, "ProgressDeadlineExceeded"),
+        (Facts(_colors(green=NEW, green_ready=True), analysis="fail"), 10, "AnalysisFailed"),
+        (Facts(_colors(green=NEW, green_ready=True)), 301, "AnalysisInconclusive"),  # no data by the deadline
+        (Facts(_colors(green=NEW), abort=True), 10, "Aborted"),
+        (Facts(_colors(), migration="failed"), 10, "MigrationFailed"),
     ],
 )
-def test_a_failing_release_rolls_back(observed: rel.Observed, at: float, reason: str) -> None:
+def test_a_failing_release_rolls_back(observed: Facts, at: float, reason: str) -> None:
     analysed = reason in ("AnalysisFailed", "AnalysisInconclusive")
     spec = _spec(analysis={"prometheusUrl": "http://p:9090"}) if analysed else _spec()
     plan = rel.decide(spec, NEW, "blue", _started(), observed, _later(at))
@@ -192,15 +193,15 @@ def test_a_failing_release_rolls_back(observed: rel.Observed, at: float, reason:
 
 def test_a_rolled_back_release_stays_so_until_the_spec_changes() -> None:
     rolled = _started(outcome="RolledBack", reason="ProgressDeadlineExceeded", message="not ready")
-    again = rel.decide(_spec(), NEW, "blue", rolled, rel.Observed(_colors(green=NEW)), _later(1000))
+    again = rel.decide(_spec(), NEW, "blue", rolled, Facts(_colors(green=NEW)), _later(1000))
     assert again.phase == "RolledBack" and again.events == []  # no new event on every pass
-    newer = rel.decide(_spec(), "hash-newer", "blue", rolled, rel.Observed(_colors(green=NEW)), _later(1000))
+    newer = rel.decide(_spec(), "hash-newer", "blue", rolled, Facts(_colors(green=NEW)), _later(1000))
     assert newer.phase == "Progressing" and newer.release is not None and newer.release.target_hash == "hash-newer"
 
 
 def test_the_deadline_does_not_apply_once_traffic_has_moved() -> None:
     switched = _started(switched_at="2026-01-01T00:01:40Z")
-    plan = rel.decide(_spec(), NEW, "blue", switched, rel.Observed(_colors(green=NEW, green_ready=False)), _later(301))
+    plan = rel.decide(_spec(), NEW, "blue", switched, Facts(_colors(green=NEW, green_ready=False)), _later(301))
     assert plan.phase != "RolledBack"
 
 
@@ -209,8 +210,8 @@ def test_the_deadline_does_not_apply_once_traffic_has_moved() -> None:
 
 def test_canary_moves_through_its_steps() -> None:
     spec = _spec(strategy="Canary", canarySteps=[10, 50, 100], stepSeconds=60)
-    ready = rel.Observed(_colors(green=NEW, green_ready=True))
-    start = rel.decide(spec, NEW, "blue", None, rel.Observed(_colors()), T0)
+    ready = Facts(_colors(green=NEW, green_ready=True))
+    start = rel.decide(spec, NEW, "blue", None, Facts(_colors()), T0)
     assert start.share == {"green": 0.1, "blue": 0.9} and start.service_selects is None
     assert start.serving_colors == ("blue", "green")
     holding = rel.decide(spec, NEW, "blue", start.release, ready, _later(59))
@@ -231,7 +232,7 @@ def test_canary_moves_through_its_steps() -> None:
 
 def test_a_canary_step_without_analysis_data_rolls_back_at_the_deadline() -> None:
     spec = _spec(strategy="Canary", analysis={"prometheusUrl": "http://p:9090"})
-    ready = rel.Observed(_colors(green=NEW, green_ready=True))
+    ready = Facts(_colors(green=NEW, green_ready=True))
     at_step = _started(step=1, step_started_at="2026-01-01T00:10:00Z")
     assert rel.decide(spec, NEW, "blue", at_step, ready, _later(600 + 299)).reason == "CanaryStep"
     assert rel.decide(spec, NEW, "blue", at_step, ready, _later(600 + 301)).reason == "AnalysisInconclusive"
@@ -244,7 +245,7 @@ def test_a_canary_failing_analysis_rolls_back() -> None:
         NEW,
         "blue",
         _started(step=1),
-        rel.Observed(_colors(green=NEW, green_ready=True), analysis="fail"),
+        Facts(_colors(green=NEW, green_ready=True), analysis="fail"),
         _later(30),
     )
     assert (plan.phase, plan.reason, plan.share) == ("RolledBack", "AnalysisFailed", {"blue": 1.0, "green": 0.0})

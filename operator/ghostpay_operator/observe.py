@@ -1,0 +1,100 @@
+"""observe: the only code of a reconcile pass that reads — the API server through `kube.Kube`, Prometheus through
+`analysis`, the database through `database` — building one frozen `Observation` that `decide` works from.
+
+Children are read one LIST per kind by the instance's labels, never object by object; Secrets are read by name,
+since the operator's role may not list Secrets. The database and Prometheus are asked only when the answer can
+matter: the database only before a new key store would be made, Prometheus only while a release's new colour is up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ghostpay_operator import analysis, database, readings
+from ghostpay_operator import spec as specs
+from ghostpay_operator import status as st
+from ghostpay_operator.builders import names
+from ghostpay_operator.kinds import InstanceStatus, Manifest
+from ghostpay_operator.kube import Kube
+from ghostpay_operator.readings import Observation, spec_problem, without_kopf
+from ghostpay_operator.releaseplan import Release
+from ghostpay_operator.vocabulary import COLORS, IN_PROGRESS, AnalysisVerdict
+
+SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget", "CronJob")
+KEY_ROTATION_ACCESS_KINDS = ("Role", "RoleBinding")  # listed only with spec.keyRotation: they go with the CronJob
+ROUTING_AND_WORKLOAD_KINDS = ("Service", "Deployment", "Job")
+
+
+async def _children(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, dict[str, Manifest]]:
+    """What the instance owns, one LIST per kind; a workloads-only pass skips the supporting kinds."""
+    kinds: tuple[str, ...] = SUPPORTING_KINDS + ROUTING_AND_WORKLOAD_KINDS if full else ROUTING_AND_WORKLOAD_KINDS
+    if full and spec.key_rotation is not None:
+        kinds += KEY_ROTATION_ACCESS_KINDS
+    return {kind: await kube.owned(kind, spec.namespace, spec.name) for kind in kinds}
+
+
+async def _key_secrets(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, Manifest]:
+    found: dict[str, Manifest] = {}
+    if full and spec.vault is None:
+        for name in (names.key_passphrase_secret(spec.name), *names.key_part_secrets(spec.name)):
+            secret = await kube.secret(spec.namespace, name)
+            if secret is not None:
+                found[name] = secret
+    return found
+
+
+async def _referenced_secrets(kube: Kube, spec: specs.InstanceSpec) -> tuple[st.Problem | None, str | None]:
+    """A problem with the database or Redis Secret, or the database's DSN."""
+    name = spec.database_secret
+    dsn = readings.secret_value(
+        await kube.secret(spec.namespace, name), name, spec.database_key, "spec.database.secretRef", "Database"
+    )
+    if isinstance(dsn, st.Problem):
+        return dsn, None
+    if spec.redis_secret is not None:
+        name = spec.redis_secret
+        url = readings.secret_value(
+            await kube.secret(spec.namespace, name), name, spec.redis_key, "spec.redis.secretRef", "Redis"
+        )
+        if isinstance(url, st.Problem):
+            return url, dsn
+    return None, dsn
+
+
+async def _analysis(
+    spec: specs.InstanceSpec, previous: InstanceStatus, deployments: dict[str, Manifest]
+) -> AnalysisVerdict | None:
+    """The new version's error rate against `maxErrorRate`, once its pods are up and a release is under way.
+    None (no data yet, or Prometheus unreachable) holds the release; the deadline then rolls it back."""
+    url = spec.release.prometheus_url
+    current = Release.from_status(previous.get("release"))
+    if url is None or current is None or current.outcome != IN_PROGRESS:
+        return None
+    colors = {c: readings.color_state(spec, deployments, c) for c in COLORS}
+    if not colors[current.color].ready:
+        return None
+    return await analysis.measure(url, current.version, spec.release.max_error_rate)
+
+
+async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Observation:
+    spec = specs.parse(body)
+    previous = without_kopf(body.get("status") or {})
+    children = await _children(kube, spec, full)
+    key_secrets = await _key_secrets(kube, spec, full)
+    referenced_problem, dsn = await _referenced_secrets(kube, spec)
+    holds: bool | None = None
+    no_part = not any(name in key_secrets for name in names.key_part_secrets(spec.name))
+    if full and spec.vault is None and no_part and dsn is not None and not (spec_problem(spec) or referenced_problem):
+        holds = await database.holds_local_data_keys(dsn)
+    return Observation(
+        body=body,
+        spec=spec,
+        previous=previous,
+        full=full,
+        children=children,
+        key_secrets=key_secrets,
+        referenced_problem=referenced_problem,
+        database_holds_local_keys=holds,
+        analysis=await _analysis(spec, previous, children["Deployment"]),
+        now=now,
+    )
