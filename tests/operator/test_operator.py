@@ -155,7 +155,12 @@ def test_a_missing_database_secret_degrades_then_recovers(
     # Broken again on a running instance: a Secret without the key. Pods keep serving meanwhile.
     cluster.kubectl("delete", "secret", "payments-db", "-n", namespace)
     cluster.kubectl("create", "secret", "generic", "payments-db", "-n", namespace, "--from-literal=url=postgresql://x")
-    broken = wait_for(degraded, 60, "Degraded again")
+    # A pass between the delete and the create may first report the Secret missing: wait for the reason to settle.
+    broken = wait_for(
+        lambda: (i := degraded()) and condition(i, "Degraded")["reason"] == "DatabaseSecretInvalid" and i,
+        60,
+        "Degraded again, DatabaseSecretInvalid",
+    )
     assert condition(broken, "Degraded")["reason"] == "DatabaseSecretInvalid"
     assert condition(broken, "Ready")["status"] == "True"  # the running pods still serve
     cluster.kubectl("delete", "secret", "payments-db", "-n", namespace)
