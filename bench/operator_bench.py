@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.operator_bench [--instances 50] [--idle 60] [--out FILE]
 
-Starts its own local cluster (`ghostpay_operator.localcluster`, binaries built or cached by
+Starts its own local cluster (`ghostpay_devtools.localcluster`, binaries built or cached by
 tools/controlplane/build.sh), installs the CRDs, runs `ghostpay operator` as a process, applies the instances
 at once, and prints:
 - seconds until every instance is Healthy;

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from ghostpay_operator import localcluster
+from ghostpay_devtools import localcluster
 from tests import procs
 from tests.image import docker
 from tests.operator.kube_helpers import REPO, create_database_secret, install_crds, instance_yaml, wait_for
