@@ -30,7 +30,7 @@ import asyncpg
 import httpx
 import redis
 from argon2 import PasswordHasher
-from tests.procs import free_port
+from tests.support.procs import free_port
 
 from ghostpay.auth import service as auth_service
 from ghostpay.auth import store as auth_store

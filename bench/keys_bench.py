@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from tests import transit
-from tests.vault import DevVault, server_binary
+from tests.support import transit
+from tests.support.vault import DevVault, server_binary
 
 from bench.stats import percentile
 from ghostpay.core.keys import KeyBackend, ring

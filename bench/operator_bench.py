@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests import procs
-from tests.operator.kube_helpers import (
+from tests.operator.support.kube_helpers import (
     OWNED_RESOURCES,
     REPO,
     api_requests,
@@ -35,6 +34,7 @@ from tests.operator.kube_helpers import (
     wait_for,
     writes_while_idle,
 )
+from tests.support import procs
 
 from ghostpay_devtools import localcluster
 

@@ -31,7 +31,7 @@ import gevent
 import httpx
 from locust.env import Environment
 from locust.util.timespan import parse_timespan
-from tests import procs
+from tests.support import procs
 
 from load import merchants, report
 

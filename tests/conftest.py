@@ -1,10 +1,15 @@
-"""Shared fixtures: real PostgreSQL and Redis (session), a migrated database, and an in-process app with
-helpers to create clients of each role and get their tokens."""
+"""Shared fixtures: real PostgreSQL and Redis (session), a migrated database, an in-process app with helpers to
+create clients of each role and get their tokens, and real Vault API servers (`vault`: dev mode, a restart loses
+all state; `persistent_vault`: Integrated Storage, a restart keeps everything — a real outage). Session fixtures
+start only when a test asks for them, so suites that need no Vault never build or start one. A test may stop and
+restart a Vault mid-test (`with server.stopped():`) and must leave it running; every test sets up its own mounts
+and keys under names of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +21,9 @@ from asgi_lifespan import LifespanManager
 
 from ghostpay.app import create_app
 from ghostpay.core.settings import Settings
-from tests.procs import KEYS_PASSPHRASE
-from tests.servers import Servers, fresh_database, running_servers
+from tests.support.procs import KEYS_PASSPHRASE
+from tests.support.servers import Servers, fresh_database, running_servers
+from tests.support.vault import DevVault, server_binary
 
 ADMIN_ID = "cli_test_admin"
 ADMIN_SECRET = "test-admin-secret-" + "x" * 16
@@ -123,3 +129,23 @@ async def in_process_api(
 async def api(app_settings: Settings) -> AsyncIterator[Api]:
     async with in_process_api(app_settings) as client:
         yield client
+
+
+def _running_vault(persistent: bool) -> Iterator[DevVault]:
+    workdir = Path(tempfile.mkdtemp(prefix="gp-vault-", dir="/tmp"))
+    server = DevVault(binary=server_binary(), workdir=workdir, persistent=persistent)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def vault() -> Iterator[DevVault]:
+    yield from _running_vault(persistent=False)
+
+
+@pytest.fixture(scope="session")
+def persistent_vault() -> Iterator[DevVault]:
+    yield from _running_vault(persistent=True)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import procs
+from tests.support import procs
 
 pytestmark = pytest.mark.slow
 DEV_READY_TIMEOUT = 180.0  # a first start runs initdb

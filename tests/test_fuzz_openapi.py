@@ -31,8 +31,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests import procs
 from tests.conftest import GENEROUS_LIMITS
+from tests.support import procs
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import pytest
 from ghostpay.core.keys.local import LocalKeyStore, Part, split_files
 from ghostpay.core.settings import Settings
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, in_process_api, make_settings
-from tests.procs import KEYS_PASSPHRASE
-from tests.servers import Servers, fresh_database
+from tests.support.procs import KEYS_PASSPHRASE
+from tests.support.servers import Servers, fresh_database
 
 GIVEN: dict[str, tuple[tuple[Part, ...], bool]] = {  # the part Secrets and whether the passphrase, per service
     "auth": (("public", "signing"), True),

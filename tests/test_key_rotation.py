@@ -31,11 +31,10 @@ from ghostpay.core.keys.ring import KeysUnavailable
 from ghostpay.core.keys.vault import VaultKeys
 from ghostpay.core.settings import Settings
 from ghostpay.core.tokens import Principal, claims_for, issue_token
-from tests import procs, transit
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS
-from tests.servers import Servers, fresh_database
-from tests.vault import DevVault
-from tests.vault_fixture import persistent_vault  # noqa: F401
+from tests.support import procs, transit
+from tests.support.servers import Servers, fresh_database
+from tests.support.vault import DevVault
 
 pytestmark = pytest.mark.slow
 

@@ -22,9 +22,8 @@ import jwt
 import pytest
 
 from ghostpay.core.keys.local import LocalKeyStore
-from tests import procs, transit
-from tests.vault import DevVault
-from tests.vault_fixture import vault  # noqa: F401
+from tests.support import procs, transit
+from tests.support.vault import DevVault
 
 pytestmark = pytest.mark.slow
 DEV_READY_TIMEOUT = 180.0  # a first start runs initdb

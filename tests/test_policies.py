@@ -22,10 +22,9 @@ import pytest
 from ghostpay.core.keys.ring import KeysUnavailable
 from ghostpay.core.keys.vault import VaultKeys
 from ghostpay.core.settings import Settings
-from tests import transit as transit_setup
-from tests.transit import JWT_KEY, MOUNT, PAN_KEY, POLICIES, POLICIES_DIR
-from tests.vault import DevVault
-from tests.vault_fixture import vault  # noqa: F401
+from tests.support import transit as transit_setup
+from tests.support.transit import JWT_KEY, MOUNT, PAN_KEY, POLICIES, POLICIES_DIR
+from tests.support.vault import DevVault
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +172,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def transit(vault: DevVault) -> Iterator[Transit]:  # noqa: F811
+def transit(vault: DevVault) -> Iterator[Transit]:
     root = vault.client()
     transit_setup.prepare(root)
     engine = root.secrets.transit

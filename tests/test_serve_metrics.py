@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests import procs
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS
-from tests.servers import Servers
+from tests.support import procs
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,7 @@ import httpx
 import hvac.exceptions
 import pytest
 
-from tests.vault import DevVault
-from tests.vault_fixture import persistent_vault, vault  # noqa: F401
+from tests.support.vault import DevVault
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +45,13 @@ def assert_refuses_connections(addr: str) -> None:
         httpx.get(f"{addr}/v1/sys/health", timeout=2.0)
 
 
-def test_persistent_vault_root_token_is_the_generated_one(persistent_vault: DevVault) -> None:  # noqa: F811
+def test_persistent_vault_root_token_is_the_generated_one(persistent_vault: DevVault) -> None:
     assert not persistent_vault.root_token.startswith("gp-root-")  # DevVault's own default, used by dev mode
     assert api(persistent_vault).auth.token.lookup_self()["data"]["policies"] == ["root"]
 
 
 def test_persistent_vault_keeps_transit_keys_policies_and_tokens_across_a_restart(
-    persistent_vault: DevVault,  # noqa: F811
+    persistent_vault: DevVault,
 ) -> None:
     mount = unique_mount()
     root = api(persistent_vault)
@@ -84,7 +83,7 @@ def test_persistent_vault_keeps_transit_keys_policies_and_tokens_across_a_restar
         transit.encrypt_data(KEY, plaintext=b64(PLAINTEXT), mount_point=mount)
 
 
-def test_dev_vault_loses_its_mounts_on_a_restart(vault: DevVault) -> None:  # noqa: F811
+def test_dev_vault_loses_its_mounts_on_a_restart(vault: DevVault) -> None:
     mount = unique_mount()
     api(vault).sys.enable_secrets_engine("transit", path=mount)
     assert f"{mount}/" in mounts(vault)

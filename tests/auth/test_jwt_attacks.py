@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ghostpay.core.keys.local import LocalKeyStore
 from ghostpay.core.settings import Settings
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, Api
-from tests.procs import KEYS_PASSPHRASE
+from tests.support.procs import KEYS_PASSPHRASE
 
 PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 

@@ -14,7 +14,7 @@ import pytest
 
 from ghostpay.core.settings import Settings
 from tests.conftest import GENEROUS_LIMITS, in_process_api, make_settings
-from tests.servers import Servers
+from tests.support.servers import Servers
 
 INGRESS = "10.42.0.7"  # every request reaches the app from the Ingress controller's pod
 JUNK_LOGINS = 45

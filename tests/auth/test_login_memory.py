@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from tests import procs
-from tests.cgroups import MiB, assert_limit_enforced, memory_group
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS
-from tests.servers import Servers
+from tests.support import procs
+from tests.support.cgroups import MiB, assert_limit_enforced, memory_group
+from tests.support.servers import Servers
 
 POD_LIMIT = 256 * MiB
 BAD_LOGINS = 200

@@ -31,8 +31,8 @@ from ghostpay.cards import sealing
 from ghostpay.core import telemetry
 from ghostpay.core.keys.local import LocalKeyStore
 from tests.conftest import Api
-from tests.procs import KEYS_PASSPHRASE
-from tests.servers import Servers
+from tests.support.procs import KEYS_PASSPHRASE
+from tests.support.servers import Servers
 
 CARD_COUNT = 5
 CLIENT_SIDE_LOGGERS = ("httpx", "httpcore")  # the test's own HTTP client logs the URLs it requests

@@ -17,9 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests import procs
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS, Api
-from tests.servers import Servers
+from tests.support import procs
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 SAME_CARD_REQUESTS = 64

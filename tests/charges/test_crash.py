@@ -21,9 +21,9 @@ import pytest
 from ghostpay.analytics.service import relay_once
 from ghostpay.core.runtime import open_runtime
 from ghostpay.core.settings import Settings
-from tests import procs
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS, Api
-from tests.servers import Servers
+from tests.support import procs
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 CARDS = 60

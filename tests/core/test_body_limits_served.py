@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import procs
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS, Api
-from tests.servers import Servers
+from tests.support import procs
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 TOTAL = 300 * 1024 * 1024

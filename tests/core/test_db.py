@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 
 from ghostpay.core import db
-from tests.servers import Servers, fresh_database
+from tests.support.servers import Servers, fresh_database
 
 
 async def test_migrating_twice_applies_nothing_the_second_time(database_url: str) -> None:

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from ghostpay.core.settings import Settings
-from tests import procs
 from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS, in_process_api, make_settings
-from tests.servers import Servers
+from tests.support import procs
+from tests.support.servers import Servers
 
 # Two requests, then one every 10 s: the third in a row is refused.
 TIGHT_ANONYMOUS = {**GENEROUS_LIMITS, "anonymous": {"requestsPerSecond": 0.1, "burst": 2}}

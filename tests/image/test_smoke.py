@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from tests.image.docker import HARDENED, run
-from tests.procs import KEYS_PASSPHRASE, free_port
-from tests.servers import Servers, running_servers
+from tests.support.procs import KEYS_PASSPHRASE, free_port
+from tests.support.servers import Servers, running_servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 

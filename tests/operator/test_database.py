@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncpg
 
 from ghostpay_operator import database
-from tests.servers import Servers, fresh_database
+from tests.support.servers import Servers, fresh_database
 
 
 async def _insert(url: str, wrapped: bytes) -> None:

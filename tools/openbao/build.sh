@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs, once, the OpenBao server (`bao`) that the test suite starts in dev mode (tests/vault.py).
+# Installs, once, the OpenBao server (`bao`) that the test suite starts in dev mode (tests/support/vault.py).
 #
 # Where the binary comes from, first match wins:
 #   1. `bao`, then `vault`, found on $PATH: used as it is, nothing is installed;

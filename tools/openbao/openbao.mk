@@ -1,5 +1,5 @@
 # Makefile fragment: `include tools/openbao/openbao.mk` adds `make openbao`, which installs (first run
-# only; then cached under ~/.cache/ghostpay/openbao/) the OpenBao server that tests/vault.py starts in
+# only; then cached under ~/.cache/ghostpay/openbao/) the OpenBao server that tests/support/vault.py starts in
 # dev mode. A `bao` or `vault` already on PATH is used instead. See build.sh for where it comes from.
 OPENBAO_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Prometheus server that tests/operator/test_analysis.py starts (Debian's `prometheus` package).
+# Installs the Prometheus server that tests/operator/support/prometheus.py starts (Debian's `prometheus` package).
 # Idempotent: a `prometheus` already on PATH is used as is. Only the binary is used: the tests start it
 # themselves on 127.0.0.1 with a throwaway config and storage, so the package's systemd unit (if the
 # machine has systemd at all) is neither needed nor started here; policy-rc.d keeps dpkg from starting it.

@@ -17,9 +17,8 @@ from ghostpay.core.keys.cache import KeyCache
 from ghostpay.core.keys.vault import VaultKeys
 from ghostpay.core.settings import Settings
 from ghostpay.core.tokens import Principal, TokenVerifier, claims_for, issue_token
-from tests import transit
-from tests.vault import DevVault
-from tests.vault_fixture import vault  # noqa: F401
+from tests.support import transit
+from tests.support.vault import DevVault
 
 pytestmark = pytest.mark.slow
 MERCHANT = Principal("cli_m", "merchant", merchant_id="cli_m")
@@ -27,7 +26,7 @@ NO_DELAY = timedelta(0)
 
 
 @pytest.fixture
-def mount(vault: DevVault) -> Iterator[str]:  # noqa: F811
+def mount(vault: DevVault) -> Iterator[str]:
     name = f"transit-{secrets.token_hex(4)}"
     transit.prepare(vault.client(), mount=name)
     yield name
@@ -39,7 +38,7 @@ def backend(server: DevVault, mount: str, token: str | None = None) -> VaultKeys
     return VaultKeys(settings)
 
 
-async def test_transit_signs_tokens_that_verify_against_its_public_versions(vault: DevVault, mount: str) -> None:  # noqa: F811
+async def test_transit_signs_tokens_that_verify_against_its_public_versions(vault: DevVault, mount: str) -> None:
     keys = KeyCache(backend(vault, mount), 30, 0, activation_delay=0)
     assert await keys.refresh()
     (published,) = keys.published()
@@ -50,7 +49,7 @@ async def test_transit_signs_tokens_that_verify_against_its_public_versions(vaul
     assert keys.jwks()["keys"][0]["kid"] == published.kid
 
 
-def test_a_rotation_publishes_a_version_and_retires_after_the_grace(vault: DevVault, mount: str) -> None:  # noqa: F811
+def test_a_rotation_publishes_a_version_and_retires_after_the_grace(vault: DevVault, mount: str) -> None:
     keys = backend(vault, mount)
     v1 = keys.public_keys()[0]
     assert keys.rotate(grace=timedelta(hours=1), activation_delay=NO_DELAY) == []
@@ -62,7 +61,7 @@ def test_a_rotation_publishes_a_version_and_retires_after_the_grace(vault: DevVa
     assert config["min_decryption_version"] == 2 and config["min_available_version"] == 2  # trimmed for good
 
 
-def test_pan_data_keys_survive_rotation_and_rewrap(vault: DevVault, mount: str) -> None:  # noqa: F811
+def test_pan_data_keys_survive_rotation_and_rewrap(vault: DevVault, mount: str) -> None:
     keys = backend(vault, mount)
     data_key = secrets.token_bytes(32)
     wrapped = keys.wrap(data_key)
@@ -81,12 +80,12 @@ def test_pan_data_keys_survive_rotation_and_rewrap(vault: DevVault, mount: str) 
         keys.unwrap(wrapped)
 
 
-def test_unwrap_refuses_a_local_wrapping(vault: DevVault, mount: str) -> None:  # noqa: F811
+def test_unwrap_refuses_a_local_wrapping(vault: DevVault, mount: str) -> None:
     with pytest.raises(wrapping.MalformedWrappedKey):
         backend(vault, mount).unwrap(wrapping.encode("local", 1, b"sealed"))
 
 
-def test_each_policy_gets_only_its_operations(vault: DevVault, mount: str) -> None:  # noqa: F811
+def test_each_policy_gets_only_its_operations(vault: DevVault, mount: str) -> None:
     """The backend reports a refusal as KeysUnavailable (503), not as a crash. The policies name the `transit/`
     mount, so this test uses that one."""
     root = vault.client()
@@ -114,7 +113,7 @@ def test_kubernetes_login_needs_a_role_or_a_token() -> None:
         VaultKeys(Settings(vault_addr="http://127.0.0.1:9")).public_keys()
 
 
-def test_a_token_vault_refuses_is_reported(vault: DevVault, mount: str) -> None:  # noqa: F811
+def test_a_token_vault_refuses_is_reported(vault: DevVault, mount: str) -> None:
     with pytest.raises(ring.KeysUnavailable, match="refused"):
         backend(vault, mount, token="not-a-token").public_keys()
     assert isinstance(vault.client(), hvac.Client)
@@ -129,7 +128,7 @@ def test_a_missing_service_account_token_is_keys_unavailable(tmp_path: Path) -> 
 
 
 def test_vault_token_from_the_environment_is_not_used(
-    vault: DevVault,  # noqa: F811
+    vault: DevVault,
     mount: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from tests.operator.kube_helpers import REPO
+from tests.operator.support.kube_helpers import REPO
 
 CRD = yaml.safe_load((REPO / "crds" / "ghostpayinstances.ghostpay.io.yaml").read_text())
 VERSION = CRD["spec"]["versions"][0]

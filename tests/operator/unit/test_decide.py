@@ -19,7 +19,7 @@ from ghostpay_operator.builders import names
 from ghostpay_operator.decide import ABORT, PROMOTE, Actions, Answered
 from ghostpay_operator.readings import Observation
 from ghostpay_operator.status import Problem
-from tests.operator.samples import body
+from tests.operator.support.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget", "CronJob", "Service", "Deployment", "Job")

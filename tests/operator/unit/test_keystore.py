@@ -11,8 +11,8 @@ from ghostpay.core.keys.local import KeyStoreError
 from ghostpay_operator import keystore
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
-from tests.operator.key_helpers import PART_NAMES, PASSPHRASE, decoded, key_ids
-from tests.operator.samples import body
+from tests.operator.support.key_helpers import PART_NAMES, PASSPHRASE, decoded, key_ids
+from tests.operator.support.samples import body
 
 VAULT = {"vault": {"address": "https://vault.example:8200", "role": "gp"}}
 

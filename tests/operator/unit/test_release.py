@@ -9,7 +9,7 @@ import pytest
 
 from ghostpay_operator import release as rel
 from ghostpay_operator import spec as specs
-from tests.operator.samples import body
+from tests.operator.support.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OLD, NEW = "hash-old", "hash-new"

@@ -11,7 +11,7 @@ from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
 from ghostpay_operator.kinds import InstanceStatus
-from tests.operator.samples import body
+from tests.operator.support.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = specs.parse(body())

@@ -9,7 +9,7 @@ import pytest
 from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import desired, meta, names, networking, workloads
-from tests.operator.samples import body
+from tests.operator.support.samples import body
 
 
 def _children(**changes: Any) -> desired.Desired:

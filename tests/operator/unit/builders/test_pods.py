@@ -9,7 +9,7 @@ import pytest
 from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import desired, workloads
-from tests.operator.samples import body
+from tests.operator.support.samples import body
 
 VAULT = {"vault": {"address": "https://vault.example:8200", "role": "gp", "transitKey": "jwt-key"}}
 PASSPHRASE = {"secretKeyRef": {"name": "payments-keys-passphrase", "key": "passphrase"}}

@@ -10,7 +10,7 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from ghostpay_devtools import localcluster
 from ghostpay_operator.builders import meta
 from ghostpay_operator.kube import Kube, namespace_terminating
-from tests.operator.kube_helpers import get_json, wait_for
+from tests.operator.support.kube_helpers import get_json, wait_for
 
 pytestmark = pytest.mark.slow
 HOLD = "ghostpay.io/test-hold"

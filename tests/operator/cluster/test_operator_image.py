@@ -17,10 +17,17 @@ import pytest
 import yaml
 
 from ghostpay_devtools import localcluster
-from tests import procs
 from tests.image import docker
-from tests.operator.kube_helpers import REPO, create_database_secret, install_crds, instance_yaml, wait_for
-from tests.operator.test_operator import SETTLE, _healthy
+from tests.operator.support.kube_helpers import (
+    REPO,
+    SETTLE,
+    create_database_secret,
+    healthy,
+    install_crds,
+    instance_yaml,
+    wait_for,
+)
+from tests.support import procs
 
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 READY_TIMEOUT = 90.0
@@ -95,7 +102,7 @@ def test_the_operator_from_the_image_makes_an_instance_healthy(
     with operator_container(cluster, namespace, tmp_path) as name:
         started = time.monotonic()
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
-        instance = wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+        instance = wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
         print(f"\nHealthy in {time.monotonic() - started:.1f} s under the operator from the image")
         assert running(name)
     assert instance["status"]["readyReplicas"] == 8

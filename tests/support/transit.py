@@ -10,9 +10,9 @@ from pathlib import Path
 
 import hvac
 
-from tests.vault import DevVault
+from tests.support.vault import DevVault
 
-POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
+POLICIES_DIR = Path(__file__).resolve().parents[2] / "policies"
 MOUNT = "transit"
 JWT_KEY = "ghostpay-jwt"
 PAN_KEY = "ghostpay-pan"

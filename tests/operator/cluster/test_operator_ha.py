@@ -15,21 +15,23 @@ import pytest
 import yaml
 
 from ghostpay_devtools import localcluster
-from tests import procs
-from tests.operator.kube_helpers import (
+from tests.operator.support.kube_helpers import (
     NEVER,
     OWNED_RESOURCES,
     REPO,
+    SETTLE,
     create_database_secret,
     get_json,
+    healthy,
     install_crds,
     instance_yaml,
+    live_deployments,
     operator_process,
     scale_cards,
     wait_for,
     writes_while_idle,
 )
-from tests.operator.test_operator import SETTLE, _deployments, _healthy
+from tests.support import procs
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +53,10 @@ def test_killed_mid_reconcile_it_resumes_from_the_cluster(
         first.kill()
     finally:
         first.stop()
-    assert _healthy(crds, namespace) is None
+    assert healthy(crds, namespace) is None
     second = operator_process(crds, tmp_path).start()
     try:
-        instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance after the restart")
+        instance = wait_for(lambda: healthy(crds, namespace), SETTLE, "a Healthy instance after the restart")
     finally:
         second.stop()
     assert instance["status"]["readyReplicas"] == 8
@@ -83,7 +85,7 @@ def test_two_replicas_do_not_fight_and_hand_over(
     active, standby = two_operators
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     assert _applied(active) > 0 and _applied(standby) == 0
 
     assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # two resync periods of each replica
@@ -92,12 +94,12 @@ def test_two_replicas_do_not_fight_and_hand_over(
     scale_cards(cluster, namespace, 3)
     active.kill()
     scaled = wait_for(
-        lambda: (i := _healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i,
+        lambda: (i := healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i,
         SETTLE,
         "the standby to finish the change",
     )
     assert scaled["status"]["readyReplicas"] == 9
-    assert _deployments(cluster, namespace)["payments-cards-blue"]["spec"]["replicas"] == 3
+    assert live_deployments(cluster, namespace)["payments-cards-blue"]["spec"]["replicas"] == 3
     assert _applied(standby) > 0
 
 
@@ -147,7 +149,7 @@ def test_it_needs_no_more_than_its_own_role(
     crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
     operator = operator_process(crds, tmp_path, watched, KUBECONFIG=str(kubeconfig)).start()
     try:
-        instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance under the operator's role")
+        instance = wait_for(lambda: healthy(crds, namespace), SETTLE, "a Healthy instance under the operator's role")
         assert get_json(crds, "rolebinding", "payments-key-rotation", "-n", namespace)
         remove = json.dumps([{"op": "remove", "path": "/spec/keyRotation"}])
         crds.kubectl("patch", "ghostpay", "payments", "-n", namespace, "--type=json", "-p", remove)
@@ -207,7 +209,7 @@ def test_watching_one_namespace_it_needs_no_more_than_its_own_role(
     crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
     operator = operator_process(crds, tmp_path, namespace, KUBECONFIG=str(kubeconfig)).start()
     try:
-        instance = wait_for(lambda: _healthy(crds, namespace), SETTLE, "a Healthy instance in the one namespace")
+        instance = wait_for(lambda: healthy(crds, namespace), SETTLE, "a Healthy instance in the one namespace")
     finally:
         exit_code = operator.stop(timeout=15)
     assert instance["status"]["readyReplicas"] == 8

@@ -25,10 +25,9 @@ from ghostpay.core.keys import ring
 from ghostpay.core.keys.vault import VaultKeys
 from ghostpay.core.settings import Settings
 from ghostpay_devtools import localcluster
-from tests import transit
-from tests.operator.kube_helpers import wait_for
-from tests.vault import DevVault
-from tests.vault_fixture import vault  # noqa: F401
+from tests.operator.support.kube_helpers import wait_for
+from tests.support import transit
+from tests.support.vault import DevVault
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +105,7 @@ def backend_token(keys: VaultKeys) -> str:
 
 @pytest.fixture
 def kube_auth(
-    vault: DevVault,  # noqa: F811
+    vault: DevVault,
     cluster: localcluster.Cluster,
     namespace: str,
     tmp_path: Path,

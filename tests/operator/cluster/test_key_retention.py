@@ -17,10 +17,17 @@ import pytest
 from ghostpay.cards import sealing
 from ghostpay.core.keys.local import LocalKeyStore
 from ghostpay_devtools import localcluster
-from tests import procs
 from tests.conftest import in_process_api, make_settings
-from tests.operator.kube_helpers import condition, get_json, install_crds, instance_yaml, operator_process, wait_for
-from tests.servers import Servers, fresh_database
+from tests.operator.support.kube_helpers import (
+    condition,
+    get_json,
+    install_crds,
+    instance_yaml,
+    operator_process,
+    wait_for,
+)
+from tests.support import procs
+from tests.support.servers import Servers, fresh_database
 
 pytestmark = pytest.mark.slow
 SETTLE = 120.0

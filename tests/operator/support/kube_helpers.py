@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import yaml
 
 from ghostpay_devtools import localcluster
-from tests import procs
+from tests.support import procs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 # Everything the operator reads or writes, by API resource name.
@@ -133,3 +133,22 @@ def instance_yaml(namespace: str, name: str = "payments", **spec: Any) -> str:
     body["metadata"] = {"name": name, "namespace": namespace}
     body["spec"].update(spec)
     return str(yaml.safe_dump(body))
+
+
+SETTLE = 240.0  # how long an instance may take to settle on the local cluster
+
+
+def healthy(cluster: localcluster.Cluster, namespace: str, name: str = "payments") -> dict[str, Any] | None:
+    instance = get_json(cluster, "ghostpayinstance", name, "-n", namespace)
+    if (
+        instance
+        and instance.get("status", {}).get("phase") == "Healthy"
+        and instance["status"].get("observedGeneration") == instance["metadata"]["generation"]
+    ):
+        return instance  # type: ignore[no-any-return]
+    return None
+
+
+def live_deployments(cluster: localcluster.Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    found = get_json(cluster, "deployments", "-n", namespace) or {"items": []}
+    return {d["metadata"]["name"]: d for d in found["items"]}

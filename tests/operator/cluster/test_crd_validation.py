@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ghostpay_devtools import localcluster
-from tests.operator.kube_helpers import install_crds, instance_yaml
+from tests.operator.support.kube_helpers import install_crds, instance_yaml
 
 pytestmark = pytest.mark.slow
 

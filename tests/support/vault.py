@@ -1,7 +1,7 @@
 """A real Vault API server for the tests: `bao server` (OpenBao, installed and cached by
 tools/openbao/build.sh, or a `bao` / `vault` already on PATH) as a subprocess on 127.0.0.1.
 
-Used by the `vault` and `persistent_vault` fixtures (tests/vault_fixture.py) and by tests that must stop and
+Used by the `vault` and `persistent_vault` fixtures (tests/conftest.py) and by tests that must stop and
 restart Vault in the middle of a run. Two modes:
 
 - dev (`bao server -dev`, the default) keeps everything in memory: a restart brings back an unsealed server
@@ -34,9 +34,9 @@ import httpx
 import hvac
 import hvac.exceptions
 
-from tests.procs import free_port
+from tests.support.procs import free_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "tools" / "openbao" / "build.sh"
 # A cold install downloads a 75 MB wheel; a cached one answers in milliseconds.
 BUILD_TIMEOUT = 10 * 60.0

@@ -14,18 +14,20 @@ import pytest
 
 from ghostpay_devtools import localcluster
 from ghostpay_operator import spec as specs
-from tests import procs
-from tests.operator.kube_helpers import (
+from tests.operator.support.kube_helpers import (
+    SETTLE,
     condition,
     create_database_secret,
     get_json,
+    healthy,
     install_crds,
     instance_yaml,
+    live_deployments,
     operator_process,
     wait_for,
 )
-from tests.operator.test_analysis import FAULTY, Traffic, start_prometheus, wait_for_data
-from tests.operator.test_operator import SETTLE, _deployments, _healthy
+from tests.operator.support.prometheus import FAULTY, Traffic, start_prometheus, wait_for_data
+from tests.support import procs
 
 pytestmark = pytest.mark.slow
 SERVICES = specs.SERVICES
@@ -82,7 +84,7 @@ class EndpointWatch:
 def _install(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> dict[str, Any]:
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=FAST, **spec))
-    return wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    return wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
 
 
 def _upgrade(cluster: localcluster.Cluster, namespace: str, release: dict[str, Any] = FAST, **spec: Any) -> None:
@@ -97,14 +99,16 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
         status = _instance(cluster, namespace)["status"]
         if status.get("release", {}).get("switched_at"):
             after_switch.append((status.get("activeColor"), status.get("activeVersion")))
-        return (i := _healthy(cluster, namespace)) and i["status"].get("activeColor") == "green" and i
+        return (i := healthy(cluster, namespace)) and i["status"].get("activeColor") == "green" and i
 
     with EndpointWatch(cluster, namespace) as watch:
         _upgrade(cluster, namespace, version="0.2.0")
         done = wait_for(completed, SETTLE, "the release to complete", interval=0.5)
         wait_for(
             lambda: all(
-                d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
+                d["spec"]["replicas"] == 0
+                for n, d in live_deployments(cluster, namespace).items()
+                if n.endswith("-blue")
             ),
             60,
             "the old colour to scale down",
@@ -114,7 +118,7 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
     status = done["status"]
     assert (status["activeVersion"], status["previousVersion"], status["activeColor"]) == ("0.2.0", "0.1.0", "green")
     assert after_switch and set(after_switch) == {("green", "0.2.0")}  # the status follows traffic at the switch
-    green = _deployments(cluster, namespace)["payments-cards-green"]
+    green = live_deployments(cluster, namespace)["payments-cards-green"]
     assert green["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.2.0")
     reasons = cluster.kubectl(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=GhostPayInstance"
@@ -137,7 +141,9 @@ def test_blue_green_to_an_unready_version_rolls_back(
         instance = wait_for(rolled_back, SETTLE, "the rollback")
         wait_for(
             lambda: all(
-                d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-green")
+                d["spec"]["replicas"] == 0
+                for n, d in live_deployments(cluster, namespace).items()
+                if n.endswith("-green")
             ),
             60,
             "the new colour to scale down",
@@ -152,7 +158,7 @@ def test_blue_green_to_an_unready_version_rolls_back(
 
     # Back to the stable version: immediate.
     _upgrade(cluster, namespace, version="0.1.0")
-    healthy = wait_for(lambda: _healthy(cluster, namespace), 60, "Healthy again")
+    healthy = wait_for(lambda: healthy(cluster, namespace), 60, "Healthy again")
     assert healthy["status"]["activeColor"] == "blue"
 
 
@@ -162,7 +168,7 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
     cluster.kubectl(
         "apply", "-f", "-", input=instance_yaml(namespace, release=canary, services={"cards": {"replicas": 4}})
     )
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl(
         "apply",
         "-f",
@@ -174,7 +180,7 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
     restarted = []
 
     def finished() -> bool:
-        deployments = _deployments(cluster, namespace)
+        deployments = live_deployments(cluster, namespace)
         green = deployments.get("payments-cards-green", {}).get("spec", {}).get("replicas", 0)
         blue = deployments["payments-cards-blue"]["spec"]["replicas"]
         seen.add((green, blue))
@@ -186,7 +192,7 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
             operator.kill()
             operator.start()
             restarted.append(True)
-        instance = _healthy(cluster, namespace)
+        instance = healthy(cluster, namespace)
         return bool(instance and instance["status"]["activeColor"] == "green")
 
     wait_for(finished, SETTLE, "the canary to complete", interval=0.5)
@@ -209,7 +215,7 @@ def test_manual_promotion_waits_for_the_annotation(
     manual = {**FAST, "autoPromotion": False, "progressDeadlineSeconds": 600}
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=manual))
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version="0.2.0", release=manual))
     paused = wait_for(
         lambda: (
@@ -228,7 +234,7 @@ def test_manual_promotion_waits_for_the_annotation(
 
     cluster.kubectl("annotate", "ghostpay", "payments", "-n", namespace, "ghostpay.io/promote=true")
     done = wait_for(
-        lambda: (i := _healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
+        lambda: (i := healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
         SETTLE,
         "the promotion",
     )
@@ -240,7 +246,7 @@ def test_abort_rolls_back_at_once(operator: procs.Proc, cluster: localcluster.Cl
     patient = {**FAST, "progressDeadlineSeconds": 600}
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=patient))
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl(
         "apply",
         "-f",
@@ -269,7 +275,7 @@ def test_a_release_survives_the_operator_dying_in_each_phase(
     slow = {**FAST, "scaleDownDelaySeconds": 15}
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=slow))
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     with EndpointWatch(cluster, namespace) as watch:
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version="0.2.0", release=slow))
         # Killed while the new colour comes up.
@@ -285,17 +291,19 @@ def test_a_release_survives_the_operator_dying_in_each_phase(
         )
         operator.kill()
         assert any(
-            d["spec"]["replicas"] > 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
+            d["spec"]["replicas"] > 0 for n, d in live_deployments(cluster, namespace).items() if n.endswith("-blue")
         )
         operator.start()
         done = wait_for(
-            lambda: (i := _healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
+            lambda: (i := healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
             SETTLE,
             "the release to finish after the restarts",
         )
         wait_for(
             lambda: all(
-                d["spec"]["replicas"] == 0 for n, d in _deployments(cluster, namespace).items() if n.endswith("-blue")
+                d["spec"]["replicas"] == 0
+                for n, d in live_deployments(cluster, namespace).items()
+                if n.endswith("-blue")
             ),
             60,
             "the old colour to scale down",
@@ -322,7 +330,7 @@ def test_a_canary_failing_analysis_rolls_back(
         }
         create_database_secret(cluster, namespace)
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=checked))
-        wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+        wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version=FAULTY, release=checked))
         rolled = wait_for(
             lambda: (i := _instance(cluster, namespace))["status"].get("phase") == "RolledBack" and i,

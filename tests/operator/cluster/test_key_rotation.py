@@ -17,18 +17,19 @@ from typing import Any
 import pytest
 
 from ghostpay_devtools import localcluster
-from tests import procs
-from tests.operator.kube_helpers import (
+from tests.operator.support.kube_helpers import (
     NEVER,
+    SETTLE,
     condition,
     create_database_secret,
     get_json,
+    healthy,
     install_crds,
     instance_yaml,
     operator_process,
     wait_for,
 )
-from tests.operator.test_operator import SETTLE, _healthy
+from tests.support import procs
 
 pytestmark = pytest.mark.slow
 ROTATION = "app.kubernetes.io/component=key-rotation"
@@ -104,7 +105,7 @@ def test_key_rotation_runs_as_a_cronjob_and_goes_with_the_spec(
     wait_for(lambda: _events(cluster, namespace, "KeyRotated"), 30, "a KeyRotated event")
 
     # Without spec.keyRotation the CronJob goes, and with it (garbage collected) its Jobs, account and Role.
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     remove = json.dumps([{"op": "remove", "path": "/spec/keyRotation"}])
     cluster.kubectl("patch", "ghostpay", "payments", "-n", namespace, "--type=json", "-p", remove)
 
@@ -177,7 +178,7 @@ def test_a_failed_rotation_is_a_condition_and_a_warning_until_the_next_success(
 ) -> None:
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
-    wait_for(lambda: _healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
     assert "lastKeyRotation" not in _instance(cluster, namespace)["status"]
 
     _finished_job(cluster, namespace, "payments-key-rotation-1", True, "2026-01-01T01:00:00Z")

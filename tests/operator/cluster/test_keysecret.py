@@ -15,8 +15,8 @@ from lightkube import Client, KubeConfig
 from ghostpay.core.keys.local import PARTS, LocalKeyStore, split_files
 from ghostpay_devtools import localcluster
 from ghostpay_operator import keysecret
-from tests.operator.key_helpers import PART_NAMES, PASSPHRASE, decoded, key_ids
-from tests.operator.kube_helpers import get_json
+from tests.operator.support.key_helpers import PART_NAMES, PASSPHRASE, decoded, key_ids
+from tests.operator.support.kube_helpers import get_json
 
 
 def _client(cluster: localcluster.Cluster) -> Client:
