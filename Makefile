@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image
+.PHONY: install dev test fast check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -26,6 +26,11 @@ test: install check controlplane openbao prometheus docker
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
+
+# The inner loop: lint, types, import contracts, and every test that needs neither a control plane, OpenBao,
+# Prometheus nor Docker, and spawns no extra processes (`-m "not infra"` alone adds the process-spawning ones).
+fast: check
+	$(VENV)/bin/pytest -q -m "not infra and not slow" -p no:cacheprovider
 
 # Docker Engine installed and running (the image tests build and run the image; the build is cached).
 docker:

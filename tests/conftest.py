@@ -32,6 +32,22 @@ GENEROUS_LIMITS = {
 }
 
 
+# What a test needs beyond PostgreSQL and Redis, read from where it lives and which fixtures it asks for:
+# `make fast` runs everything that needs none of these.
+_INFRA_DIRECTORIES = {"cluster": ("operator", "cluster"), "docker": ("image",)}
+_INFRA_FIXTURES = {"vault": "openbao", "persistent_vault": "openbao", "prometheus": "prometheus", "cluster": "cluster"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_root = Path(__file__).parent
+    for item in items:
+        parts = Path(str(item.path)).relative_to(tests_root).parts[:-1]
+        needs = {name for name, where in _INFRA_DIRECTORIES.items() if parts[: len(where)] == where}
+        needs |= {_INFRA_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in _INFRA_FIXTURES}
+        if needs:
+            item.add_marker(pytest.mark.infra(*sorted(needs)))
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     with running_servers() as running:

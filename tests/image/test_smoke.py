@@ -64,14 +64,16 @@ def container_options(servers: Servers) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def serving(image: str, servers: Servers, service: str) -> Iterator[str]:
-    """`ghostpay serve SERVICE` in a detached container on 127.0.0.1:<free port>; yields its URL once /readyz
-    answers 200 (bounded); the container is removed on exit."""
+def serving(image: str, servers: Servers, service: str) -> Iterator[tuple[str, str]]:
+    """`ghostpay serve SERVICE` in a detached container on 127.0.0.1:<free port>; yields its URL and its metrics
+    URL once /readyz answers 200 (bounded); the container is removed on exit."""
     name = f"ghostpay-image-test-{service}-{secrets.token_hex(4)}"
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     command = [
         "docker", "run", "-d", "--name", name, "--network", "host", *HARDENED, *container_options(servers),
-        "-e", "GHOSTPAY_HOST=127.0.0.1", "-e", f"GHOSTPAY_PORT={port}", image, "ghostpay", "serve", service,
+        "-e", "GHOSTPAY_HOST=127.0.0.1", "-e", f"GHOSTPAY_PORT={port}",
+        "-e", f"GHOSTPAY_METRICS_PORT={metrics_port}",  # host network: two services cannot both take 9090
+        image, "ghostpay", "serve", service,
     ]  # fmt: skip
     subprocess.run(command, capture_output=True, text=True, check=True)
     url = f"http://127.0.0.1:{port}"
@@ -91,7 +93,7 @@ def serving(image: str, servers: Servers, service: str) -> Iterator[str]:
                     raise AssertionError(f"{service} not ready (running: {state}):\n{logs.stdout}{logs.stderr}")
                 time.sleep(0.25)
         print(f"\nghostpay serve {service} in the image: ready in {time.monotonic() - started:.1f} s")
-        yield url
+        yield url, f"http://127.0.0.1:{metrics_port}"
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
@@ -106,14 +108,18 @@ def test_migrate_serve_and_rotate_keys_in_the_image(image: str, image_servers: S
     assert again.returncode == 0, again.stderr
     assert "none needed" in again.stdout
 
-    with serving(image, image_servers, "auth") as auth, serving(image, image_servers, "charges") as charges:
+    with (
+        serving(image, image_servers, "auth") as (auth, _),
+        serving(image, image_servers, "charges") as (charges, charges_metrics),
+    ):
         token = httpx.post(f"{auth}/auth/token", json={"client_id": ADMIN_ID, "client_secret": ADMIN_SECRET})
         assert token.status_code == 200, token.text
         headers = {"authorization": f"Bearer {token.json()['access_token']}"}
         # charges verifies a token auth signed (the same key store, the same image): not 401
         answer = httpx.get(f"{charges}/charges/ch_unknown", headers=headers)
         assert answer.status_code in {403, 404}, answer.text
-        assert httpx.get(f"{charges}/metrics").status_code == 200
+        assert httpx.get(f"{charges}/metrics").status_code == 404  # not on the public port (finding 9)
+        assert "ghostpay_http_requests_total" in httpx.get(f"{charges_metrics}/metrics").text
 
     rotated = run(image, "ghostpay", "keys", "rotate", options=options)
     assert rotated.returncode == 0, rotated.stderr
