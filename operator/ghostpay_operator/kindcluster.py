@@ -6,9 +6,10 @@ node and two workers labelled `topology.kubernetes.io/zone` `zone-a` and `zone-b
 wherever they run). Docker Engine is installed and started if needed (`tools/docker/ensure.sh`).
 
 Node image, first match wins:
-    1. $GHOSTPAY_KIND_NODE_IMAGE;
+    1. $GHOSTPAY_KIND_NODE_IMAGE (an image made by node-image.sh is known by its label and treated as in 3);
     2. kind's official `kindest/node:<Kubernetes version>` if Docker has it or pulls it within PULL_TIMEOUT
-       (a machine with internet; the cluster is then kind's stock one, with its own CNI, kindnet);
+       (a machine with internet; the cluster is then kind's stock one, with its own CNI, kindnet); with
+       GHOSTPAY_KIND_PULL=0 (the tests: no traffic leaves the machine) it is not pulled;
     3. otherwise the image made here by `tools/kind/node-image.sh` (cached by version). It has no CNI of its
        own (`disableDefaultCNI`): `kindnetwork` lays a bridge on each node, and kubeadm gets the settings this
        machine needs (cgroupfs, cgroup v1, positive eviction thresholds, no conntrack sizing, etcd's image tag).
@@ -37,6 +38,7 @@ CLUSTER_NAME = "ghostpay"
 K8S_VERSION = "v1.36.3"  # tools/kind/node/go.mod; kindest/node publishes the same tags
 OFFICIAL_IMAGE = f"kindest/node:{K8S_VERSION}"
 NODE_IMAGE_ENV = "GHOSTPAY_KIND_NODE_IMAGE"
+PULL_ENV = "GHOSTPAY_KIND_PULL"
 ZONES = ("zone-a", "zone-b")
 NODE_PORTS = (30080, 30081, 30082, 30083)
 PULL_TIMEOUT = 30.0
@@ -77,7 +79,7 @@ def up(directory: Path = DEFAULT_DIR, *, timeout: float = UP_TIMEOUT) -> KindClu
     else:
         image = node_image()
         config = directory / "kind.yaml"
-        own = None if image == OFFICIAL_IMAGE else image
+        own = image if is_own_image(image) else None
         config.write_text(yaml.safe_dump(cluster_config(own_image=own), sort_keys=False))
         _log(f"creating kind cluster {CLUSTER_NAME} from {image}")
         started = time.monotonic()
@@ -95,7 +97,7 @@ def up(directory: Path = DEFAULT_DIR, *, timeout: float = UP_TIMEOUT) -> KindClu
         )
         _log(f"kind created the nodes in {time.monotonic() - started:.0f} s")
     cluster = KindCluster(directory, kind, image)
-    if image != OFFICIAL_IMAGE:
+    if is_own_image(image):
         kindnetwork.connect(node_containers(), deadline)
     kindnetwork.wait_ready(node_containers()[0], deadline)
     load_ghostpay_image(cluster)
@@ -103,10 +105,14 @@ def up(directory: Path = DEFAULT_DIR, *, timeout: float = UP_TIMEOUT) -> KindClu
 
 
 def down(directory: Path = DEFAULT_DIR) -> None:
-    """Deletes the cluster's node containers and what `up` wrote in `directory`."""
+    """Deletes the cluster's node containers (and their volumes) and what `up` wrote in `directory`.
+
+    What `kind delete cluster` does to the containers, without kind: `down` builds and installs nothing."""
     directory = directory.resolve()
-    _script("docker/ensure.sh")
-    _kind(kind_binary(), "delete", "cluster", "--name", CLUSTER_NAME)
+    if _docker("info").returncode == 0 and (nodes := node_containers()):
+        removed = _docker("rm", "--force", "--volumes", *nodes)
+        if removed.returncode != 0:
+            raise KindError(f"docker rm of {', '.join(nodes)} failed: {removed.stderr.strip()}")
     for name in ("kubeconfig", "kind.yaml"):
         (directory / name).unlink(missing_ok=True)
     if directory.exists() and not any(directory.iterdir()):
@@ -155,11 +161,11 @@ def _own_image_patches(image: str) -> list[dict[str, object]]:
     threshold = {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%"}
     kubelet = {"cgroupDriver": "cgroupfs", "failCgroupV1": False, "evictionHard": threshold}
     # etcd is the control plane's own build, a later patch release than the one kubeadm names.
-    etcd_tag = _docker("image", "inspect", "-f", '{{index .Config.Labels "io.ghostpay.etcd-tag"}}', image)
+    etcd_tag = _etcd_tag(image)
     return [
         {"kind": "KubeletConfiguration", **kubelet},
         {"kind": "KubeProxyConfiguration", "conntrack": {"maxPerCore": 0}},
-        {"kind": "ClusterConfiguration", "etcd": {"local": {"imageTag": etcd_tag.stdout.strip()}}},
+        {"kind": "ClusterConfiguration", "etcd": {"local": {"imageTag": etcd_tag}}},
     ]
 
 
@@ -169,14 +175,26 @@ def node_image() -> str:
         return os.environ[NODE_IMAGE_ENV]
     if _docker("image", "inspect", OFFICIAL_IMAGE).returncode == 0:
         return OFFICIAL_IMAGE
-    try:
-        pulled = _docker("pull", OFFICIAL_IMAGE, timeout=PULL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pulled = None
-    if pulled is not None and pulled.returncode == 0:
-        return OFFICIAL_IMAGE
-    _log(f"{OFFICIAL_IMAGE} cannot be pulled; using the node image made here (tools/kind/node-image.sh)")
+    if os.environ.get(PULL_ENV, "1") != "0":
+        try:
+            pulled = _docker("pull", OFFICIAL_IMAGE, timeout=PULL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pulled = None
+        if pulled is not None and pulled.returncode == 0:
+            return OFFICIAL_IMAGE
+    _log(f"{OFFICIAL_IMAGE} is not here; using the node image made here (tools/kind/node-image.sh)")
     return _own_image()
+
+
+def is_own_image(image: str) -> bool:
+    """True for a node image made by tools/kind/node-image.sh (it names its etcd tag in a label)."""
+    return bool(_etcd_tag(image))
+
+
+def _etcd_tag(image: str) -> str:
+    label = '{{index .Config.Labels "io.ghostpay.etcd-tag"}}'
+    inspected = _docker("image", "inspect", "--format", label, image)
+    return inspected.stdout.strip() if inspected.returncode == 0 and "no value" not in inspected.stdout else ""
 
 
 def _own_image() -> str:
@@ -185,7 +203,7 @@ def _own_image() -> str:
 
 def kind_binary() -> Path:
     """kind, built once from its module (tools/kind/binaries.sh)."""
-    for line in _script("kind/binaries.sh").splitlines():
+    for line in _script("kind/binaries.sh", "kind").splitlines():
         name, _, path = line.partition("=")
         if name == "kind":
             return Path(path)
@@ -204,7 +222,7 @@ def load_ghostpay_image(cluster: KindCluster) -> bool:
         _log(f"{image} not found (run `make image`); the cluster runs without it")
         return False
     _kind(cluster.kind, "load", "docker-image", image, "--name", CLUSTER_NAME)
-    _log(f"loaded {image}")
+    _log(f"{image} is in the cluster's nodes")
     return True
 
 
@@ -216,9 +234,9 @@ def _running_image() -> str:
 # --- processes -----------------------------------------------------------------------------------
 
 
-def _script(name: str) -> str:
+def _script(name: str, *args: str) -> str:
     """Runs a tools/ script (its progress goes to our stderr) and returns its stdout."""
-    command = ["bash", str(_TOOLS / name)]
+    command = ["bash", str(_TOOLS / name), *args]
     result = subprocess.run(  # noqa: S603 - our own script
         command, stdout=subprocess.PIPE, text=True, timeout=BUILD_TIMEOUT, check=False
     )

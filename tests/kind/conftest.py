@@ -53,7 +53,10 @@ class KindTestCluster:
 def cluster_up(directory: Path) -> float:
     """Runs `ghostpay cluster up --kind --dir DIR` as a user would; returns how long it took."""
     started = time.monotonic()
-    subprocess.run([str(GHOSTPAY), "cluster", "up", "--kind", "--dir", str(directory)], check=True, timeout=UP_TIMEOUT)
+    command = [str(GHOSTPAY), "cluster", "up", "--kind", "--dir", str(directory)]
+    # No pull of kindest/node: traffic stays on this machine (the node image made here is used unless Docker has it).
+    env = {**os.environ, kindcluster.PULL_ENV: "0"}
+    subprocess.run(command, env=env, check=True, timeout=UP_TIMEOUT)
     return time.monotonic() - started
 
 

@@ -4,10 +4,13 @@
 #   kind                          sigs.k8s.io/kind, module in tools/kind/kind/
 #   kubelet, kubeadm, kube-proxy  k8s.io/kubernetes, module in tools/kind/node/ (same versions as the control plane)
 #   coredns                       github.com/coredns/coredns with kubeadm's plugins only, module in tools/kind/coredns/
+#   crictl                        sigs.k8s.io/cri-tools, module in tools/kind/crictl/ (kind asks it which images a node has)
 #   pause                         the sandbox process, Kubernetes' own build/pause/linux/pause.c, static (gcc)
 # into ${GHOSTPAY_CACHE_DIR:-~/.cache/ghostpay}/kind/<piece>-<version>/, each valid while its stamp (a hash of
 # its module files) matches. Progress on stderr, one line per step with the elapsed time; stdout gets one
 # `name=/absolute/path` line per binary.
+#   binaries.sh          all of them (the node image made here needs them)
+#   binaries.sh kind     only kind (enough for a cluster on kindest/node)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${GHOSTPAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghostpay}/kind"
@@ -47,6 +50,8 @@ coredns_version=$(module_version "$here/coredns" github.com/coredns/coredns)
 kind_dir="$cache/kind-$kind_version"
 node_dir="$cache/node-$k8s_version"
 coredns_dir="$cache/coredns-$coredns_version"
+crictl_version=$(module_version "$here/crictl" sigs.k8s.io/cri-tools)
+crictl_dir="$cache/crictl-$crictl_version"
 pause_dir="$cache/pause-$k8s_version"
 
 build_kind() { (cd "$here/kind" && go build -trimpath -ldflags="-s -w" -o "$out/kind" sigs.k8s.io/kind); }
@@ -68,6 +73,12 @@ build_coredns() {
     -ldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns_version" -o "$out/coredns" .)
 }
 
+build_crictl() {
+  (cd "$here/crictl" && go build -trimpath \
+    -ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version" -o "$out/crictl" \
+    sigs.k8s.io/cri-tools/cmd/crictl)
+}
+
 build_pause() {
   local src
   src="$(cd "$here/node" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
@@ -77,13 +88,18 @@ build_pause() {
 }
 
 build_piece "kind $kind_version" "$kind_dir" "$(stamp_of "$here/kind/go.mod" "$here/kind/go.sum")" build_kind
+echo "kind=$kind_dir/kind"
+[[ "${1:-}" != kind ]] || exit 0
+
 build_piece "kubelet, kubeadm, kube-proxy $k8s_version" "$node_dir" \
   "$(stamp_of "$here/node/go.mod" "$here/node/go.sum")" build_node
 build_piece "coredns $coredns_version" "$coredns_dir" \
   "$(stamp_of "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go")" build_coredns
+build_piece "crictl $crictl_version" "$crictl_dir" \
+  "$(stamp_of "$here/crictl/go.mod" "$here/crictl/go.sum")" build_crictl
 build_piece "pause" "$pause_dir" "$(stamp_of "$here/node/go.mod")" build_pause
 
-echo "kind=$kind_dir/kind"
 for name in kubelet kubeadm kube-proxy; do echo "$name=$node_dir/$name"; done
 echo "coredns=$coredns_dir/coredns"
+echo "crictl=$crictl_dir/crictl"
 echo "pause=$pause_dir/pause"

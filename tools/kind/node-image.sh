@@ -4,7 +4,7 @@
 #
 #   1. the node layer (image/node.Dockerfile): the Debian base (tools/debian/base.sh) with systemd, Debian's
 #      containerd, runc and CNI plugins, kind's images/base/files from its module, the runc wrapper as
-#      containerd's runc BinaryName, and kubelet, kubeadm, kubectl;
+#      containerd's runc BinaryName, and kubelet, kubeadm, kubectl, crictl;
 #   2. the images `kubeadm config images list` names, each made here: the control plane's static binaries
 #      (tools/controlplane/build.sh) and coredns and pause (tools/kind/binaries.sh) each `docker import`ed as a
 #      one-file root, kube-proxy on the Debian base with iptables and conntrack (image/kube-proxy.Dockerfile).
@@ -28,7 +28,7 @@ while IFS='=' read -r name path; do bin[$name]=$path; done < <(
   bash "$root/tools/controlplane/build.sh" --no-system
   bash "$here/binaries.sh"
 )
-for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kind kubelet kubeadm kube-proxy coredns pause; do
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kind kubelet kubeadm kube-proxy coredns crictl pause; do
   [[ -x "${bin[$name]:-}" ]] || { echo "kind-node-image: $name was not built" >&2; exit 1; }
 done
 base=$(bash "$root/tools/debian/base.sh")
@@ -49,6 +49,7 @@ if [[ "$(label "$IMAGE")" == "$recipe" ]]; then
   exit 0
 fi
 
+previous=$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 ctx=$(mktemp -d /var/tmp/ghostpay-kind-node.XXXXXX)
 builder=""
 trap 'rm -rf "$ctx"; [[ -z "$builder" ]] || docker rm -f "$builder" >/dev/null' EXIT
@@ -81,8 +82,9 @@ while read -r image; do
     */pause:*) imported "$image" "${bin[pause]}" pause; pause_image=$image ;;
     */kube-proxy:*)
       mkdir -p "$ctx/kube-proxy" && cp "${bin[kube-proxy]}" "$ctx/kube-proxy/"
+      # Also tagged under ghostpay/ and kept, so that its apt layer stays in Docker's build cache.
       docker build -q --build-arg "BASE=$base" --label "io.ghostpay.recipe=$recipe" -t "$image" \
-        -f "$here/image/kube-proxy.Dockerfile" "$ctx/kube-proxy" >/dev/null ;;
+        -t "ghostpay/kind-kube-proxy:$k8s_version" -f "$here/image/kube-proxy.Dockerfile" "$ctx/kube-proxy" >/dev/null ;;
     *) echo "kind-node-image: no recipe for $image" >&2; exit 1 ;;
   esac
   images+=("$image")
@@ -92,7 +94,7 @@ say "made the cluster's images: ${images[*]}"
 kind_files="$(cd "$here/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files"
 cp -r "$kind_files" "$ctx/files" && chmod -R u+w "$ctx/files"
 mkdir -p "$ctx/bin"
-cp "${bin[kubelet]}" "${bin[kubeadm]}" "${bin[kubectl]}" "$ctx/bin/"
+cp "${bin[kubelet]}" "${bin[kubeadm]}" "${bin[kubectl]}" "${bin[crictl]}" "$ctx/bin/"
 cp "$wrapper" "$ctx/ghostpay-runc"
 say "building the node layer on $base"
 docker build -q --build-arg "BASE=$base" --build-arg "PAUSE_IMAGE=$pause_image" -t ghostpay/kind-node-layer:build \
@@ -122,5 +124,7 @@ docker rm -f "$builder" >/dev/null && builder=""
 # Untag what was made on the way: the node image keeps the layers; the cluster's images, named as kubeadm
 # expects (registry.k8s.io/…), must not stand in Docker for the real ones.
 docker rmi ghostpay/kind-node-layer:build "${images[@]}" >/dev/null
+# The image this one replaces goes too, unless a cluster's containers still run on it.
+[[ -z "$previous" ]] || docker rmi "$previous" >/dev/null 2>&1 || true
 say "made $IMAGE ($(docker image inspect --format '{{.Size}}' "$IMAGE" | numfmt --to=iec))"
 echo "$IMAGE"
