@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
-from ghostpay_operator import kindcluster, kindnetwork
+import pytest
+from click.testing import CliRunner
+
+from ghostpay import cli
+from ghostpay_operator import kindcluster, kindnetwork, localcluster
 
 
 def test_the_cluster_has_a_control_plane_with_the_node_ports_and_one_worker_per_zone() -> None:
@@ -35,3 +41,24 @@ def test_the_ghostpay_image_is_named_after_the_package_version() -> None:
     import importlib.metadata
 
     assert kindcluster.ghostpay_image() == f"ghostpay/ghostpay:{importlib.metadata.version('ghostpay')}"
+
+
+@pytest.mark.parametrize(
+    ("flags", "module", "expected"),
+    [(["--kind"], kindcluster, Path(".ghostpay/kind")), ([], localcluster, Path(".ghostpay/cluster"))],
+)
+def test_cluster_up_and_down_default_their_directory_by_kind(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], module: object, expected: Path
+) -> None:
+    seen: list[Path] = []
+
+    def record(directory: Path) -> object:
+        seen.append(directory)
+        return SimpleNamespace(kubeconfig=directory / "kubeconfig")
+
+    monkeypatch.setattr(module, "up", record)
+    monkeypatch.setattr(module, "down", record)
+    for command in ("up", "down"):
+        result = CliRunner().invoke(cli.main, ["cluster", command, *flags])
+        assert result.exit_code == 0, result.output
+    assert seen == [expected, expected]

@@ -23,6 +23,10 @@ say() { echo "kind-node-image: $* ($((SECONDS - start)) s)" >&2; }
 label() { docker image inspect --format "{{index .Config.Labels \"io.ghostpay.recipe\"}}" "$1" 2>/dev/null || true; }
 
 bash "$root/tools/docker/ensure.sh" >&2
+cache="${GHOSTPAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghostpay}"
+mkdir -p "$cache/kind"
+exec 8>"$cache/kind/.node-image.lock"  # one build at a time
+flock 8
 declare -A bin
 while IFS='=' read -r name path; do bin[$name]=$path; done < <(
   bash "$root/tools/controlplane/build.sh" --no-system
@@ -32,7 +36,6 @@ for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl k
   [[ -x "${bin[$name]:-}" ]] || { echo "kind-node-image: $name was not built" >&2; exit 1; }
 done
 base=$(bash "$root/tools/debian/base.sh")
-wrapper="${GHOSTPAY_CACHE_DIR:-$HOME/.cache/ghostpay}/bin/ghostpay-runc"
 k8s_version=$("${bin[kubeadm]}" version -o short)
 etcd_version=$("${bin[etcd]}" --version | awk '/^etcd Version:/ { print $3 }')
 ETCD_TAG="$etcd_version-0"
@@ -95,7 +98,8 @@ kind_files="$(cd "$here/kind" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/imag
 cp -r "$kind_files" "$ctx/files" && chmod -R u+w "$ctx/files"
 mkdir -p "$ctx/bin"
 cp "${bin[kubelet]}" "${bin[kubeadm]}" "${bin[kubectl]}" "${bin[crictl]}" "$ctx/bin/"
-cp "$wrapper" "$ctx/ghostpay-runc"
+# The runc wrapper (tools/docker/ensure.sh builds it only where it starts Docker itself).
+(cd "$root/tools/runc-wrapper" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/ghostpay-runc" .)
 say "building the node layer on $base"
 docker build -q --build-arg "BASE=$base" --build-arg "PAUSE_IMAGE=$pause_image" -t ghostpay/kind-node-layer:build \
   -f "$here/image/node.Dockerfile" "$ctx" >/dev/null
