@@ -3,7 +3,8 @@
 kind (built once from its Go module by `tools/kind/binaries.sh`) runs the cluster `ghostpay`: one control-plane
 node and two workers labelled `topology.kubernetes.io/zone` `zone-a` and `zone-b`, with host ports
 127.0.0.1:30080-30083 mapped to the same NodePorts on the control-plane node (kube-proxy routes them to the pods,
-wherever they run). Docker Engine is installed and started if needed (`tools/docker/ensure.sh`).
+wherever they run). `up` installs and starts Docker Engine if needed (`tools/docker/ensure.sh`); `down` removes
+the node containers with Docker alone, building nothing.
 
 Node image, first match wins:
     1. $GHOSTPAY_KIND_NODE_IMAGE (an image made by node-image.sh is known by its label and treated as in 3);
