@@ -35,7 +35,13 @@ GENEROUS_LIMITS = {
 # What a test needs beyond PostgreSQL and Redis, read from where it lives and which fixtures it asks for:
 # `make fast` runs everything that needs none of these.
 _INFRA_DIRECTORIES = {"cluster": ("operator", "cluster"), "docker": ("image",)}
-_INFRA_FIXTURES = {"vault": "openbao", "persistent_vault": "openbao", "prometheus": "prometheus", "cluster": "cluster"}
+_INFRA_FIXTURES = {
+    "vault": "openbao",
+    "persistent_vault": "openbao",
+    "prometheus": "prometheus",
+    "cluster": "cluster",
+    "kind_cluster": "kind",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -283,26 +283,41 @@ def keys_list(data_dir: Path) -> None:
 _cluster_dir = click.option(
     "--dir",
     "directory",
-    default=".ghostpay/cluster",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the cluster keeps its state",
+    help="Where the cluster keeps its state  [default: .ghostpay/cluster, with --kind .ghostpay/kind]",
+)
+_kind_flag = click.option(
+    "--kind",
+    "use_kind",
+    is_flag=True,
+    help="A real cluster of Docker containers made by kind (cluster `ghostpay`: 1 control plane, 2 zoned workers)",
 )
 
 
 @main.group()
 def cluster() -> None:
-    """A local, simulated Kubernetes cluster (real control plane, KWOK nodes) for trying the operator."""
+    """A local Kubernetes cluster: simulated (real control plane, KWOK nodes) or, with --kind, real (kind)."""
 
 
 @cluster.command("up")
 @_cluster_dir
-def cluster_up(directory: Path) -> None:
+@_kind_flag
+def cluster_up(directory: Path | None, use_kind: bool) -> None:
     """Start the cluster in DIR (or reuse the one running there) and write DIR/kubeconfig."""
+    if use_kind:
+        from ghostpay_devtools import kindcluster, kindnetwork
+
+        try:
+            kind_cluster = kindcluster.up(directory or kindcluster.DEFAULT_DIR)
+        except (kindcluster.KindError, kindnetwork.NetworkError) as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"kind cluster ready; use it with: export KUBECONFIG={kind_cluster.kubeconfig}")
+        return
     from ghostpay_devtools import localcluster
 
     try:
-        running = localcluster.up(directory)
+        running = localcluster.up(directory or localcluster.DEFAULT_DIR)
     except localcluster.ClusterError as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"cluster ready; use it with: export KUBECONFIG={running.kubeconfig}")
@@ -310,9 +325,20 @@ def cluster_up(directory: Path) -> None:
 
 @cluster.command("down")
 @_cluster_dir
-def cluster_down(directory: Path) -> None:
-    """Delete the cluster in DIR; no process of it is left running."""
+@_kind_flag
+def cluster_down(directory: Path | None, use_kind: bool) -> None:
+    """Delete the cluster in DIR; no process (with --kind: no node container) of it is left running."""
+    if use_kind:
+        from ghostpay_devtools import kindcluster
+
+        try:
+            kindcluster.down(directory or kindcluster.DEFAULT_DIR)
+        except kindcluster.KindError as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"kind cluster {kindcluster.CLUSTER_NAME} deleted")
+        return
     from ghostpay_devtools import localcluster
 
+    directory = directory or localcluster.DEFAULT_DIR
     localcluster.down(directory)
     click.echo(f"cluster in {directory} deleted")

@@ -1,0 +1,102 @@
+"""The kind fixture: one real cluster (`ghostpay cluster up --kind`, run as a user runs it) shared by the session.
+
+`kind_cluster` creates it in a temporary directory, and at the end runs `ghostpay cluster down --kind` and
+checks that no node container is left. With GHOSTPAY_TEST_KIND_DIR set it uses that directory and leaves the
+cluster running, for quick iterations. The cluster's name is fixed (`ghostpay`, contract §4): a kind cluster of
+that name already running is reused, and deleted at the end unless GHOSTPAY_TEST_KIND_DIR is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ghostpay_devtools import kindcluster, localcluster
+
+GHOSTPAY = Path(sys.executable).parent / "ghostpay"
+UP_TIMEOUT = 3600.0  # the first run ever builds kind, the node binaries and the node image
+_HTTPSERVER = Path(__file__).parent / "httpserver"
+
+
+@dataclass(frozen=True)
+class KindTestCluster:
+    """The running cluster as the tests see it: its directory, kubectl, kind, and how long `up` took."""
+
+    dir: Path
+    kubectl_binary: Path
+    kind: Path
+    up_seconds: float
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 120.0) -> str:
+        """Runs the host's kubectl against the cluster and returns its output (fails the test if it fails)."""
+        command = [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+
+def cluster_up(directory: Path) -> float:
+    """Runs `ghostpay cluster up --kind --dir DIR` as a user would; returns how long it took."""
+    started = time.monotonic()
+    command = [str(GHOSTPAY), "cluster", "up", "--kind", "--dir", str(directory)]
+    # No pull of kindest/node: traffic stays on this machine (the node image made here is used unless Docker has it).
+    env = {**os.environ, kindcluster.PULL_ENV: "0"}
+    subprocess.run(command, env=env, check=True, timeout=UP_TIMEOUT)
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="session")
+def kind_cluster() -> Iterator[KindTestCluster]:
+    kept = os.environ.get("GHOSTPAY_TEST_KIND_DIR")
+    directory = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="gpkind-", dir="/tmp"))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        seconds = cluster_up(directory)
+        print(f"\nghostpay cluster up --kind: {seconds:.1f} s", file=sys.stderr)
+        kubectl = localcluster.resolve_binaries()["kubectl"]
+        yield KindTestCluster(directory, kubectl, kindcluster.kind_binary(), seconds)
+    finally:
+        if not kept:
+            subprocess.run([str(GHOSTPAY), "cluster", "down", "--kind", "--dir", str(directory)], check=True)
+            shutil.rmtree(directory, ignore_errors=True)
+            left = kindcluster.node_containers()
+            assert not left, f"`ghostpay cluster down --kind` left node containers: {left}"
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """pytest dies on SIGTERM without tearing down, which would leave the node containers running."""
+    raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="session")
+def http_image(kind_cluster: KindTestCluster) -> str:
+    """A tiny HTTP server (tests/kind/httpserver, static Go) as a one-file image, loaded into the cluster.
+    Tagged with a hash of its source, so it is built once."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_HTTPSERVER.iterdir()))).hexdigest()[:12]
+    image = f"ghostpay/kind-test-http:{digest}"
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False).returncode != 0:
+        with tempfile.TemporaryDirectory() as root:
+            env = {**os.environ, "CGO_ENABLED": "0"}
+            build = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{root}/server", "."]
+            subprocess.run(build, cwd=_HTTPSERVER, env=env, check=True, timeout=600)
+            tar = subprocess.run(["tar", "-C", root, "-c", "server"], capture_output=True, check=True)
+            subprocess.run(["docker", "import", "-", image], input=tar.stdout, capture_output=True, check=True)
+    load = [str(kind_cluster.kind), "load", "docker-image", image, "--name", kindcluster.CLUSTER_NAME]
+    subprocess.run(load, capture_output=True, check=True, timeout=300)
+    return image

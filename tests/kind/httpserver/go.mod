@@ -1,0 +1,3 @@
+module ghostpay.local/kindtest
+
+go 1.26.0
