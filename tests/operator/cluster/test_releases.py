@@ -35,6 +35,19 @@ FAST = {"progressDeadlineSeconds": 20, "scaleDownDelaySeconds": 5, "stepSeconds"
 
 
 @pytest.fixture(scope="module")
+def _wait_scaled_down(cluster: localcluster.Cluster, namespace: str, color: str, what: str) -> None:
+    """Every Deployment of `color` at zero replicas (bounded)."""
+    wait_for(
+        lambda: all(
+            d["spec"]["replicas"] == 0
+            for n, d in live_deployments(cluster, namespace).items()
+            if n.endswith(f"-{color}")
+        ),
+        60,
+        what,
+    )
+
+
 def operator(cluster: localcluster.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Proc]:
     install_crds(cluster)
     proc = operator_process(cluster, tmp_path_factory.mktemp("operator"), GHOSTPAY_OPERATOR_RESYNC_SECONDS="2").start()
@@ -104,15 +117,7 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
     with EndpointWatch(cluster, namespace) as watch:
         _upgrade(cluster, namespace, version="0.2.0")
         done = wait_for(completed, SETTLE, "the release to complete", interval=0.5)
-        wait_for(
-            lambda: all(
-                d["spec"]["replicas"] == 0
-                for n, d in live_deployments(cluster, namespace).items()
-                if n.endswith("-blue")
-            ),
-            60,
-            "the old colour to scale down",
-        )
+        _wait_scaled_down(cluster, namespace, "blue", "the old colour to scale down")
     assert watch.samples > 5 and min(watch.fewest.values()) >= 2, watch.fewest  # availability.minReplicas
     assert "release" not in _instance(cluster, namespace)["status"]  # the finished release's record is cleared
     status = done["status"]
@@ -139,15 +144,7 @@ def test_blue_green_to_an_unready_version_rolls_back(
             return instance if instance["status"].get("phase") == "RolledBack" else None
 
         instance = wait_for(rolled_back, SETTLE, "the rollback")
-        wait_for(
-            lambda: all(
-                d["spec"]["replicas"] == 0
-                for n, d in live_deployments(cluster, namespace).items()
-                if n.endswith("-green")
-            ),
-            60,
-            "the new colour to scale down",
-        )
+        _wait_scaled_down(cluster, namespace, "green", "the new colour to scale down")
     assert min(watch.fewest.values()) >= 2, watch.fewest  # the stable colour never lost its endpoints
     degraded = condition(instance, "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ProgressDeadlineExceeded")
@@ -299,15 +296,7 @@ def test_a_release_survives_the_operator_dying_in_each_phase(
             SETTLE,
             "the release to finish after the restarts",
         )
-        wait_for(
-            lambda: all(
-                d["spec"]["replicas"] == 0
-                for n, d in live_deployments(cluster, namespace).items()
-                if n.endswith("-blue")
-            ),
-            60,
-            "the old colour to scale down",
-        )
+        _wait_scaled_down(cluster, namespace, "blue", "the old colour to scale down")
     assert (done["status"]["activeVersion"], done["status"]["previousVersion"]) == ("0.2.0", "0.1.0")
     assert min(watch.fewest.values()) >= 2, watch.fewest
 
