@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ghostpay_operator.builders import meta
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import InstanceSpec
@@ -12,17 +14,23 @@ def service_name(spec: InstanceSpec, service: str) -> str:
 
 
 def service(spec: InstanceSpec, name: str, color: str | None, preview: bool = False) -> Manifest:
-    """The service's Service (or its preview Service during a release): one colour, or both (`None`, canary)."""
+    """The service's Service (or its preview Service during a release): one colour, or both (`None`, canary).
+    With `spec.services.<name>.nodePort` the (active) Service is a NodePort on that port; a preview Service
+    never is (only one Service can hold a node port)."""
     selector = meta.color_selector(spec, name, color) if color else meta.service_selector(spec, name)
     full_name = service_name(spec, name) + ("-preview" if preview else "")
+    port: dict[str, Any] = {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    node_port = None if preview else spec.services[name].node_port
+    if node_port is not None:
+        port["nodePort"] = node_port
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta.object_meta(spec, full_name, {"app.kubernetes.io/component": name}),
         "spec": {
-            "type": "ClusterIP",
+            "type": "ClusterIP" if node_port is None else "NodePort",
             "selector": selector,
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            "ports": [port],
         },
     }
 
