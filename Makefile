@@ -10,6 +10,7 @@ DURATION ?= 30s
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
 include tools/prometheus/prometheus.mk
+include tools/helm/helm.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus docker
+test: install check controlplane openbao prometheus docker helm
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
