@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image
+.PHONY: install dev test check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image demo-images
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -35,6 +35,10 @@ docker:
 # The container image ghostpay/ghostpay:<version>, built offline on a Debian base made here (see README).
 image:
 	PYTHON=$(PYTHON) tools/image/build.sh
+
+# The Helm chart's demo PostgreSQL and Redis images (demo.enabled), from Debian's packages on the same base.
+demo-images:
+	tools/demo-images/build.sh
 
 lint: install
 	$(VENV)/bin/ruff check services operator tests bench load
