@@ -52,9 +52,10 @@ def _secret(cluster: localcluster.Cluster, namespace: str, name: str) -> dict[st
 
 def test_install_demo_upgrade_keeps_secrets_uninstall_removes_operator(fresh_cluster: localcluster.Cluster) -> None:
     cluster, namespace = fresh_cluster, "gp-demo"
-    _helm(
+    installed = _helm(
         cluster, "install", "ghostpay", str(CHART), "-n", namespace, "--create-namespace", "--set", "demo.enabled=true"
     )
+    assert "NodePorts 30080, 30081, 30082 and 30083" in installed  # the chart's NOTES.txt
 
     # Every object the release rendered exists: the API server accepted each one.
     manifest = _helm(cluster, "get", "manifest", "ghostpay", "-n", namespace)
