@@ -8,7 +8,6 @@ import copy
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,11 +38,14 @@ def test_chart_and_image_versions_are_the_package_version() -> None:
     assert (container["image"], container["imagePullPolicy"]) == (f"ghostpay/ghostpay:{VERSION}", "IfNotPresent")
 
 
-def test_chart_crds_are_the_repository_crds() -> None:
-    """The chart's crds/ is a copy of crds/ (tools/helm/sync-crds.sh), byte for byte, and Helm installs it."""
+def test_chart_crds_and_policies_are_the_repositorys() -> None:
+    """The chart's crds/ and files/policies/ are copies of crds/ and policies/ (tools/helm/sync.sh), byte for
+    byte, and Helm installs those CRDs."""
     repo = {p.name: p.read_bytes() for p in sorted((ROOT / "crds").glob("*.yaml"))}
     chart = {p.name: p.read_bytes() for p in sorted((CHART / "crds").iterdir())}
-    assert chart == repo, "run tools/helm/sync-crds.sh"
+    assert chart == repo, "run tools/helm/sync.sh"
+    policies = {p.name: p.read_bytes() for p in sorted((ROOT / "policies").glob("*.hcl"))}
+    assert {p.name: p.read_bytes() for p in sorted((CHART / "files/policies").iterdir())} == policies
     rendered = [m for m in helm.template(include_crds=True) if m["kind"] == "CustomResourceDefinition"]
     expected = [doc for text in repo.values() for doc in yaml.safe_load_all(text) if doc]
     assert sorted(rendered, key=_name) == sorted(expected, key=_name)
@@ -99,7 +101,7 @@ def test_demo_render_has_the_instance_its_databases_and_secrets() -> None:
     assert objects[("Service", "payments-postgres")]["spec"]["ports"][0]["port"] == 5432
 
     images = {}
-    for name in ("payments-postgres", "payments-redis"):
+    for name in ("payments-postgres", "payments-redis"):  # (OpenBao's: test_demo_rotates_keys_locally_or_in_...)
         pod = objects[("Deployment", name)]["spec"]["template"]["spec"]
         [container] = pod["containers"]
         images[name] = container["image"]
@@ -108,6 +110,35 @@ def test_demo_render_has_the_instance_its_databases_and_secrets() -> None:
         assert container["securityContext"]["readOnlyRootFilesystem"]
         assert all("emptyDir" in v for v in pod["volumes"])  # a demo: its data lives as long as the pod
     assert images == {"payments-postgres": "ghostpay/demo-postgres:15", "payments-redis": "ghostpay/demo-redis:7"}
+
+
+def test_demo_rotates_keys_locally_or_in_its_openbao() -> None:
+    local = helm.by_kind(helm.template(DEMO, namespace="shop"))
+    assert local[("GhostPayInstance", "payments")]["spec"]["keyRotation"] == {
+        "schedule": "0 3 * * *",
+        "gracePeriod": "24h",
+    }
+    assert not any(kind == "Deployment" and "openbao" in name for kind, name in local)
+
+    objects = helm.by_kind(helm.template(DEMO, "demo.vault.enabled=true", namespace="shop"))
+    vault = objects[("GhostPayInstance", "payments")]["spec"]["keyRotation"]["vault"]
+    assert vault == {
+        "address": "http://payments-openbao.shop.svc:8200",
+        "role": "ghostpay",
+        "transitKey": "ghostpay-jwt",
+    }
+    assert objects[("Service", "payments-openbao")]["spec"]["ports"][0]["port"] == 8200
+    policies = objects[("ConfigMap", "payments-openbao-policies")]["data"]
+    assert policies == {p.name: p.read_text() for p in (ROOT / "policies").glob("*.hcl")}
+    setup = objects[("ConfigMap", "payments-openbao-setup")]["data"]["openbao-demo.sh"]
+    assert setup == (CHART / "files/openbao-demo.sh").read_text()
+    review = next(m for (kind, _), m in objects.items() if kind == "ClusterRoleBinding" and "openbao" in _)
+    assert review["roleRef"]["name"] == "system:auth-delegator"
+    assert review["subjects"] == [{"kind": "ServiceAccount", "name": "payments-openbao", "namespace": "shop"}]
+    pod = objects[("Deployment", "payments-openbao")]["spec"]["template"]["spec"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("payments-openbao", True)
+    assert pod["containers"][0]["image"] == "ghostpay/demo-openbao:2.7.2"
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
 
 
 def test_demo_secrets_are_random_per_render() -> None:
@@ -126,6 +157,7 @@ def test_demo_secrets_are_random_per_render() -> None:
         ("replica=2", "replica"),  # a misspelt key is refused, not ignored
         ("image.pullPolicy=Sometimes", "image/pullPolicy"),
         ("watchNamespace=Not_A_Namespace", "watchNamespace"),
+        ("demo.vault.enabled=1", "demo/vault/enabled"),
     ],
 )
 def test_values_schema_refuses_a_bad_value(value: str, complaint: str) -> None:
@@ -183,9 +215,10 @@ def _normalized(manifests: list[Manifest], own_namespace: str) -> dict[tuple[str
     return result
 
 
-def test_sync_script_copies_every_crd(tmp_path: Path) -> None:
-    """tools/helm/sync-crds.sh is what keeps the two in step: it names every file it copied."""
+def test_sync_script_copies_every_crd_and_policy() -> None:
+    """tools/helm/sync.sh is what keeps the copies in step: it names how many files it copied."""
     result = subprocess.run(
-        ["bash", str(ROOT / "tools/helm/sync-crds.sh")], capture_output=True, text=True, check=True, timeout=60
+        ["bash", str(ROOT / "tools/helm/sync.sh")], capture_output=True, text=True, check=True, timeout=60
     )
-    assert f"copied {len(list((ROOT / 'crds').glob('*.yaml')))} CRD files" in result.stderr
+    crds, policies = len(list((ROOT / "crds").glob("*.yaml"))), len(list((ROOT / "policies").glob("*.hcl")))
+    assert f"copied {crds} CRD files and {policies} policies" in result.stderr

@@ -21,6 +21,7 @@ from tests.helm.helm import CHART
 
 pytestmark = pytest.mark.slow
 
+DEMO = ("--set", "demo.enabled=true", "--set", "demo.vault.enabled=true")
 NODE_PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 30083}
 
 
@@ -52,9 +53,7 @@ def _secret(cluster: localcluster.Cluster, namespace: str, name: str) -> dict[st
 
 def test_install_demo_upgrade_keeps_secrets_uninstall_removes_operator(fresh_cluster: localcluster.Cluster) -> None:
     cluster, namespace = fresh_cluster, "gp-demo"
-    installed = _helm(
-        cluster, "install", "ghostpay", str(CHART), "-n", namespace, "--create-namespace", "--set", "demo.enabled=true"
-    )
+    installed = _helm(cluster, "install", "ghostpay", str(CHART), "-n", namespace, "--create-namespace", *DEMO)
     assert "NodePorts 30080, 30081, 30082 and 30083" in installed  # the chart's NOTES.txt
 
     # Every object the release rendered exists: the API server accepted each one.
@@ -70,6 +69,8 @@ def test_install_demo_upgrade_keeps_secrets_uninstall_removes_operator(fresh_clu
         ("Secret", "payments-db"),
         ("Deployment", "payments-postgres"),
         ("Deployment", "payments-redis"),
+        ("Deployment", "payments-openbao"),
+        ("ClusterRoleBinding", f"{namespace}-payments-openbao-tokenreview"),
     }
     for crd in ("ghostpayinstances.ghostpay.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
         _get(cluster, "crd", crd)  # installed by Helm from the chart's crds/
@@ -79,22 +80,28 @@ def test_install_demo_upgrade_keeps_secrets_uninstall_removes_operator(fresh_clu
     instance = _get(cluster, "ghostpayinstance", "payments", "-n", namespace)
     assert {name: s["nodePort"] for name, s in instance["spec"]["services"].items()} == NODE_PORTS
     assert instance["spec"]["admin"] == {"secretRef": {"name": "payments-admin"}}
+    assert instance["spec"]["keyRotation"]["vault"]["address"] == f"http://payments-openbao.{namespace}.svc:8200"
     admin = _secret(cluster, namespace, "payments-admin")
     assert sorted(admin) == ["client_id", "client_secret"] and len(admin["client_secret"]) >= 16
     database = _secret(cluster, namespace, "payments-db")
+    root_token = _secret(cluster, namespace, "payments-openbao")
 
     # An upgrade (with a changed value) keeps the admin's credentials and the database password: `lookup`.
-    _helm(
-        cluster, "upgrade", "ghostpay", str(CHART), "-n", namespace, "--set", "demo.enabled=true", "--set", "replicas=3"
-    )
+    _helm(cluster, "upgrade", "ghostpay", str(CHART), "-n", namespace, *DEMO, "--set", "replicas=3")
     assert _get(cluster, "deployment", "ghostpay-operator", "-n", namespace)["spec"]["replicas"] == 3
     assert _secret(cluster, namespace, "payments-admin") == admin
     assert _secret(cluster, namespace, "payments-db") == database
+    assert _secret(cluster, namespace, "payments-openbao") == root_token
 
     _helm(cluster, "uninstall", "ghostpay", "-n", namespace, "--wait", "--timeout", "120s")
-    for kind, extra in (("deployment", ["-n", namespace]), ("clusterrole", []), ("clusterrolebinding", [])):
-        gone = cluster.kubectl("get", kind, "ghostpay-operator", *extra, check=False)
-        assert gone.returncode != 0 and "NotFound" in gone.stderr, kind
+    for kind, name, extra in (
+        ("deployment", "ghostpay-operator", ["-n", namespace]),
+        ("clusterrole", "ghostpay-operator", []),
+        ("clusterrolebinding", "ghostpay-operator", []),
+        ("clusterrolebinding", f"{namespace}-payments-openbao-tokenreview", []),
+    ):
+        gone = cluster.kubectl("get", kind, name, *extra, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr, (kind, name)
     # Helm never deletes the CRDs it installed (deleting one would delete every instance in the cluster).
     _get(cluster, "crd", "ghostpayinstances.ghostpay.io")
 
