@@ -54,7 +54,7 @@ def passphrase_env(spec: InstanceSpec) -> dict[str, Any]:
 
 
 def admin_environment(spec: InstanceSpec) -> list[dict[str, Any]]:
-    """The bootstrap admin (`spec.admin.secretRef`) for the auth pods, which create it at start if it is missing."""
+    """The bootstrap admin (`spec.admin.secretRef`) for the auth pods: they create it, or reset its secret, at start."""
     if spec.admin_secret is None:
         return []
     return [
