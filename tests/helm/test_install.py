@@ -130,3 +130,31 @@ def test_namespaced_install_grants_a_role_in_the_watched_namespace_only(fresh_cl
     for kind in ("clusterrole", "clusterrolebinding"):
         assert cluster.kubectl("get", kind, "ghostpay-operator", check=False).returncode != 0, kind
     _helm(cluster, "uninstall", "scoped", "-n", "gp-scoped")
+
+
+@pytest.mark.parametrize(("node_port", "accepted"), [(30080, True), (32767, True), (29999, False), (80, False)])
+def test_the_crd_takes_node_ports_in_the_node_port_range_only(
+    fresh_cluster: localcluster.Cluster, node_port: int, accepted: bool
+) -> None:
+    """The API server's own check (dry run): spec.services.<name>.nodePort is 30000-32767."""
+    cluster = fresh_cluster
+    cluster.kubectl("apply", "--server-side", "-f", str(helm.ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/ghostpayinstances.ghostpay.io", "--timeout=60s")
+    cluster.kubectl("create", "namespace", "ports", check=False)
+    instance = {
+        "apiVersion": "ghostpay.io/v1alpha1",
+        "kind": "GhostPayInstance",
+        "metadata": {"name": "payments", "namespace": "ports"},
+        "spec": {
+            "image": "ghostpay/ghostpay",
+            "version": helm.VERSION,
+            "services": {"auth": {"nodePort": node_port}},
+            "database": {"secretRef": {"name": "payments-db"}},
+            "redis": {"url": "redis://redis:6379/0"},
+            "admin": {"secretRef": {"name": "payments-admin"}},
+        },
+    }
+    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(instance), check=False)
+    assert (result.returncode == 0) == accepted, result.stderr
+    if not accepted:
+        assert "spec.services.auth.nodePort" in result.stderr
