@@ -22,7 +22,7 @@ NODE_PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 3008
 OPERATOR_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "ClusterKopfPeering"}
 
 
-@pytest.mark.parametrize("values", [[], [DEMO], ["watchNamespace=shop"]])
+@pytest.mark.parametrize("values", [[], [DEMO], [DEMO, "demo.vault.enabled=true"], ["watchNamespace=shop"]])
 def test_helm_lint_passes_strictly(values: list[str]) -> None:
     sets = [arg for value in values for arg in ("--set", value)]
     result = helm.run("lint", "--strict", str(CHART), *sets)
