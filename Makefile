@@ -5,12 +5,13 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image
+.PHONY: install dev test fast check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image demo-images
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
 include tools/prometheus/prometheus.mk
 include tools/kind/kind.mk
+include tools/helm/helm.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus docker kind
+test: install check controlplane openbao prometheus docker kind helm
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
@@ -40,6 +41,10 @@ docker:
 # The container image ghostpay/ghostpay:<version>, built offline on a Debian base made here (see README).
 image:
 	PYTHON=$(PYTHON) tools/image/build.sh
+
+# The Helm chart's demo PostgreSQL and Redis images (demo.enabled), from Debian's packages on the same base.
+demo-images:
+	tools/demo-images/build.sh
 
 lint: install
 	$(VENV)/bin/ruff check services operator devtools tests bench load

@@ -34,7 +34,7 @@ GENEROUS_LIMITS = {
 
 # What a test needs beyond PostgreSQL and Redis, read from where it lives and which fixtures it asks for:
 # `make fast` runs everything that needs none of these.
-_INFRA_DIRECTORIES = {"cluster": ("operator", "cluster"), "docker": ("image",)}
+_INFRA_DIRECTORIES = {"cluster": ("operator", "cluster"), "docker": ("image",), "helm": ("helm",)}
 _INFRA_FIXTURES = {
     "vault": "openbao",
     "persistent_vault": "openbao",

@@ -21,6 +21,7 @@ GROUP, VERSION, PLURAL, KIND = "ghostpay.io", "v1alpha1", "ghostpayinstances", "
 class ServiceSpec:
     replicas: int
     resources: dict[str, Any]
+    node_port: int | None = None  # the active Service as a NodePort on this port (preview Services stay ClusterIP)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class InstanceSpec:
     key_rotation: KeyRotationSpec | None = None
     redis_secret: str | None = None  # or a Secret holding the URL, for one that carries a password
     redis_key: str = "url"
+    admin_secret: str | None = None  # a Secret with the bootstrap admin's client_id and client_secret, for auth
 
     @property
     def image_ref(self) -> str:
@@ -94,6 +96,7 @@ def _service(raw: Mapping[str, Any], min_replicas: int) -> ServiceSpec:
     return ServiceSpec(
         replicas=int(raw.get("replicas", min_replicas)),
         resources=dict(raw.get("resources") or DEFAULT_RESOURCES),
+        node_port=int(raw["nodePort"]) if raw.get("nodePort") is not None else None,
     )
 
 
@@ -148,4 +151,5 @@ def parse(body: InstanceBody | Mapping[str, Any]) -> InstanceSpec:
         zones=int(availability.get("zones", 2)),
         pod_annotations=dict(spec.get("podAnnotations") or {}),
         key_rotation=_key_rotation(spec.get("keyRotation")),
+        admin_secret=((spec.get("admin") or {}).get("secretRef") or {}).get("name"),
     )

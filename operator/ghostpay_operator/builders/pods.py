@@ -53,18 +53,31 @@ def passphrase_env(spec: InstanceSpec) -> dict[str, Any]:
     return secret_env("GHOSTPAY_KEYS_PASSPHRASE", names.key_passphrase_secret(spec.name), keys.PASSPHRASE_KEY)
 
 
+def admin_environment(spec: InstanceSpec) -> list[dict[str, Any]]:
+    """The bootstrap admin (`spec.admin.secretRef`) for the auth pods: they create it, or reset its secret, at start."""
+    if spec.admin_secret is None:
+        return []
+    return [
+        secret_env("GHOSTPAY_ADMIN_CLIENT_ID", spec.admin_secret, "client_id"),
+        secret_env("GHOSTPAY_ADMIN_CLIENT_SECRET", spec.admin_secret, "client_secret"),
+    ]
+
+
 def environment(spec: InstanceSpec, workload: str, values: dict[str, str] | None = None) -> dict[str, Any]:
     """`env` and `envFrom` of the services' and the migration's containers: the DSN from its Secret, the key
-    store's passphrase only where a private part of it is used (auth, cards; never with Vault), the rest from
+    store's passphrase only where a private part of it is used (auth, cards; never with Vault), the bootstrap
+    admin's credentials from their Secret in auth only, the rest from
     the ConfigMap, plus Vault settings for `workload` and `values` that differ between colours (neither can live
     in the shared ConfigMap)."""
     plain = {**vault_environment(spec, workload), **(values or {})}
     passphrase = [passphrase_env(spec)] if spec.vault is None and keys.needs_passphrase(workload) else []
     redis = [secret_env("GHOSTPAY_REDIS_URL", spec.redis_secret, spec.redis_key)] if spec.redis_secret else []
+    admin = admin_environment(spec) if workload == "auth" else []
     return {
         "env": [
             secret_env("GHOSTPAY_DATABASE_URL", spec.database_secret, spec.database_key),
             *redis,
+            *admin,
             *passphrase,
             *({"name": name, "value": value} for name, value in sorted(plain.items())),
         ],

@@ -147,3 +147,36 @@ def test_finding_9_a_redis_url_from_a_secret_never_reaches_the_config_map() -> N
         assert _env(pod["containers"][0])["GHOSTPAY_REDIS_URL"] == redis_url, name
     plain = next(m for m in _children().supporting if m["kind"] == "ConfigMap")
     assert plain["data"]["GHOSTPAY_REDIS_URL"] == "redis://redis.shop:6379/0"
+
+
+ADMIN_ENV = {
+    "GHOSTPAY_ADMIN_CLIENT_ID": {"secretKeyRef": {"name": "payments-admin", "key": "client_id"}},
+    "GHOSTPAY_ADMIN_CLIENT_SECRET": {"secretKeyRef": {"name": "payments-admin", "key": "client_secret"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "auth_env"),
+    [
+        ({}, {}),  # no spec.admin: no admin variables anywhere
+        ({"admin": {"secretRef": {"name": "payments-admin"}}}, ADMIN_ENV),
+        ({"admin": {"secretRef": {"name": "payments-admin"}}, "keyRotation": VAULT}, ADMIN_ENV),
+        ({"admin": {}}, {}),  # an admin without a secretRef makes no admin
+    ],
+)
+def test_the_bootstrap_admin_comes_from_its_secret_into_auth_only(
+    changes: dict[str, Any], auth_env: dict[str, Any]
+) -> None:
+    children = _children(**changes)
+    for name, pod in _pods(children).items():
+        env = _env(pod["containers"][0])
+        admin = {key: value for key, value in env.items() if key.startswith("GHOSTPAY_ADMIN_")}
+        assert admin == (auth_env if name == "auth" else {}), name
+    config_map = next(m for m in children.supporting if m["kind"] == "ConfigMap")
+    assert not any(key.startswith("GHOSTPAY_ADMIN_") for key in config_map["data"])
+
+
+def test_naming_an_admin_secret_is_a_release_of_the_services() -> None:
+    """The auth pods' environment changes, so the pod template does: the admin is made by the new pods."""
+    with_admin = specs.parse(body(admin={"secretRef": {"name": "payments-admin"}}))
+    assert workloads.template_hash(specs.parse(body())) != workloads.template_hash(with_admin)
