@@ -23,7 +23,7 @@ from tests.operator.support.kube_helpers import (
     condition,
     create_database_secret,
     get_json,
-    healthy,
+    healthy_instance,
     install_crds,
     instance_yaml,
     operator_process,
@@ -105,7 +105,7 @@ def test_key_rotation_runs_as_a_cronjob_and_goes_with_the_spec(
     wait_for(lambda: _events(cluster, namespace, "KeyRotated"), 30, "a KeyRotated event")
 
     # Without spec.keyRotation the CronJob goes, and with it (garbage collected) its Jobs, account and Role.
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     remove = json.dumps([{"op": "remove", "path": "/spec/keyRotation"}])
     cluster.kubectl("patch", "ghostpay", "payments", "-n", namespace, "--type=json", "-p", remove)
 
@@ -178,7 +178,7 @@ def test_a_failed_rotation_is_a_condition_and_a_warning_until_the_next_success(
 ) -> None:
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     assert "lastKeyRotation" not in _instance(cluster, namespace)["status"]
 
     _finished_job(cluster, namespace, "payments-key-rotation-1", True, "2026-01-01T01:00:00Z")

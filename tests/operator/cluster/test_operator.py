@@ -22,7 +22,7 @@ from tests.operator.support.kube_helpers import (
     condition,
     create_database_secret,
     get_json,
-    healthy,
+    healthy_instance,
     install_crds,
     instance_yaml,
     live_deployments,
@@ -53,7 +53,7 @@ def test_an_instance_becomes_healthy_and_highly_available(
 ) -> None:
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
-    instance = wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    instance = wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     status = instance["status"]
     assert condition(instance, "Ready")["status"] == "True"
     assert condition(instance, "Degraded")["status"] == "False"
@@ -96,7 +96,7 @@ def test_an_instance_becomes_healthy_and_highly_available(
     # Scaling one service changes its Deployment and the totals.
     scale_cards(cluster, namespace, 3)
     scaled = wait_for(
-        lambda: (i := healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i, SETTLE, "9 replicas"
+        lambda: (i := healthy_instance(cluster, namespace)) and i["status"]["replicas"] == 9 and i, SETTLE, "9 replicas"
     )
     assert scaled["status"]["readyReplicas"] == 9
     assert live_deployments(cluster, namespace)["payments-cards-blue"]["spec"]["replicas"] == 3
@@ -106,7 +106,7 @@ def test_an_idle_instance_costs_no_writes(operator: procs.Proc, cluster: localcl
     create_database_secret(cluster, namespace)
     # With key rotation, so the CronJob, its ServiceAccount, Role and RoleBinding are checked too.
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     assert get_json(cluster, "rolebinding", "payments-key-rotation", "-n", namespace)
     lists_before = api_requests(cluster, {"deployments"}, ("LIST",))
     assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # more than two resync periods (5 s here)
@@ -135,7 +135,7 @@ def test_a_missing_database_secret_degrades_then_recovers(
     assert operator.process is not None and operator.process.poll() is None  # retrying, not crashing
 
     create_database_secret(cluster, namespace)
-    healthy = wait_for(lambda: healthy(cluster, namespace), SETTLE, "recovery after the Secret appears")
+    healthy = wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "recovery after the Secret appears")
     assert condition(healthy, "Degraded")["status"] == "False"
 
     # Broken again on a running instance: a Secret without the key. Pods keep serving meanwhile.
@@ -151,7 +151,7 @@ def test_a_missing_database_secret_degrades_then_recovers(
     assert condition(broken, "Ready")["status"] == "True"  # the running pods still serve
     cluster.kubectl("delete", "secret", "payments-db", "-n", namespace)
     create_database_secret(cluster, namespace)
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "recovery after the Secret is fixed")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "recovery after the Secret is fixed")
 
 
 def test_a_spec_whose_pods_the_api_server_refuses_degrades_with_its_reason(
@@ -199,7 +199,7 @@ def test_deleting_an_instance_deletes_everything_it_owns_but_its_keys(
 ) -> None:
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--timeout=60s")
 
     def all_gone() -> bool:

@@ -22,7 +22,7 @@ from tests.operator.support.kube_helpers import (
     SETTLE,
     create_database_secret,
     get_json,
-    healthy,
+    healthy_instance,
     install_crds,
     instance_yaml,
     live_deployments,
@@ -53,10 +53,10 @@ def test_killed_mid_reconcile_it_resumes_from_the_cluster(
         first.kill()
     finally:
         first.stop()
-    assert healthy(crds, namespace) is None
+    assert healthy_instance(crds, namespace) is None
     second = operator_process(crds, tmp_path).start()
     try:
-        instance = wait_for(lambda: healthy(crds, namespace), SETTLE, "a Healthy instance after the restart")
+        instance = wait_for(lambda: healthy_instance(crds, namespace), SETTLE, "a Healthy instance after the restart")
     finally:
         second.stop()
     assert instance["status"]["readyReplicas"] == 8
@@ -85,7 +85,7 @@ def test_two_replicas_do_not_fight_and_hand_over(
     active, standby = two_operators
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     assert _applied(active) > 0 and _applied(standby) == 0
 
     assert writes_while_idle(cluster, OWNED_RESOURCES, 12) == {}  # two resync periods of each replica
@@ -94,7 +94,7 @@ def test_two_replicas_do_not_fight_and_hand_over(
     scale_cards(cluster, namespace, 3)
     active.kill()
     scaled = wait_for(
-        lambda: (i := healthy(cluster, namespace)) and i["status"]["replicas"] == 9 and i,
+        lambda: (i := healthy_instance(cluster, namespace)) and i["status"]["replicas"] == 9 and i,
         SETTLE,
         "the standby to finish the change",
     )
@@ -149,7 +149,9 @@ def test_it_needs_no_more_than_its_own_role(
     crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
     operator = operator_process(crds, tmp_path, watched, KUBECONFIG=str(kubeconfig)).start()
     try:
-        instance = wait_for(lambda: healthy(crds, namespace), SETTLE, "a Healthy instance under the operator's role")
+        instance = wait_for(
+            lambda: healthy_instance(crds, namespace), SETTLE, "a Healthy instance under the operator's role"
+        )
         assert get_json(crds, "rolebinding", "payments-key-rotation", "-n", namespace)
         remove = json.dumps([{"op": "remove", "path": "/spec/keyRotation"}])
         crds.kubectl("patch", "ghostpay", "payments", "-n", namespace, "--type=json", "-p", remove)
@@ -209,7 +211,9 @@ def test_watching_one_namespace_it_needs_no_more_than_its_own_role(
     crds.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
     operator = operator_process(crds, tmp_path, namespace, KUBECONFIG=str(kubeconfig)).start()
     try:
-        instance = wait_for(lambda: healthy(crds, namespace), SETTLE, "a Healthy instance in the one namespace")
+        instance = wait_for(
+            lambda: healthy_instance(crds, namespace), SETTLE, "a Healthy instance in the one namespace"
+        )
     finally:
         exit_code = operator.stop(timeout=15)
     assert instance["status"]["readyReplicas"] == 8

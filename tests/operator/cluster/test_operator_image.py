@@ -22,7 +22,7 @@ from tests.operator.support.kube_helpers import (
     REPO,
     SETTLE,
     create_database_secret,
-    healthy,
+    healthy_instance,
     install_crds,
     instance_yaml,
     wait_for,
@@ -102,7 +102,7 @@ def test_the_operator_from_the_image_makes_an_instance_healthy(
     with operator_container(cluster, namespace, tmp_path) as name:
         started = time.monotonic()
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
-        instance = wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+        instance = wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
         print(f"\nHealthy in {time.monotonic() - started:.1f} s under the operator from the image")
         assert running(name)
     assert instance["status"]["readyReplicas"] == 8

@@ -19,7 +19,7 @@ from tests.operator.support.kube_helpers import (
     condition,
     create_database_secret,
     get_json,
-    healthy,
+    healthy_instance,
     install_crds,
     instance_yaml,
     live_deployments,
@@ -35,19 +35,6 @@ FAST = {"progressDeadlineSeconds": 20, "scaleDownDelaySeconds": 5, "stepSeconds"
 
 
 @pytest.fixture(scope="module")
-def _wait_scaled_down(cluster: localcluster.Cluster, namespace: str, color: str, what: str) -> None:
-    """Every Deployment of `color` at zero replicas (bounded)."""
-    wait_for(
-        lambda: all(
-            d["spec"]["replicas"] == 0
-            for n, d in live_deployments(cluster, namespace).items()
-            if n.endswith(f"-{color}")
-        ),
-        60,
-        what,
-    )
-
-
 def operator(cluster: localcluster.Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[procs.Proc]:
     install_crds(cluster)
     proc = operator_process(cluster, tmp_path_factory.mktemp("operator"), GHOSTPAY_OPERATOR_RESYNC_SECONDS="2").start()
@@ -97,11 +84,24 @@ class EndpointWatch:
 def _install(cluster: localcluster.Cluster, namespace: str, **spec: Any) -> dict[str, Any]:
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=FAST, **spec))
-    return wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    return wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
 
 
 def _upgrade(cluster: localcluster.Cluster, namespace: str, release: dict[str, Any] = FAST, **spec: Any) -> None:
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=release, **spec))
+
+
+def _wait_scaled_down(cluster: localcluster.Cluster, namespace: str, color: str, what: str) -> None:
+    """Every Deployment of `color` at zero replicas (bounded)."""
+    wait_for(
+        lambda: all(
+            d["spec"]["replicas"] == 0
+            for n, d in live_deployments(cluster, namespace).items()
+            if n.endswith(f"-{color}")
+        ),
+        60,
+        what,
+    )
 
 
 def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localcluster.Cluster, namespace: str) -> None:
@@ -112,7 +112,7 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
         status = _instance(cluster, namespace)["status"]
         if status.get("release", {}).get("switched_at"):
             after_switch.append((status.get("activeColor"), status.get("activeVersion")))
-        return (i := healthy(cluster, namespace)) and i["status"].get("activeColor") == "green" and i
+        return (i := healthy_instance(cluster, namespace)) and i["status"].get("activeColor") == "green" and i
 
     with EndpointWatch(cluster, namespace) as watch:
         _upgrade(cluster, namespace, version="0.2.0")
@@ -155,7 +155,7 @@ def test_blue_green_to_an_unready_version_rolls_back(
 
     # Back to the stable version: immediate.
     _upgrade(cluster, namespace, version="0.1.0")
-    healthy = wait_for(lambda: healthy(cluster, namespace), 60, "Healthy again")
+    healthy = wait_for(lambda: healthy_instance(cluster, namespace), 60, "Healthy again")
     assert healthy["status"]["activeColor"] == "blue"
 
 
@@ -165,7 +165,7 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
     cluster.kubectl(
         "apply", "-f", "-", input=instance_yaml(namespace, release=canary, services={"cards": {"replicas": 4}})
     )
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl(
         "apply",
         "-f",
@@ -189,7 +189,7 @@ def test_canary_steps_move_a_share_of_pods(operator: procs.Proc, cluster: localc
             operator.kill()
             operator.start()
             restarted.append(True)
-        instance = healthy(cluster, namespace)
+        instance = healthy_instance(cluster, namespace)
         return bool(instance and instance["status"]["activeColor"] == "green")
 
     wait_for(finished, SETTLE, "the canary to complete", interval=0.5)
@@ -212,7 +212,7 @@ def test_manual_promotion_waits_for_the_annotation(
     manual = {**FAST, "autoPromotion": False, "progressDeadlineSeconds": 600}
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=manual))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version="0.2.0", release=manual))
     paused = wait_for(
         lambda: (
@@ -231,7 +231,7 @@ def test_manual_promotion_waits_for_the_annotation(
 
     cluster.kubectl("annotate", "ghostpay", "payments", "-n", namespace, "ghostpay.io/promote=true")
     done = wait_for(
-        lambda: (i := healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
+        lambda: (i := healthy_instance(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
         SETTLE,
         "the promotion",
     )
@@ -243,7 +243,7 @@ def test_abort_rolls_back_at_once(operator: procs.Proc, cluster: localcluster.Cl
     patient = {**FAST, "progressDeadlineSeconds": 600}
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=patient))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl(
         "apply",
         "-f",
@@ -272,7 +272,7 @@ def test_a_release_survives_the_operator_dying_in_each_phase(
     slow = {**FAST, "scaleDownDelaySeconds": 15}
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=slow))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     with EndpointWatch(cluster, namespace) as watch:
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version="0.2.0", release=slow))
         # Killed while the new colour comes up.
@@ -292,7 +292,7 @@ def test_a_release_survives_the_operator_dying_in_each_phase(
         )
         operator.start()
         done = wait_for(
-            lambda: (i := healthy(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
+            lambda: (i := healthy_instance(cluster, namespace)) and i["status"]["activeColor"] == "green" and i,
             SETTLE,
             "the release to finish after the restarts",
         )
@@ -319,7 +319,7 @@ def test_a_canary_failing_analysis_rolls_back(
         }
         create_database_secret(cluster, namespace)
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=checked))
-        wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+        wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
         cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, version=FAULTY, release=checked))
         rolled = wait_for(
             lambda: (i := _instance(cluster, namespace))["status"].get("phase") == "RolledBack" and i,

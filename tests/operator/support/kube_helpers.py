@@ -138,7 +138,7 @@ def instance_yaml(namespace: str, name: str = "payments", **spec: Any) -> str:
 SETTLE = 240.0  # how long an instance may take to settle on the local cluster
 
 
-def healthy(cluster: localcluster.Cluster, namespace: str, name: str = "payments") -> dict[str, Any] | None:
+def healthy_instance(cluster: localcluster.Cluster, namespace: str, name: str = "payments") -> dict[str, Any] | None:
     instance = get_json(cluster, "ghostpayinstance", name, "-n", namespace)
     if (
         instance
