@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi bench bench-keys bench-operator load clean docker image demo-images
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm bench bench-keys bench-operator load clean docker image demo-images
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -57,6 +57,10 @@ imports: install
 
 openapi: install
 	$(VENV)/bin/ghostpay openapi --out services/openapi.yaml
+
+# The argocd-cm snippet, from argocd/resource_customizations (tests/argocd/test_cm_snippet.py compares them).
+argocd-cm: install
+	$(VENV)/bin/python -m ghostpay_devtools.argocd
 
 bench: install
 	$(PY) -m bench.charge_bench

@@ -2,7 +2,8 @@
 here, then writes the status once, and only if it changed.
 
 The order: the key store's Secrets (the pods mount them), the supporting objects (ServiceAccounts, ConfigMap,
-budgets), the key-rotation CronJob and its access (which needs the CronJob's uid), the migration Job, the
+budgets), the key-rotation CronJob and its access (which needs the CronJob's uid), a rotation Job asked for now
+(ghostpay.io/rotate-keys), the migration Job, the
 Deployments (only once the migration has succeeded: `decide` leaves them out before), then the routing (the
 Services move only when their pods exist). A 422 (the API server refuses an object made from the spec) stops the
 writes and becomes the ChildRejected problem: retrying the same object cannot help; the user must change the spec.
@@ -60,6 +61,8 @@ async def _write(kube: Kube, obs: Observation, actions: Actions, deployments: di
         uid = (await kube.apply(actions.cronjob))["metadata"]["uid"]
     if uid is not None:
         await _apply(kube, decisions.key_rotation_access(obs, uid))
+    if actions.rotation_job is not None:
+        await kube.create(actions.rotation_job)  # exists already (409): the CronJob started this minute's run
     if actions.migration_job is not None:
         await kube.apply(actions.migration_job)
     answers = {}
@@ -86,8 +89,11 @@ async def act(kube: Kube, obs: Observation, actions: Actions) -> tuple[InstanceS
                 raise
             message = f"The API server refused an object made from this spec: {exc}"
             answered = Answered(rejected=st.Problem("ChildRejected", message), deployments=deployments)
-    if actions.remove_annotations:
-        await kube.remove_annotations(obs.spec.namespace, obs.spec.name, actions.remove_annotations)
+    remove = actions.remove_annotations
+    if answered.rejected is not None:  # the writes stopped, perhaps before the rotation Job: ask again next pass
+        remove = [key for key in remove if key != decisions.ROTATE_KEYS]
+    if remove:
+        await kube.remove_annotations(obs.spec.namespace, obs.spec.name, remove)
     status, events = decisions.conclude(obs, actions, answered)
     if status != obs.previous:
         await kube.write_status(obs.spec.namespace, obs.spec.name, status, obs.previous)

@@ -1,5 +1,6 @@
 """decide: the pure heart of a reconcile pass. From an `Observation` to the `Actions` that make the cluster match
-the spec (what to create, apply, scale and delete, which command annotations to remove), then — given what the API
+the spec (what to create, apply, scale and delete, which command annotations to remove: promote, abort, and
+rotate-keys, which starts a key-rotation Job from the CronJob now), then — given what the API
 server answered — the new status and the events (`conclude`).
 
 Composed of the other pure parts: the release state machine (`release.decide`), the desired children
@@ -29,6 +30,8 @@ from ghostpay_operator.vocabulary import (
 )
 
 PROMOTE, ABORT = "ghostpay.io/promote", "ghostpay.io/abort"
+ROTATE_KEYS = "ghostpay.io/rotate-keys"  # start a key-rotation Job now (spec.keyRotation), then removed
+COMMANDS = (PROMOTE, ABORT, ROTATE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Actions:
     deployments: list[Manifest] = field(default_factory=list)  # on the desired template
     scale: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas, the other colour
     routing: list[Manifest] = field(default_factory=list)
+    rotation_job: Manifest | None = None  # a key-rotation Job to start now (ghostpay.io/rotate-keys)
     remove_annotations: list[str] = field(default_factory=list)
 
 
@@ -140,12 +144,23 @@ def decide(obs: Observation) -> Actions:
     )
     cronjob_name = names.key_rotation_cronjob(spec.name)
     live_cronjob = obs.children["CronJob"].get(cronjob_name)
+    asked = ROTATE_KEYS in obs.annotations
     if desired.key_rotation is None:
-        # Deleting the CronJob takes its ServiceAccount, Role and RoleBinding (it owns them).
-        return replace(actions, delete_cronjob=cronjob_name if live_cronjob is not None else None)
+        # Deleting the CronJob takes its ServiceAccount, Role and RoleBinding (it owns them). A rotation asked for
+        # without spec.keyRotation has nothing to run: the request is dropped, not kept pending for ever.
+        return replace(
+            actions,
+            delete_cronjob=cronjob_name if live_cronjob is not None else None,
+            remove_annotations=[*remove, ROTATE_KEYS] if asked else remove,
+        )
     if live_cronjob is None or changed(obs, [desired.key_rotation]):
-        return replace(actions, cronjob=desired.key_rotation)
-    return replace(actions, cronjob_uid=live_cronjob["metadata"]["uid"])
+        return replace(actions, cronjob=desired.key_rotation)  # a rotation asked for starts once it is in place
+    uid = live_cronjob["metadata"]["uid"]
+    actions = replace(actions, cronjob_uid=uid)
+    if not asked or readings.rotation_running(obs.children["Job"]):
+        return actions  # one rotation at a time (the CronJob's concurrencyPolicy: Forbid): asked, it waits
+    job = rotation.job_now(desired.key_rotation, uid, obs.now)
+    return replace(actions, rotation_job=job, remove_annotations=[*remove, ROTATE_KEYS])
 
 
 def key_rotation_access(obs: Observation, cronjob_uid: str) -> list[Manifest]:
@@ -197,4 +212,9 @@ def conclude(obs: Observation, actions: Actions, answered: Answered) -> tuple[In
         active_version=next((d.version for d in active.values()), None),
     )
     status = st.compute_status(spec, facts, previous, obs.now, plan)
-    return status, [*plan.events, *_transitions(previous, status, plan), *rotation_events(previous, status)]
+    started = []
+    if actions.rotation_job is not None and answered.rejected is None:
+        name = actions.rotation_job["metadata"]["name"]
+        started = [Event("Normal", "KeyRotationStarted", f"Started key rotation Job {name} ({ROTATE_KEYS}).")]
+    events = [*plan.events, *_transitions(previous, status, plan), *rotation_events(previous, status), *started]
+    return status, events

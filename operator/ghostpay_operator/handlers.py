@@ -100,7 +100,7 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any
     # Our own status writes come back as events too: only the first sight of an instance (type None: the
     # operator's initial listing) or a spec it has not yet observed needs a pass.
     unobserved = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
-    command = bool(set(body["metadata"].get("annotations") or {}) & {decide.PROMOTE, decide.ABORT})
+    command = bool(set(body["metadata"].get("annotations") or {}) & set(decide.COMMANDS))
     if type != "DELETED" and _live(body) and (type is None or unobserved or command):
         await _reconcile(*_key(body), memo)
 

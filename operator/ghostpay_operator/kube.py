@@ -104,7 +104,7 @@ class Kube:
                 raise
 
     async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
-        """Take away one-shot command annotations (promote, abort) once acted on."""
+        """Take away one-shot command annotations (promote, abort, rotate-keys) once acted on."""
         self.writes["GhostPayInstance"] += 1
         patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
         await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)

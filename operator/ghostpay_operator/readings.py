@@ -67,6 +67,15 @@ def rotation_runs(jobs: dict[str, Manifest]) -> tuple[st.RotationRun, ...]:
     return tuple(runs)
 
 
+def rotation_running(jobs: dict[str, Manifest]) -> bool:
+    """Whether a key-rotation Job has neither completed nor failed yet."""
+    return any(
+        job["metadata"].get("labels", {}).get("app.kubernetes.io/component") == rotation.COMPONENT
+        and not {"Complete", "Failed"} & set(_true_conditions(job))
+        for job in jobs.values()
+    )
+
+
 def migration_state(job: Manifest | None) -> MigrationState:
     if job is None:
         return "absent"

@@ -8,6 +8,7 @@ needs `delete` on cronjobs only, not on ServiceAccounts, Roles or RoleBindings o
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from croniter import croniter
@@ -96,6 +97,24 @@ def cronjob(spec: InstanceSpec) -> Manifest:
             },
         },
     }
+
+
+def job_now(cronjob: Manifest, cronjob_uid: str, now: datetime) -> Manifest:
+    """A rotation Job started now from the CronJob, as `kubectl create job --from=cronjob/...` makes one: its job
+    template, owned by the CronJob (so its history limits clean it up), named as the CronJob names its own Jobs
+    (`<cronjob>-<minutes since the epoch>`): a scheduled run of the same minute is then the same Job, not a second
+    rotation racing it on the key store."""
+    template = cronjob["spec"]["jobTemplate"]
+    name = cronjob["metadata"]["name"]
+    owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": name, "uid": cronjob_uid, "controller": True}
+    metadata = {
+        "name": f"{name}-{int(now.timestamp()) // 60}",
+        "namespace": cronjob["metadata"]["namespace"],
+        "labels": dict(template["metadata"]["labels"]),
+        "annotations": {**template["metadata"]["annotations"], "cronjob.kubernetes.io/instantiate": "manual"},
+        "ownerReferences": [owner],
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": template["spec"]}
 
 
 def _owned_by(spec: InstanceSpec, kind: str, name: str, cronjob_uid: str) -> dict[str, Any]:

@@ -199,3 +199,24 @@ def test_a_failed_rotation_is_a_condition_and_a_warning_until_the_next_success(
     assert condition(again, "KeyRotation")["reason"] == "Rotated"
     assert again["status"]["lastKeyRotation"] == "2026-01-01T03:00:00Z"
     assert len(_events(cluster, namespace, "KeyRotationFailed")) == 1
+
+
+def test_rotate_keys_annotation_starts_a_rotation_now_and_is_removed(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str
+) -> None:
+    """What ArgoCD's rotate-keys action does: the annotation alone, on a schedule that will not fire."""
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
+    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    cluster.kubectl("annotate", "ghostpay", "payments", "-n", namespace, "ghostpay.io/rotate-keys=true")
+    instance = wait_for(
+        lambda: (i := _instance(cluster, namespace)).get("status", {}).get("lastKeyRotation") and i,
+        90,
+        "status.lastKeyRotation from the Job started now",
+    )
+    [job] = get_json(cluster, "jobs", "-n", namespace, "-l", ROTATION)["items"]
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert job["metadata"]["ownerReferences"][0]["name"] == "payments-key-rotation"
+    assert instance["status"]["lastKeyRotation"] == job["status"]["completionTime"]
+    assert "ghostpay.io/rotate-keys" not in (instance["metadata"].get("annotations") or {})
+    wait_for(lambda: _events(cluster, namespace, "KeyRotationStarted"), 30, "a KeyRotationStarted event")

@@ -16,7 +16,7 @@ import pytest
 from ghostpay_operator import decide as decisions
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import names
-from ghostpay_operator.decide import ABORT, PROMOTE, Actions, Answered
+from ghostpay_operator.decide import ABORT, PROMOTE, ROTATE_KEYS, Actions, Answered
 from ghostpay_operator.readings import Observation
 from ghostpay_operator.status import Problem
 from tests.operator.support.samples import body
@@ -256,6 +256,53 @@ def test_key_rotation_runs_set_the_status_and_post_events() -> None:
     failed, events = _status(replace(rotated_obs, previous=rotated))  # type: ignore[arg-type]
     assert _condition(failed, "KeyRotation") == ("False", "RotationFailed") and failed["phase"] == "Healthy"
     assert [(e.type, e.reason) for e in events] == [("Warning", "KeyRotationFailed")]
+
+
+def _annotated(obs: Observation, *keys: str) -> Observation:
+    return replace(obs, body={**obs.body, "metadata": {**obs.body["metadata"], "annotations": dict.fromkeys(keys, "")}})
+
+
+def test_rotate_keys_starts_a_rotation_job_from_the_cronjob_now_and_the_annotation_is_consumed() -> None:
+    obs = _converge(_observation(body(keyRotation=ROTATING)))
+    assert decisions.decide(obs).rotation_job is None  # nothing asked
+    asked = replace(_annotated(obs, ROTATE_KEYS), now=datetime(2026, 1, 1, 12, 30, 15, tzinfo=UTC))
+    actions = decisions.decide(asked)
+    job = actions.rotation_job
+    assert job is not None and actions.remove_annotations == [ROTATE_KEYS]
+    cronjob = obs.children["CronJob"]["payments-key-rotation"]
+    # Named as the CronJob names its Jobs (minutes since the epoch), its template, owned by the CronJob.
+    assert job["metadata"]["name"] == f"payments-key-rotation-{int(asked.now.timestamp()) // 60}"
+    assert job["spec"] == cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "key-rotation"
+    assert job["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "name": "payments-key-rotation",
+            "uid": "uid-payments-key-rotation",
+            "controller": True,
+        }
+    ]
+    _, events = decisions.conclude(asked, actions, Answered())
+    assert ("Normal", "KeyRotationStarted") in [(e.type, e.reason) for e in events]
+
+
+def test_rotate_keys_waits_while_a_rotation_runs_and_is_dropped_without_key_rotation() -> None:
+    obs = _converge(_observation(body(keyRotation=ROTATING)))
+    running = {
+        "metadata": {"name": "payments-key-rotation-9", "labels": {"app.kubernetes.io/component": "key-rotation"}}
+    }
+    busy = replace(
+        _annotated(obs, ROTATE_KEYS), children={**obs.children, "Job": {**obs.children["Job"], "r": running}}
+    )
+    actions = decisions.decide(busy)
+    assert (actions.rotation_job, actions.remove_annotations) == (None, [])  # kept: it starts after this one
+    done = _rotation_job("payments-key-rotation-9", "Complete", "2026-01-01T03:00:05Z")
+    finished = replace(busy, children={**obs.children, "Job": {**obs.children["Job"], "r": done}})
+    assert decisions.decide(finished).rotation_job is not None
+    without = _annotated(replace(obs, body=body(), spec=specs.parse(body())), ROTATE_KEYS)
+    actions = decisions.decide(without)
+    assert (actions.rotation_job, actions.remove_annotations) == (None, [ROTATE_KEYS])
 
 
 # --- releases: commands, analysis, scale-down ---------------------------------------------------------------------
