@@ -53,6 +53,12 @@ OUTBOX_OLDEST_AGE = Gauge(
     "ghostpay_outbox_oldest_unrelayed_age_seconds", "Age of the oldest outbox event not yet relayed (0 when none waits)"
 )
 
+# A callback read at scrape time (the runtime points it at its KeyCache): NaN before any key is published.
+SIGNING_KEY_AGE = Gauge(
+    "ghostpay_signing_key_age_seconds", "Age of the signing key version that signs new tokens (its creation time)"
+)
+SIGNING_KEY_AGE.set_function(lambda: float("nan"))
+
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
