@@ -39,6 +39,7 @@ _INFRA_FIXTURES = {
     "vault": "openbao",
     "persistent_vault": "openbao",
     "prometheus": "prometheus",
+    "promtool": "prometheus",
     "cluster": "cluster",
     "kind_cluster": "kind",
 }

@@ -27,6 +27,9 @@ async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
         assert name in text
     for role in ("admin", "merchant", "user", "anonymous"):  # every series exists before its first 429
         assert f'ghostpay_rate_limited_total{{role="{role}"}}' in text
+    # The runtime points the key-age gauge at its KeyCache: a real age, not the NaN of a process without keys.
+    [age] = [line.split()[1] for line in text.splitlines() if line.startswith("ghostpay_signing_key_age_seconds ")]
+    assert float(age) >= 0
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -9,9 +9,11 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+import asyncpg
+
 from ghostpay.analytics import store
 from ghostpay.core.runtime import Runtime
-from ghostpay.core.telemetry import OUTBOX_RELAYED
+from ghostpay.core.telemetry import OUTBOX_OLDEST_AGE, OUTBOX_RELAYED
 from ghostpay.core.tokens import Principal
 
 log = logging.getLogger("ghostpay.analytics")
@@ -55,6 +57,16 @@ async def relay_once(runtime: Runtime) -> int:
     return total
 
 
+async def measure_lag(pool: asyncpg.Pool) -> None:
+    """Set `ghostpay_outbox_oldest_unrelayed_age_seconds`; a failed query leaves the last value."""
+    try:
+        OUTBOX_OLDEST_AGE.set(await store.oldest_unrelayed_age(pool))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("outbox lag not measured (%s)", type(exc).__name__)
+
+
 async def run_relay(runtime: Runtime) -> None:
     interval = runtime.settings.analytics_relay_interval_seconds
     while True:
@@ -65,4 +77,5 @@ async def run_relay(runtime: Runtime) -> None:
         except Exception as exc:  # keep relaying after a database hiccup; events wait in the outbox
             log.warning("outbox relay failed (%s); retrying", type(exc).__name__)
             await asyncio.sleep(min(5.0, interval * 10))
+        await measure_lag(runtime.pool)  # after a failed pass too: a stuck relay shows as a growing age
         await asyncio.sleep(interval)

@@ -35,6 +35,15 @@ async def relay_batch(pool: asyncpg.Pool, batch_size: int) -> int:
     return int(count or 0)
 
 
+async def oldest_unrelayed_age(pool: asyncpg.Pool) -> float:
+    """Seconds since the oldest waiting event was written, 0 when none waits (by the primary key's order, which
+    is the relay's: no scan of a long outbox)."""
+    age = await pool.fetchval(
+        "SELECT extract(epoch FROM clock_timestamp() - created_at) FROM outbox ORDER BY id LIMIT 1"
+    )
+    return max(0.0, float(age)) if age is not None else 0.0
+
+
 async def counters(pool: asyncpg.Pool, merchant_id: str | None) -> list[tuple[str, str, int]]:
     rows = await pool.fetch(
         """SELECT metric, dimension, sum(value)::bigint AS value FROM analytics_counters

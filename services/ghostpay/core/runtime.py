@@ -13,7 +13,7 @@ import anyio.to_thread
 import asyncpg
 import redis.asyncio as aioredis
 
-from ghostpay.core import db
+from ghostpay.core import db, telemetry
 from ghostpay.core.keys import open_backend
 from ghostpay.core.keys.cache import KeyCache
 from ghostpay.core.ratelimit import RateLimiter
@@ -54,6 +54,7 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
     except BaseException:
         backend.close()
         raise
+    telemetry.SIGNING_KEY_AGE.set_function(keys.signing_key_age_seconds)  # a process holds one runtime
     redis_client = aioredis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
     )

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import get_args
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from ghostpay.core import luhn
 from ghostpay.core.settings import RateLimitedRole
@@ -47,6 +47,17 @@ KEY_VERSIONS_PUBLISHED = Counter(
     "ghostpay_key_versions_published_total", "Signing key versions that appeared on a refresh (rotations seen)"
 )
 OUTBOX_RELAYED = Counter("ghostpay_outbox_events_relayed_total", "Outbox events folded into analytics")
+# Measured by the relay loop after each pass, whether the pass worked or not, so a relay that keeps failing
+# shows a growing age (monitoring/prometheus/rules.yaml: GhostPayOutboxLag).
+OUTBOX_OLDEST_AGE = Gauge(
+    "ghostpay_outbox_oldest_unrelayed_age_seconds", "Age of the oldest outbox event not yet relayed (0 when none waits)"
+)
+
+# A callback read at scrape time (the runtime points it at its KeyCache): NaN before any key is published.
+SIGNING_KEY_AGE = Gauge(
+    "ghostpay_signing_key_age_seconds", "Age of the signing key version that signs new tokens (its creation time)"
+)
+SIGNING_KEY_AGE.set_function(lambda: float("nan"))
 
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
 

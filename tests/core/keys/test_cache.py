@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -289,3 +291,17 @@ async def test_no_signing_key_before_the_first_refresh(tmp_path: Path) -> None:
     with pytest.raises(ring.KeysUnavailable):
         cache.signing_key()
     assert cache.jwks() == {"keys": []}
+
+
+# --- key age (ghostpay_signing_key_age_seconds, the GhostPaySigningKeyTooOld alert's input) -------------------
+async def test_the_signing_keys_age_is_counted_from_its_creation(tmp_path: Path) -> None:
+    class DayOld(Backend):
+        def public_keys(self) -> list[ring.PublicKey]:
+            return [dataclasses.replace(key, created_at=key.created_at - DAY) for key in super().public_keys()]
+
+    backend = DayOld(tmp_path / "keys")
+    backend.open()
+    cache = KeyCache(backend, refresh_interval=30, min_refresh_interval=60, activation_delay=0)
+    assert math.isnan(cache.signing_key_age_seconds())  # nothing published yet
+    assert await cache.refresh() is True
+    assert DAY.total_seconds() <= cache.signing_key_age_seconds() < (DAY + HOUR).total_seconds()

@@ -54,6 +54,12 @@ class KeyCache:
     def signing_key(self) -> ring.PublicKey:
         return ring.signing_key(self.published(), datetime.now(UTC), self._activation_delay)
 
+    def signing_key_age_seconds(self) -> float:
+        """How old the key that signs now is (`ghostpay_signing_key_age_seconds`); NaN when none is published."""
+        if not self._published:
+            return float("nan")
+        return (datetime.now(UTC) - self.signing_key().created_at).total_seconds()
+
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         return {"keys": [key.jwk() for key in self.published()]}
 
