@@ -207,7 +207,7 @@ def test_rotate_keys_annotation_starts_a_rotation_now_and_is_removed(
     """What ArgoCD's rotate-keys action does: the annotation alone, on a schedule that will not fire."""
     create_database_secret(cluster, namespace)
     cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, keyRotation={"schedule": NEVER}))
-    wait_for(lambda: healthy(cluster, namespace), SETTLE, "a Healthy instance")
+    wait_for(lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
     cluster.kubectl("annotate", "ghostpay", "payments", "-n", namespace, "ghostpay.io/rotate-keys=true")
     instance = wait_for(
         lambda: (i := _instance(cluster, namespace)).get("status", {}).get("lastKeyRotation") and i,
