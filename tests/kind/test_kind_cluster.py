@@ -125,9 +125,11 @@ def test_spread_deployment_is_ready_in_both_zones_and_answers_on_its_node_port(
                 continue
             assert response.status_code == 200
             answers.append(response.text.strip())
-            if len(answers) == REQUESTS:
+            if len(answers) >= REQUESTS and len(set(answers)) == len(pods):
                 break
-    assert len(answers) == REQUESTS, f"only {len(answers)} of {REQUESTS} answers in {_ATTEMPTS} attempts"
+            if len(answers) >= REQUESTS:
+                time.sleep(0.5)  # kube-proxy on a busy node may not have programmed the second endpoint yet
+    assert len(answers) >= REQUESTS, f"only {len(answers)} of {REQUESTS} answers in {_ATTEMPTS} attempts"
     # Both replicas served (each request has even odds; all twenty on one replica is a 1 in 500,000 event).
     assert set(answers) == {pod["metadata"]["name"] for pod in pods}
     print(f"\n{REQUESTS} answers on 127.0.0.1:{NODE_PORT}, from pods {sorted(set(answers))}", file=sys.stderr)

@@ -1,0 +1,179 @@
+"""The platform team's path on a real cluster (issue 11), with real pods running the real image: `helm install` of
+the chart with `demo.enabled=true` on the kind cluster → the operator runs as pods → the instance `payments`
+turns Healthy through its pods' real `/readyz` probes, spread over both zones, after its migration Job really ran
+`ghostpay migrate` → a merchant gets a token, issues a card and charges it through the NodePorts on 127.0.0.1 →
+32 concurrent charges on one card over the real replicas approve exactly one → `/metrics` answers inside a pod →
+uninstalling removes the instance's pods (and frees the NodePorts for the tests after it).
+
+Images are loaded, never pulled: `ghostpay cluster up --kind` loads `ghostpay/ghostpay:<version>` (built first
+here through the same cached script as `make image`), and the demo's PostgreSQL and Redis are loaded with
+`kind load`. Traffic goes only to 127.0.0.1 (kind's port mappings) and to this run's own pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ghostpay_devtools import kindcluster
+from tests.helm import helm
+from tests.image import docker
+from tests.kind.conftest import KindTestCluster, cluster_up
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "gp-e2e"
+PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 30083}
+SETTLE = 420.0  # migration retries until PostgreSQL is up, then 8 pods start and pass their probes
+CONCURRENT_CHARGES = 32
+
+
+def _wait(probe: Any, timeout: float, what: str, interval: float = 2.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := probe():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _json(cluster: KindTestCluster, *args: str) -> Any:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json"))
+
+
+@pytest.fixture(scope="module")
+def demo(kind_cluster: KindTestCluster) -> Iterator[KindTestCluster]:
+    """The chart with its demo installed in NAMESPACE; uninstalled (and the namespace deleted) afterwards."""
+    docker.build()  # cached: the image `cluster up --kind` loads into the nodes
+    cluster_up(kind_cluster.dir)  # a second `up` loads the image if it was (re)built after the first
+    built = subprocess.run(
+        [str(ROOT / "tools/demo-images/build.sh")], capture_output=True, text=True, timeout=1800, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    images = [line for line in built.stdout.split() if "demo-postgres" in line or "demo-redis" in line]
+    load = [str(kind_cluster.kind), "load", "docker-image", *images, "--name", kindcluster.CLUSTER_NAME]
+    subprocess.run(load, capture_output=True, check=True, timeout=600)
+    installed = helm.run(
+        "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
+        kubeconfig=kind_cluster.kubeconfig,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    try:
+        yield kind_cluster
+    finally:
+        helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
+        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
+
+
+def _healthy(cluster: KindTestCluster) -> dict[str, Any] | None:
+    instance = _json(cluster, "ghostpayinstance", "payments", "-n", NAMESPACE)
+    status = instance.get("status") or {}
+    if status.get("phase") == "Healthy" and status.get("readyReplicas") == status.get("replicas", -1) > 0:
+        return instance  # type: ignore[no-any-return]
+    return None
+
+
+def _admin(cluster: KindTestCluster) -> dict[str, str]:
+    secret = _json(cluster, "secret", "payments-admin", "-n", NAMESPACE)
+    return {key: base64.b64decode(secret["data"][key]).decode() for key in ("client_id", "client_secret")}
+
+
+async def _merchant_headers(http: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, str]:
+    auth = f"http://127.0.0.1:{PORTS['auth']}"
+    token = (await http.post(f"{auth}/auth/token", json=admin)).json()["access_token"]
+    made = await http.post(
+        f"{auth}/auth/clients", json={"name": "e2e", "role": "merchant"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert made.status_code == 201, made.text
+    merchant = made.json()
+    login = {"client_id": merchant["client_id"], "client_secret": merchant["client_secret"]}
+    return {"Authorization": f"Bearer {(await http.post(f'{auth}/auth/token', json=login)).json()['access_token']}"}
+
+
+async def _card(http: httpx.AsyncClient, headers: dict[str, str], amount: int) -> dict[str, Any]:
+    body = {"user_id": "alice", "amount": amount, "currency": "USD"}
+    issued = await http.post(f"http://127.0.0.1:{PORTS['cards']}/cards", json=body, headers=headers)
+    assert issued.status_code == 201, issued.text
+    card: dict[str, Any] = issued.json()
+    return card
+
+
+async def _charge(http: httpx.AsyncClient, headers: dict[str, str], card_id: str, amount: int) -> httpx.Response:
+    body = {"card_id": card_id, "amount": amount, "currency": "USD"}
+    return await http.post(f"http://127.0.0.1:{PORTS['charges']}/charges", json=body, headers=headers)
+
+
+def test_helm_install_on_kind_runs_real_pods_that_serve_charges(demo: KindTestCluster) -> None:
+    cluster = demo
+    _wait(lambda: _healthy(cluster), SETTLE, "the demo instance Healthy with real pods")
+
+    # Every service pod runs the real image, Ready through its probe, spread over both zones.
+    pods = _json(cluster, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=payments")["items"]
+    zones = {n["metadata"]["name"]: n["metadata"]["labels"].get("topology.kubernetes.io/zone") for n in
+             _json(cluster, "nodes")["items"]}  # fmt: skip
+    for service in PORTS:
+        mine = [p for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/component") == service]
+        running = [p for p in mine if p["status"].get("phase") == "Running"]
+        assert len(running) >= 2, (service, [p["status"].get("phase") for p in mine])
+        assert {p["spec"]["containers"][0]["image"] for p in running} == {docker.IMAGE}
+        assert all(c["ready"] for p in running for c in p["status"]["containerStatuses"]), service
+        assert {zones[p["spec"]["nodeName"]] for p in running} == {"zone-a", "zone-b"}, service
+    operators = _json(cluster, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=ghostpay-operator")["items"]
+    assert [p["status"]["phase"] for p in operators] == ["Running", "Running"]
+
+    # The migration Job really ran `ghostpay migrate` to completion.
+    jobs = _json(cluster, "jobs", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=migrate")["items"]
+    assert jobs and jobs[0]["status"].get("succeeded") == 1
+    migrated = cluster.kubectl("logs", f"job/{jobs[0]['metadata']['name']}", "-n", NAMESPACE)
+    assert "applied" in migrated, migrated
+
+    asyncio.run(_merchant_flow(_admin(cluster)))
+
+    # /metrics inside a pod, on its own port (the public Service does not expose it).
+    charges_pod = next(
+        p["metadata"]["name"] for p in pods if p["metadata"]["labels"].get("app.kubernetes.io/component") == "charges"
+    )
+    scrape = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9090/metrics').read().decode())"
+    metrics = cluster.kubectl("exec", charges_pod, "-n", NAMESPACE, "--", "python3", "-c", scrape)
+    assert "ghostpay_http_requests_total" in metrics
+
+    # Deleting the instance removes its pods.
+    cluster.kubectl("delete", "ghostpayinstance", "payments", "-n", NAMESPACE, "--timeout=120s")
+    _wait(
+        lambda: not _json(cluster, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=charges")["items"],
+        180,
+        "the instance's pods to go",
+    )
+
+
+async def _merchant_flow(admin: dict[str, str]) -> None:
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        headers = await _merchant_headers(http, admin)
+        card = await _card(http, headers, 2500)
+        first = await _charge(http, headers, card["card_id"], 1999)
+        assert first.status_code == 201 and first.json()["status"] == "approved", first.text
+        second = await _charge(http, headers, card["card_id"], 1999)
+        assert second.status_code == 402 and second.json()["decline_code"] == "card_used", second.text
+
+        # Many charges at once on one card, over the real replicas (kube-proxy spreads the connections).
+        contested = await _card(http, headers, 1000)
+        limits = httpx.Limits(max_connections=CONCURRENT_CHARGES, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60.0, limits=limits) as burst:
+            answers = await asyncio.gather(
+                *(_charge(burst, headers, contested["card_id"], 500) for _ in range(CONCURRENT_CHARGES))
+            )
+        statuses = sorted(a.status_code for a in answers)
+        assert statuses.count(201) == 1, statuses
+        assert set(statuses) <= {201, 402}, statuses
+
+        read = await http.get(f"http://127.0.0.1:{PORTS['cards']}/cards/{contested['card_id']}", headers=headers)
+        assert read.json()["status"] == "used"
