@@ -5,28 +5,18 @@ here as it would there."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import lupa
+import lupa.lua51
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMIZATION = ROOT / "argocd/resource_customizations/ghostpay.io/GhostPayInstance"
 UNAVAILABLE = ("io", "os", "require", "package", "debug", "dofile", "loadfile", "load", "loadstring")
 
 
-def _runtime_module() -> ModuleType:
-    for name in ("lupa.lua51", "lupa.luajit21", "lupa.lua54"):  # nearest to gopher-lua's Lua 5.1 first
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    return lupa
-
-
-RUNTIME = _runtime_module()
+# argo-cd runs these scripts in gopher-lua, a Lua 5.1: the lupa wheel bundles a real Lua 5.1.
+RUNTIME = lupa.lua51
 
 
 def to_lua(lua: Any, value: Any) -> Any:

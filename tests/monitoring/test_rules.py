@@ -5,7 +5,6 @@ test where it fires and one where it stays quiet, and every alert links its own 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.operator.support.prometheus import prometheus_binary
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RULES = REPO_ROOT / "monitoring" / "prometheus" / "rules.yaml"
 TESTS_DIR = REPO_ROOT / "monitoring" / "prometheus" / "tests"
 RUNBOOKS = REPO_ROOT / "docs" / "runbooks.md"
-INSTALL_SCRIPT = REPO_ROOT / "tools" / "prometheus" / "install.sh"
 
 
 def _alerts() -> dict[str, dict[str, Any]]:
@@ -37,15 +37,7 @@ def _anchors(markdown: str) -> set[str]:
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """`promtool` from PATH, installed first (Debian's `prometheus` package) by tools/prometheus/install.sh."""
-    found = shutil.which("promtool")
-    if found:
-        return found
-    result = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=600, check=False)
-    found = shutil.which("promtool")
-    if result.returncode != 0 or not found:
-        raise RuntimeError(f"{INSTALL_SCRIPT} failed ({result.returncode}):\n{result.stderr[-4000:]}")
-    return found
+    return prometheus_binary("promtool")
 
 
 def _run(command: list[str]) -> None:

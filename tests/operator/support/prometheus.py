@@ -27,13 +27,14 @@ DATA_TIMEOUT = 60.0
 CLEAN, FAULTY, SILENT = "2.0.0", "3.0.0", "9.9.9"
 
 
-def prometheus_binary() -> str:
-    """`prometheus` from PATH, installed first (Debian's package) by tools/prometheus/install.sh if missing."""
-    found = shutil.which("prometheus")
+def prometheus_binary(name: str = "prometheus") -> str:
+    """`name` (prometheus, promtool) from PATH, installed first (Debian's package) by tools/prometheus/install.sh
+    if missing."""
+    found = shutil.which(name)
     if found:
         return found
     result = subprocess.run(["bash", str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=600, check=False)
-    found = shutil.which("prometheus")
+    found = shutil.which(name)
     if result.returncode != 0 or not found:
         raise RuntimeError(f"{INSTALL_SCRIPT} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return found
