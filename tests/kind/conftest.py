@@ -3,12 +3,16 @@
 `kind_cluster` creates it in a temporary directory, and at the end runs `ghostpay cluster down --kind` and
 checks that no node container is left. With GHOSTPAY_TEST_KIND_DIR set it uses that directory and leaves the
 cluster running, for quick iterations. The cluster's name is fixed (`ghostpay`, contract §4): a kind cluster of
-that name already running is reused, and deleted at the end unless GHOSTPAY_TEST_KIND_DIR is set.
+that name already running is reused, and deleted at the end unless GHOSTPAY_TEST_KIND_DIR is set. Since there can
+be only one such cluster (and one set of NodePorts) on a machine, a test session holds LOCK for as long as it uses
+the cluster: a second session on the same machine waits for it instead of deleting the first one's cluster.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -27,6 +31,7 @@ from ghostpay_devtools import kindcluster, localcluster
 GHOSTPAY = Path(sys.executable).parent / "ghostpay"
 UP_TIMEOUT = 3600.0  # the first run ever builds kind, the node binaries and the node image
 _HTTPSERVER = Path(__file__).parent / "httpserver"
+LOCK = Path("/tmp/ghostpay-kind-cluster.lock")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ def kind_cluster() -> Iterator[KindTestCluster]:
     kept = os.environ.get("GHOSTPAY_TEST_KIND_DIR")
     directory = Path(kept) if kept else Path(tempfile.mkdtemp(prefix="gpkind-", dir="/tmp"))
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    lock = _hold_cluster_lock()
     try:
         seconds = cluster_up(directory)
         print(f"\nghostpay cluster up --kind: {seconds:.1f} s", file=sys.stderr)
@@ -77,6 +83,20 @@ def kind_cluster() -> Iterator[KindTestCluster]:
             left = kindcluster.node_containers()
             assert not left, f"`ghostpay cluster down --kind` left node containers: {left}"
         signal.signal(signal.SIGTERM, previous)
+        lock.close()
+
+
+def _hold_cluster_lock() -> io.TextIOWrapper:
+    """Takes the machine's kind lock, saying so while it waits (another session's kind tests may take minutes)."""
+    lock = LOCK.open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"\nwaiting for {LOCK}: another test session is using the kind cluster", file=sys.stderr)
+        started = time.monotonic()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        print(f"got {LOCK} after {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return lock
 
 
 def _interrupt(signum: int, frame: object) -> None:
