@@ -22,7 +22,7 @@ from ghostpay.auth import service as auth_service
 from ghostpay.cards import api as cards_api
 from ghostpay.cards import service as cards_service
 from ghostpay.charges import api as charges_api
-from ghostpay.core import ops, problems
+from ghostpay.core import faults, ops, problems
 from ghostpay.core.edge import EdgeMiddleware
 from ghostpay.core.runtime import Runtime, open_runtime
 from ghostpay.core.settings import Settings
@@ -41,6 +41,8 @@ async def _start_services(runtime: Runtime, services: Iterable[ServiceName], tas
     """Each service's start-up steps; background loops go into `tasks` (so a failed start still stops them)."""
     settings = runtime.settings
     tasks.append(asyncio.create_task(runtime.keys.run(), name="key-refresh"))
+    if settings.fault == "crash-after-start":
+        tasks.append(asyncio.create_task(faults.crash_later(settings), name="fault-crash"))
     if "auth" in services:
         auth_service.open_hasher(runtime)
         tasks.append(asyncio.create_task(auth_service.reseed_markers(runtime), name="revocation-reseed"))

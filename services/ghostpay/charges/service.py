@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ghostpay.charges import store
-from ghostpay.core import pagination
+from ghostpay.core import faults, pagination
 from ghostpay.core.errors import (
     CardDeclined,
     IdempotencyKeyInFlight,
@@ -59,6 +59,7 @@ def _declined(charge: store.ChargeRow, replayed: bool) -> CardDeclined:
 async def create_charge(
     runtime: Runtime, principal: Principal, card_id: str, amount: int, currency: str, idempotency_key: str | None
 ) -> ChargeResult:
+    faults.check_charge(runtime.settings)
     attempt = store.ChargeAttempt(
         charge_id=new_id("ch"),
         card_id=card_id,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ghostpay.core import problems
+from ghostpay.core import faults, problems
 from ghostpay.core.deps import RuntimeDep
 
 router = APIRouter()
@@ -43,6 +43,8 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
             _probe("redis", runtime.redis.ping()),
         )
     )
+    if faults.blocks_readiness(runtime.settings):
+        checks["fault"] = "never-ready (GHOSTPAY_FAULT)"
     failing = [name for name, state in checks.items() if state != "ok"]
     if failing:
         detail = f"Not ready: {', '.join(failing)} does not answer."

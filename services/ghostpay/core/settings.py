@@ -29,6 +29,8 @@ from ghostpay import __version__
 
 Role = Literal["admin", "merchant", "user"]
 RateLimitedRole = Literal["admin", "merchant", "user", "anonymous"]
+# Test-only faults (`ghostpay.core.faults`): what a broken release does, for the release and chaos tests.
+Fault = Literal["none", "never-ready", "crash-after-start", "charges-5xx", "decline-charges"]
 
 
 class RateLimit(BaseModel):
@@ -154,6 +156,11 @@ class Settings(BaseSettings):
     # The release this process belongs to (the operator sets it to spec.version); a label on the HTTP metrics.
     version: str = Field(default=__version__, max_length=128)
 
+    # A broken release on purpose, for tests of rollback and analysis (see `ghostpay.core.faults`); refused in
+    # production so that no configuration mistake can switch it on there.
+    fault: Fault = "none"
+    fault_delay_seconds: float = Field(default=20.0, ge=0)
+
     @model_validator(mode="after")
     def _vault_is_private(self) -> Settings:
         """Transit decrypt answers with a data key: over plain HTTP anyone on the path could read it. Plain HTTP is
@@ -163,6 +170,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "GHOSTPAY_VAULT_ADDR must be an https:// URL: transit would send data keys over plain HTTP (http:// "
                 "is accepted only to a loopback address, or with GHOSTPAY_ENVIRONMENT=development)."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _faults_stay_out_of_production(self) -> Settings:
+        if self.fault != "none" and self.environment == "production":
+            raise ValueError(
+                f"GHOSTPAY_FAULT={self.fault} is a test-only fault switch: it is refused with "
+                "GHOSTPAY_ENVIRONMENT=production (set GHOSTPAY_ENVIRONMENT=development on test releases only)."
             )
         return self
 
