@@ -180,3 +180,21 @@ def test_the_workflow_steps_bump_commit_and_push(workspace: Path, mode: str) -> 
 def test_the_workflow_step_reports_no_change(workspace: Path) -> None:
     _run_step(workspace, "Set spec.version", {**INPUTS, "VERSION": "0.1.0", "MODE": "push"}, workspace / "work")
     assert _outputs(workspace)["changed"] == "false"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("changes", "ok"),
+    [
+        ({}, True),
+        ({"MODE": "force"}, False),
+        ({"GITOPS_REPO": "acme/gitops; rm -rf /"}, False),
+        ({"GITOPS_PATH": ""}, False),
+        ({"GITOPS_PATH": "../../etc/passwd"}, False),
+        ({"GITOPS_PATH": "/etc/passwd"}, False),
+    ],
+)
+def test_the_workflow_checks_its_inputs(tmp_path: Path, changes: dict[str, str], ok: bool) -> None:
+    env = {**os.environ, **INPUTS, "MODE": "pull-request", **changes}
+    result = subprocess.run(["bash", "-e", "-c", _step("Check the inputs")], env=env, capture_output=True, text=True)
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
