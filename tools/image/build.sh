@@ -4,19 +4,36 @@
 # package index: the wheels (binary only, the list derived from pyproject.toml by tools/image/requirements.py) are
 # downloaded first into build/image/wheels, cached until that list or the base image changes; Docker's layer
 # cache does the rest. Prints one line per step with its elapsed time; the image name last on standard output.
-#   PYTHON=python3 tools/image/build.sh [--no-cache]   (--no-cache: download every wheel and build every layer anew)
+#   PYTHON=python3 tools/image/build.sh [--no-cache] [--wheels-only]
+#     --no-cache     download every wheel and build every layer anew
+#     --wheels-only  stop once build/image/ holds the wheelhouse and requirements.txt the Containerfile copies
+#                    (.github/workflows/image.yaml then builds and pushes with docker/build-push-action)
+#   GHOSTPAY_IMAGE_BASE=debian:bookworm   a bookworm image from a registry (pulled) instead of the one made here
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
 OUT=build/image
 CACHE="${GHOSTPAY_CACHE_DIR:-$HOME/.cache/ghostpay}"
 no_cache=()
-[[ ${1:-} == --no-cache ]] && no_cache=(--no-cache)
+wheels_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --no-cache) no_cache=(--no-cache) ;;
+    --wheels-only) wheels_only=1 ;;
+    *) echo "build.sh: unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
 start=$SECONDS
 say() { echo "image: $* ($((SECONDS - start)) s)" >&2; }
 
 tools/docker/ensure.sh >&2
-base=$(tools/debian/base.sh)
+if [[ -n ${GHOSTPAY_IMAGE_BASE:-} ]]; then
+  base=$GHOSTPAY_IMAGE_BASE
+  # Pulled first: its image id is part of the wheelhouse's recipe below.
+  docker image inspect "$base" >/dev/null 2>&1 || docker pull -q "$base" >&2
+else
+  base=$(tools/debian/base.sh)
+fi
 version=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 image="ghostpay/ghostpay:$version"
 mkdir -p "$OUT"
@@ -52,6 +69,11 @@ else
   say "downloaded $(find "$OUT/wheels" -name '*.whl' | wc -l) wheels ($(du -sh "$OUT/wheels" | cut -f1))"
 fi
 mv "$OUT/requirements.new" "$OUT/requirements.txt"
+if [[ $wheels_only == 1 ]]; then
+  say "the build context is ready ($OUT/requirements.txt, $OUT/wheels; base $base)"
+  echo "$OUT"
+  exit 0
+fi
 
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 created=$(git log -1 --format=%cI 2>/dev/null || echo unknown)  # the commit's time: a rebuild changes nothing
