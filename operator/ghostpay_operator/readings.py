@@ -31,6 +31,7 @@ class Observation:
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
     analysis: AnalysisVerdict | None  # the release's error-rate verdict, when one was asked for
     now: datetime
+    redis_url: str | None = None  # the instance's Redis (with its credentials), to write the rate-limit policy to
 
     @property
     def annotations(self) -> dict[str, str]:
