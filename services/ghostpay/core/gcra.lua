@@ -35,8 +35,10 @@ local tolerance = interval * burst
 
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
--- A debt run up under an older, slower policy counts at most as one full burst under the current one.
-if tat > now + tolerance then tat = now + tolerance end
+-- A debt run up under an older, slower policy (more than the current one can owe) counts as a burst just spent
+-- under the current one: this request passes and is written, the next come at the new rate. Without the write, a
+-- raised limit would stay refused until the old debt ran out.
+if tat > now + tolerance then tat = now + tolerance - interval end
 local new_tat = tat + interval
 local allow_at = new_tat - tolerance
 
