@@ -20,7 +20,9 @@ TIMEOUT_SECONDS = 3.0
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, AuthenticationError | NoPermissionError):
+    # redis-py reports a wrong password during its connect handshake as a plain ConnectionError: the text tells it.
+    refused = any(word in str(exc) for word in ("password", "NOAUTH", "NOPERM", "permission"))
+    if isinstance(exc, AuthenticationError | NoPermissionError) or refused:
         return "RedisRefused"
     if isinstance(exc, ConnectionError | TimeoutError | OSError):
         return "RedisUnreachable"
