@@ -168,10 +168,13 @@ def decide(obs: Observation) -> Actions:
 
 
 def _rate_limits(obs: Observation) -> ratelimits.Write | None:
-    spec = obs.spec
-    if obs.redis_url is None:
+    spec, url = obs.spec, obs.redis_url
+    if url is None:
         return None
-    return ratelimits.Write(obs.redis_url, ratelimits.policy_key(spec), ratelimits.document(spec), spec.generation)
+    write = ratelimits.Write("", ratelimits.policy_key(spec), ratelimits.document(spec), spec.generation)
+    if isinstance(url, st.Problem):
+        return replace(write, unusable=(url.reason, url.message))
+    return replace(write, url=url)
 
 
 def rate_limits_status(

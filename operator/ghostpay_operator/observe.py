@@ -65,6 +65,16 @@ async def _referenced_secrets(
     return None, dsn, spec.redis_url
 
 
+async def _policy_redis_url(kube: Kube, spec: specs.InstanceSpec, services_url: str | None) -> str | st.Problem | None:
+    """Where the operator writes the rate-limit policy: `spec.redis.operatorSecretRef`'s URL, else the services'."""
+    name = spec.redis_operator_secret
+    if name is None:
+        return services_url
+    field = "spec.redis.operatorSecretRef"
+    url = readings.secret_value(await kube.secret(spec.namespace, name), name, spec.redis_operator_key, field, "Redis")
+    return url if isinstance(url, st.Problem) else url.strip()
+
+
 async def _analysis(
     spec: specs.InstanceSpec, previous: InstanceStatus, deployments: dict[str, Manifest]
 ) -> AnalysisVerdict | None:
@@ -101,5 +111,5 @@ async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Obse
         database_holds_local_keys=holds,
         analysis=await _analysis(spec, previous, children["Deployment"]),
         now=now,
-        redis_url=redis_url,
+        redis_url=await _policy_redis_url(kube, spec, redis_url) if full else None,
     )

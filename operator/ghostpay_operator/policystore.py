@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, RedisError, TimeoutError
 from redis.retry import Retry
 
-from ghostpay_operator.ratelimits import Write, Written
+from ghostpay_operator.ratelimits import Write, Written, unusable
 
 TIMEOUT_SECONDS = 3.0
 
@@ -31,6 +31,8 @@ def _reason(exc: Exception) -> str:
 
 async def write(target: Write) -> Written:
     """Write the policy; never raises for a Redis problem (the answer says it)."""
+    if (answer := unusable(target)) is not None:
+        return answer
     client = aioredis.from_url(
         target.url,
         socket_timeout=TIMEOUT_SECONDS,

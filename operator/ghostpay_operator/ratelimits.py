@@ -49,6 +49,7 @@ class Write:
     key: str
     document: str
     generation: int
+    unusable: tuple[str, str] | None = None  # (reason, message): no URL to write with (its Secret is missing)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,14 @@ class Written:
     previous: str | None = None
     reason: str = ""  # CamelCase, when not ok
     error: str = ""
+
+
+def unusable(write: Write) -> Written | None:
+    """The answer when there is nothing to write with, without asking Redis."""
+    if write.unusable is None:
+        return None
+    reason, message = write.unusable
+    return Written(ok=False, reason=reason, error=message)
 
 
 def _limits_of(value: str | None) -> Any:

@@ -31,7 +31,8 @@ class Observation:
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
     analysis: AnalysisVerdict | None  # the release's error-rate verdict, when one was asked for
     now: datetime
-    redis_url: str | None = None  # the instance's Redis (with its credentials), to write the rate-limit policy to
+    # The instance's Redis URL (with credentials) to write the rate-limit policy with, or why it cannot be had.
+    redis_url: str | st.Problem | None = None
 
     @property
     def annotations(self) -> dict[str, str]:

@@ -494,3 +494,20 @@ def test_changing_only_the_rate_limits_writes_the_configmap_but_starts_no_releas
     assert _writes(actions) == ["ConfigMap/payments-config"]
     assert actions.plan.release is None
     assert actions.rate_limits is not None and json.loads(actions.rate_limits.document)["generation"] == 4
+
+
+def test_a_missing_operator_redis_secret_is_a_false_condition_and_nothing_else_stops() -> None:
+    missing = Problem("RedisSecretMissing", "Secret 'payments-redis-operator' does not exist.")
+    obs = _converge(_observation(redis_url=missing))
+    actions = decisions.decide(obs)
+    assert actions.rate_limits is not None and actions.problem is None
+    written = ratelimits.unusable(actions.rate_limits)  # what act answers, without asking Redis
+    assert written is not None
+    status, events = decisions.conclude(obs, actions, Answered(rate_limits=written))
+    assert _condition(dict(status), "RateLimitsApplied") == ("False", "RedisSecretMissing")
+    assert status["phase"] == "Healthy" and ("Warning", "RateLimitsNotApplied") in [(e.type, e.reason) for e in events]
+
+
+def test_the_operator_secret_ref_is_parsed() -> None:
+    parsed = specs.parse(body(redis={"url": "redis://r:6379/0", "operatorSecretRef": {"name": "op"}}))
+    assert (parsed.redis_operator_secret, parsed.redis_operator_key) == ("op", "url")
