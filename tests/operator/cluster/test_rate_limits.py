@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from tests.operator.support.kube_helpers import (
     operator_process,
     wait_for,
 )
+from tests.operator.test_policystore import ACL_RULES
 from tests.support import procs
 from tests.support.servers import Servers
 
@@ -155,3 +157,34 @@ def test_an_unreachable_redis_gives_a_false_condition_and_recovers(
     recovered = wait_for(lambda: limits_condition().get("status") == "True" and limits_condition(), 30, "True")
     assert recovered["reason"] == "Applied"
     assert _policy(store, namespace) is not None
+
+
+def test_the_operator_writes_with_its_own_least_privilege_redis_user(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str, servers: Servers, store: redis.Redis
+) -> None:
+    """spec.redis.operatorSecretRef: the operator writes as a Redis user allowed only SET on its keys (the ACL line
+    of docs/operator.md); while that Secret is missing the condition says so and nothing else stops."""
+    create_database_secret(cluster, namespace)
+    spec = {"redis": {"url": servers.redis_url, "operatorSecretRef": {"name": "payments-redis-operator"}}}
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, **spec))
+
+    def limits_condition() -> dict[str, Any]:
+        return condition(_instance(cluster, namespace), "RateLimitsApplied")
+
+    missing = wait_for(lambda: limits_condition().get("status") == "False" and limits_condition(), 60, "False")
+    assert missing["reason"] == "RedisSecretMissing" and "payments-redis-operator" in missing["message"]
+    user, password = f"op-{namespace}", secrets.token_urlsafe(16)
+    store.execute_command("ACL", "SETUSER", user, "on", f">{password}", *ACL_RULES)
+    try:
+        socket = servers.redis_url.removeprefix("unix://")
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "payments-redis-operator", "namespace": namespace},
+            "data": {"url": base64.b64encode(f"unix://{user}:{password}@{socket}".encode()).decode()},
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        wait_for(lambda: limits_condition().get("status") == "True", 30, "True once the Secret exists")
+        assert _policy(store, namespace) is not None
+    finally:
+        store.execute_command("ACL", "DELUSER", user)
