@@ -1,10 +1,10 @@
 """The operator's one Redis write: an instance's rate-limit policy (`ratelimits.document`) into its key.
 
 Reached with the instance's own Redis URL (`spec.redis.url`, or the URL in `spec.redis.secretRef`, credentials
-included), one short-lived connection per write and short timeouts, so an unreachable Redis costs a pass at most a
-few seconds and never stops the rest of it. The only command is `SET key value GET` (the value before tells a
-change, or a lost key restored, from a rewrite of the same limits), so a Redis ACL user limited to
-`~ghostpay:ratelimits:*` and `+set` is enough (docs/operator.md).
+included; or the operator's own user's, `spec.redis.operatorSecretRef`), one short-lived connection per write and
+short timeouts, so an unreachable Redis costs a pass at most a few seconds and never stops the rest of it. The only
+command is `SET key value GET` (the value before tells a change, or a lost key restored, from a rewrite of the
+same limits), so a Redis ACL user limited to `~ghostpay:ratelimits:*` and `+set` is enough (docs/operator.md).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ the `RateLimitsApplied` condition and the events of the pass.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ghostpay.core.settings import DEFAULT_RATE_LIMITS
@@ -45,7 +45,7 @@ def document(spec: InstanceSpec) -> str:
 class Write:
     """What a pass writes to Redis: `document` under `key`, on the Redis at `url` (the instance's own)."""
 
-    url: str
+    url: str = field(repr=False)  # may carry a password: never in a log line
     key: str
     document: str
     generation: int
