@@ -5,7 +5,9 @@ The order: the key store's Secrets (the pods mount them), the supporting objects
 budgets), the key-rotation CronJob and its access (which needs the CronJob's uid), a rotation Job asked for now
 (ghostpay.io/rotate-keys), the migration Job, the
 Deployments (only once the migration has succeeded: `decide` leaves them out before), then the routing (the
-Services move only when their pods exist). A 422 (the API server refuses an object made from the spec) stops the
+Services move only when their pods exist), then the rate-limit policy into the instance's Redis
+(`policystore`; last, so a slow or unreachable Redis delays nothing else: its failure is a condition, not an
+error). A 422 (the API server refuses an object made from the spec) stops the
 writes and becomes the ChildRejected problem: retrying the same object cannot help; the user must change the spec.
 
 No second read: the status reports the Deployments as the API server answered their writes (a new generation,
@@ -17,7 +19,7 @@ from __future__ import annotations
 from lightkube import ApiError
 
 from ghostpay_operator import decide as decisions
-from ghostpay_operator import keystore
+from ghostpay_operator import keystore, policystore
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import names
 from ghostpay_operator.decide import Actions, Answered
@@ -83,7 +85,10 @@ async def act(kube: Kube, obs: Observation, actions: Actions) -> tuple[InstanceS
         deployments: dict[str, Manifest] = {}
         try:
             await _write(kube, obs, actions, deployments)
-            answered = Answered(created_migration=actions.migration_job is not None, deployments=deployments)
+            written = await policystore.write(actions.rate_limits) if actions.rate_limits is not None else None
+            answered = Answered(
+                created_migration=actions.migration_job is not None, deployments=deployments, rate_limits=written
+            )
         except ApiError as exc:
             if exc.status.code != 422:
                 raise

@@ -1,6 +1,7 @@
 """decide: the pure heart of a reconcile pass. From an `Observation` to the `Actions` that make the cluster match
 the spec (what to create, apply, scale and delete, which command annotations to remove: promote, abort, and
-rotate-keys, which starts a key-rotation Job from the CronJob now), then — given what the API
+rotate-keys, which starts a key-rotation Job from the CronJob now; on a full pass, the rate-limit policy to write
+to the instance's Redis), then — given what the API
 server answered — the new status and the events (`conclude`).
 
 Composed of the other pure parts: the release state machine (`release.decide`), the desired children
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ghostpay_operator import keystore, readings, release
+from ghostpay_operator import keystore, ratelimits, readings, release
 from ghostpay_operator import status as st
 from ghostpay_operator.builders import meta, names, rotation, workloads
 from ghostpay_operator.builders.desired import desired_children
@@ -53,6 +54,7 @@ class Actions:
     routing: list[Manifest] = field(default_factory=list)
     rotation_job: Manifest | None = None  # a key-rotation Job to start now (ghostpay.io/rotate-keys)
     remove_annotations: list[str] = field(default_factory=list)
+    rate_limits: ratelimits.Write | None = None  # the policy to write to Redis (every full pass: a lost key heals)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Answered:
     rejected: st.Problem | None = None  # it refused an object (422): the spec must change
     created_migration: bool = False
     deployments: dict[str, Manifest] = field(default_factory=dict)  # by name, as each write answered
+    rate_limits: ratelimits.Written | None = None  # what Redis answered the policy write, when there was one
 
 
 def _live_hash(live: Manifest | None) -> str | None:
@@ -141,6 +144,7 @@ def decide(obs: Observation) -> Actions:
         make_key_store=key_store == "make",
         passphrase=passphrase,
         supporting=changed(obs, desired.supporting),
+        rate_limits=_rate_limits(obs),
     )
     cronjob_name = names.key_rotation_cronjob(spec.name)
     live_cronjob = obs.children["CronJob"].get(cronjob_name)
@@ -161,6 +165,33 @@ def decide(obs: Observation) -> Actions:
         return actions  # one rotation at a time (the CronJob's concurrencyPolicy: Forbid): asked, it waits
     job = rotation.job_now(desired.key_rotation, uid, obs.now)
     return replace(actions, rotation_job=job, remove_annotations=[*remove, ROTATE_KEYS])
+
+
+def _rate_limits(obs: Observation) -> ratelimits.Write | None:
+    spec, url = obs.spec, obs.redis_url
+    if url is None:
+        return None
+    write = ratelimits.Write("", ratelimits.policy_key(spec), ratelimits.document(spec), spec.generation)
+    if isinstance(url, st.Problem):
+        return replace(write, unusable=(url.reason, url.message))
+    return replace(write, url=url)
+
+
+def rate_limits_status(
+    obs: Observation, status: InstanceStatus, write: ratelimits.Write | None, written: ratelimits.Written | None
+) -> tuple[InstanceStatus, list[Event]]:
+    """The `RateLimitsApplied` condition (and `rateLimitsGeneration`) from what Redis answered the policy write;
+    a pass that wrote none keeps the previous condition as it was."""
+    before = next((c for c in obs.previous.get("conditions", []) if c["type"] == ratelimits.CONDITION), None)
+    others = [c for c in status["conditions"] if c["type"] != ratelimits.CONDITION]
+    if write is None or written is None:
+        return {**status, "conditions": [*others, *([before] if before else [])]}, []
+    state = ratelimits.written_state(write, written)
+    condition = st.condition(obs.previous.get("conditions", []), ratelimits.CONDITION, state, write.generation, obs.now)
+    status = {**status, "conditions": [*others, condition]}
+    if written.ok:
+        status["rateLimitsGeneration"] = write.generation
+    return status, ratelimits.events(before, write, written)
 
 
 def key_rotation_access(obs: Observation, cronjob_uid: str) -> list[Manifest]:
@@ -212,9 +243,16 @@ def conclude(obs: Observation, actions: Actions, answered: Answered) -> tuple[In
         active_version=next((d.version for d in active.values()), None),
     )
     status = st.compute_status(spec, facts, previous, obs.now, plan)
+    status, limits_events = rate_limits_status(obs, status, actions.rate_limits, answered.rate_limits)
     started = []
     if actions.rotation_job is not None and answered.rejected is None:
         name = actions.rotation_job["metadata"]["name"]
         started = [Event("Normal", "KeyRotationStarted", f"Started key rotation Job {name} ({ROTATE_KEYS}).")]
-    events = [*plan.events, *_transitions(previous, status, plan), *rotation_events(previous, status), *started]
+    events = [
+        *plan.events,
+        *_transitions(previous, status, plan),
+        *rotation_events(previous, status),
+        *started,
+        *limits_events,
+    ]
     return status, events

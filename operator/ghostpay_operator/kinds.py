@@ -43,6 +43,7 @@ class InstanceStatus(TypedDict, total=False):
     readyReplicas: int
     readyText: str
     lastKeyRotation: str
+    rateLimitsGeneration: int
     release: dict[str, Any]
 
 

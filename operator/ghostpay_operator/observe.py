@@ -43,22 +43,36 @@ async def _key_secrets(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict
     return found
 
 
-async def _referenced_secrets(kube: Kube, spec: specs.InstanceSpec) -> tuple[st.Problem | None, str | None]:
-    """A problem with the database or Redis Secret, or the database's DSN."""
+async def _referenced_secrets(
+    kube: Kube, spec: specs.InstanceSpec
+) -> tuple[st.Problem | None, str | None, str | None]:
+    """A problem with the database or Redis Secret, the database's DSN, and the Redis URL (the rate-limit policy
+    is written there)."""
     name = spec.database_secret
     dsn = readings.secret_value(
         await kube.secret(spec.namespace, name), name, spec.database_key, "spec.database.secretRef", "Database"
     )
     if isinstance(dsn, st.Problem):
-        return dsn, None
+        return dsn, None, None
     if spec.redis_secret is not None:
         name = spec.redis_secret
         url = readings.secret_value(
             await kube.secret(spec.namespace, name), name, spec.redis_key, "spec.redis.secretRef", "Redis"
         )
         if isinstance(url, st.Problem):
-            return url, dsn
-    return None, dsn
+            return url, dsn, None
+        return None, dsn, url.strip()
+    return None, dsn, spec.redis_url
+
+
+async def _policy_redis_url(kube: Kube, spec: specs.InstanceSpec, services_url: str | None) -> str | st.Problem | None:
+    """Where the operator writes the rate-limit policy: `spec.redis.operatorSecretRef`'s URL, else the services'."""
+    name = spec.redis_operator_secret
+    if name is None:
+        return services_url
+    field = "spec.redis.operatorSecretRef"
+    url = readings.secret_value(await kube.secret(spec.namespace, name), name, spec.redis_operator_key, field, "Redis")
+    return url if isinstance(url, st.Problem) else url.strip()
 
 
 async def _analysis(
@@ -81,7 +95,7 @@ async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Obse
     previous = without_kopf(body.get("status") or {})
     children = await _children(kube, spec, full)
     key_secrets = await _key_secrets(kube, spec, full)
-    referenced_problem, dsn = await _referenced_secrets(kube, spec)
+    referenced_problem, dsn, redis_url = await _referenced_secrets(kube, spec)
     holds: bool | None = None
     no_part = not any(name in key_secrets for name in names.key_part_secrets(spec.name))
     if full and spec.vault is None and no_part and dsn is not None and not (spec_problem(spec) or referenced_problem):
@@ -97,4 +111,5 @@ async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Obse
         database_holds_local_keys=holds,
         analysis=await _analysis(spec, previous, children["Deployment"]),
         now=now,
+        redis_url=await _policy_redis_url(kube, spec, redis_url) if full else None,
     )

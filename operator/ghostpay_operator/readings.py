@@ -31,6 +31,8 @@ class Observation:
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
     analysis: AnalysisVerdict | None  # the release's error-rate verdict, when one was asked for
     now: datetime
+    # The instance's Redis URL (with credentials) to write the rate-limit policy with, or why it cannot be had.
+    redis_url: str | st.Problem | None = None
 
     @property
     def annotations(self) -> dict[str, str]:

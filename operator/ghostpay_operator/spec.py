@@ -70,6 +70,10 @@ class InstanceSpec:
     key_rotation: KeyRotationSpec | None = None
     redis_secret: str | None = None  # or a Secret holding the URL, for one that carries a password
     redis_key: str = "url"
+    # a Secret with the URL the operator writes the rate-limit policy with (a Redis user allowed only that); unset:
+    # the services' URL
+    redis_operator_secret: str | None = None
+    redis_operator_key: str = "url"
     admin_secret: str | None = None  # a Secret with the bootstrap admin's client_id and client_secret, for auth
 
     @property
@@ -145,6 +149,8 @@ def parse(body: InstanceBody | Mapping[str, Any]) -> InstanceSpec:
         redis_url=spec["redis"].get("url"),
         redis_secret=(spec["redis"].get("secretRef") or {}).get("name"),
         redis_key=(spec["redis"].get("secretRef") or {}).get("key", "url"),
+        redis_operator_secret=(spec["redis"].get("operatorSecretRef") or {}).get("name"),
+        redis_operator_key=(spec["redis"].get("operatorSecretRef") or {}).get("key", "url"),
         rate_limits=dict(spec.get("rateLimits") or {}),
         release=_release(spec.get("release") or {}),
         min_replicas=min_replicas,

@@ -166,6 +166,13 @@ def _condition(
     }
 
 
+def condition(
+    previous: list[Condition], condition_type: str, state: ConditionState, generation: int, now: datetime
+) -> Condition:
+    """One condition in the conventions' shape (its transition time kept while its status holds)."""
+    return _condition(previous, condition_type, state, generation, stamp(now))
+
+
 def last_key_rotation(previous: str | None, runs: tuple[RotationRun, ...]) -> str | None:
     """The newest successful rotation's completion; never earlier than what was recorded before (the Jobs it
     came from may since have been cleaned up by the CronJob's history limit)."""

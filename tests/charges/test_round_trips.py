@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import secrets
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -10,7 +13,7 @@ import redis.asyncio as aioredis
 from ghostpay.charges import service, store
 from ghostpay.core import db
 from ghostpay.core.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, in_process_api, make_settings
 
 
 async def test_a_charge_is_one_database_statement(settings: Settings, api: Api) -> None:
@@ -64,5 +67,36 @@ async def test_a_charge_request_is_one_redis_command(settings: Settings, api: Ap
     assert response.status_code == 201
     sent = {name: count - before.get(name, 0) for name, count in after.items() if count != before.get(name, 0)}
     sent.pop("info")  # our own look
+    assert sent.pop("evalsha") == 1
+    assert set(sent) <= INSIDE_THE_SCRIPT
+
+
+async def test_a_charge_reading_the_live_rate_limit_policy_is_still_one_redis_command(
+    database_url: str, servers: Any, keys_dir: Path
+) -> None:
+    """Issue 16: the instance's policy key is read inside the same script call that spends the budget."""
+    key = f"ghostpay:ratelimits:test:{secrets.token_hex(4)}"
+    settings = make_settings(database_url, servers.redis_url, keys_dir, rate_limit_policy_key=key)
+    client = aioredis.from_url(settings.redis_url)
+    try:
+        limits = {role: {"requestsPerSecond": 1000, "burst": 1000} for role in ("admin", "merchant", "user")}
+        await client.set(key, json.dumps({"generation": 1, "limits": limits}))
+        async with in_process_api(settings) as api:
+            merchant = await api.merchant()
+            card = await api.issue_card(merchant["headers"])
+            before = await _calls(client)
+            response = await api.http.post(
+                "/charges",
+                json={"card_id": card["card_id"], "amount": 1, "currency": "USD"},
+                headers=merchant["headers"],
+            )
+            after = await _calls(client)
+    finally:
+        await client.delete(key)
+        await client.aclose()
+    assert response.status_code == 201
+    assert response.headers["RateLimit-Limit"] == "1000"  # the policy key's budget decided
+    sent = {name: count - before.get(name, 0) for name, count in after.items() if count != before.get(name, 0)}
+    sent.pop("info")
     assert sent.pop("evalsha") == 1
     assert set(sent) <= INSIDE_THE_SCRIPT

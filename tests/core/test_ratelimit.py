@@ -3,9 +3,12 @@ shared by every app instance, and what happens when Redis is down (fail open by 
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from ghostpay.core import telemetry
 from ghostpay.core.ratelimit import decision_from_script
@@ -87,3 +90,71 @@ def test_the_script_reply_becomes_headers() -> None:
     assert allowed == {"RateLimit-Limit": "10", "RateLimit-Remaining": "7", "RateLimit-Reset": "2"}
     refused = decision_from_script([0, 0, 400_000, 5_000_000], policy).headers()
     assert refused["Retry-After"] == "1" and refused["RateLimit-Remaining"] == "0"
+
+
+# --- the instance's live policy (issue 16): the operator writes it into Redis, each request reads it -------------
+
+
+def _policy(merchant: dict[str, float], generation: int = 1) -> str:
+    return json.dumps({"generation": generation, "limits": {**GENEROUS_LIMITS, "merchant": merchant}})
+
+
+async def test_a_changed_policy_in_redis_applies_on_the_next_request(
+    database_url: str, servers: object, keys_dir: Path
+) -> None:
+    """Issue 16: the limiter reads the caller's role's budget from the policy key in the same script call, so
+    lowering or raising it takes effect on the very next request, with the process left running."""
+    key = f"ghostpay:ratelimits:test:{secrets.token_hex(4)}"
+    settings = make_settings(database_url, servers.redis_url, keys_dir, rate_limit_policy_key=key)  # type: ignore[attr-defined]
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        async with in_process_api(settings) as api:
+            merchant = await api.merchant()
+
+            async def codes(n: int) -> list[int]:
+                return [(await api.http.get("/cards", headers=merchant["headers"])).status_code for _ in range(n)]
+
+            assert await codes(5) == [200] * 5  # no key: the process's own (generous) limits
+            await redis.set(key, _policy({"requestsPerSecond": 0.01, "burst": 2}))
+            responses = [await api.http.get("/cards", headers=merchant["headers"]) for _ in range(3)]
+            assert [r.status_code for r in responses] == [200, 200, 429]
+            assert responses[0].headers["RateLimit-Limit"] == "2"  # the headers tell the limit that applied
+            assert "0.01/s (burst 2)" in responses[2].json()["detail"]
+
+            await redis.set(key, _policy({"requestsPerSecond": 10000, "burst": 10000}, generation=2))
+            assert await codes(5) == [200] * 5  # raised: lifted on the next request (the old debt forgiven)
+
+            await redis.set(key, _policy({"requestsPerSecond": 0.01, "burst": 1}, generation=3))
+            # lowered again to a burst of 1: what the last requests still owe fills it, so refused at once
+            assert await codes(2) == [429, 429]
+            await redis.delete(key)
+            assert await codes(3) == [200] * 3  # the key lost: the process's defaults again
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "not json",
+        json.dumps({"generation": 1}),
+        json.dumps({"limits": {"merchant": {"requestsPerSecond": 0, "burst": 1}}}),
+        json.dumps({"limits": {"user": {"requestsPerSecond": 0.01, "burst": 1}}}),  # no word on merchants
+    ],
+)
+async def test_a_policy_that_names_no_budget_for_the_role_leaves_the_defaults(
+    database_url: str, servers: object, keys_dir: Path, value: str
+) -> None:
+    key = f"ghostpay:ratelimits:test:{secrets.token_hex(4)}"
+    settings = make_settings(database_url, servers.redis_url, keys_dir, rate_limit_policy_key=key)  # type: ignore[attr-defined]
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        await redis.set(key, value)
+        async with in_process_api(settings) as api:
+            merchant = await api.merchant()
+            responses = [await api.http.get("/cards", headers=merchant["headers"]) for _ in range(3)]
+            assert [r.status_code for r in responses] == [200] * 3
+            assert responses[0].headers["RateLimit-Limit"] == "10000"
+    finally:
+        await redis.delete(key)
+        await redis.aclose()

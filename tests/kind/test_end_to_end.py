@@ -3,7 +3,9 @@ the chart with `demo.enabled=true` on the kind cluster → the operator runs as 
 turns Healthy through its pods' real `/readyz` probes, spread over both zones, after its migration Job really ran
 `ghostpay migrate` → a merchant gets a token, issues a card and charges it through the NodePorts on 127.0.0.1 →
 32 concurrent charges on one card over the real replicas approve exactly one → `/metrics` answers inside a pod →
-uninstalling removes the instance's pods (and frees the NodePorts for the tests after it).
+a lowered merchant rate limit shows as 429s within seconds and a raised one lifts as fast, with the same pods and
+no release (issue 16) → deleting the instance removes its pods; uninstalling frees the NodePorts for the tests after
+it. The tests run in file order on the one install.
 
 Images are loaded, never pulled: `ghostpay cluster up --kind` loads `ghostpay/ghostpay:<version>` (built first
 here through the same cached script as `make image`), and the demo's PostgreSQL and Redis are loaded with
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "gp-e2e"
 PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 30083}
 SETTLE = 420.0  # migration retries until PostgreSQL is up, then 8 pods start and pass their probes
+LIVE_LIMIT_SECONDS = 10.0  # a changed spec.rateLimits must show in answers within this (issue 16)
+LOW = {"requestsPerSecond": 2, "burst": 4}  # the lowered merchant limit
+PACE_SECONDS = 0.05  # requests of the rate probe: one each 50 ms (20/s, ten times the lowered rate)
 CONCURRENT_CHARGES = 32
 
 
@@ -146,7 +151,25 @@ def test_helm_install_on_kind_runs_real_pods_that_serve_charges(demo: KindTestCl
     metrics = cluster.kubectl("exec", charges_pod, "-n", NAMESPACE, "--", "python3", "-c", scrape)
     assert "ghostpay_http_requests_total" in metrics
 
-    # Deleting the instance removes its pods.
+
+def test_rate_limits_change_live_on_real_pods_without_a_release(demo: KindTestCluster) -> None:
+    """Issue 16 on the same install: lowering the merchant limit makes a merchant see 429 at the new rate within
+    LIVE_LIMIT_SECONDS, raising it lifts it as fast; no pod restarts (their uids stay), no release starts."""
+    cluster = demo
+    _wait(lambda: _healthy(cluster), SETTLE, "the demo instance Healthy")
+    pods_before = _service_pods(cluster)
+    templates_before = _templates(cluster)
+    asyncio.run(_live_limits(cluster, _admin(cluster)))
+    assert _service_pods(cluster) == pods_before  # the same pods (uids), none restarted
+    assert _templates(cluster) == templates_before  # no pod template changed
+    status = _json(cluster, "ghostpayinstance", "payments", "-n", NAMESPACE)["status"]
+    assert "release" not in status and status["phase"] == "Healthy"
+    limits = next(c for c in status["conditions"] if c["type"] == "RateLimitsApplied")
+    assert limits["status"] == "True" and status["rateLimitsGeneration"] == limits["observedGeneration"]
+
+
+def test_deleting_the_instance_removes_its_pods(demo: KindTestCluster) -> None:
+    cluster = demo
     cluster.kubectl("delete", "ghostpayinstance", "payments", "-n", NAMESPACE, "--timeout=120s")
     _wait(
         lambda: not _json(cluster, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=charges")["items"],
@@ -177,3 +200,63 @@ async def _merchant_flow(admin: dict[str, str]) -> None:
 
         read = await http.get(f"http://127.0.0.1:{PORTS['cards']}/cards/{contested['card_id']}", headers=headers)
         assert read.json()["status"] == "used"
+
+
+def _service_pods(cluster: KindTestCluster) -> dict[str, tuple[str, int]]:
+    """The instance's service pods: name -> (uid, restarts)."""
+    pods = _json(cluster, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=payments")["items"]
+    return {
+        p["metadata"]["name"]: (p["metadata"]["uid"], sum(c["restartCount"] for c in p["status"]["containerStatuses"]))
+        for p in pods
+        if p["metadata"]["labels"].get("app.kubernetes.io/component") in PORTS
+    }
+
+
+def _templates(cluster: KindTestCluster) -> dict[str, Any]:
+    deployments = _json(cluster, "deployments", "-n", NAMESPACE, "-l", "app.kubernetes.io/instance=payments")
+    return {d["metadata"]["name"]: d["spec"]["template"] for d in deployments["items"]}
+
+
+def _set_merchant_limit(cluster: KindTestCluster, limit: dict[str, float]) -> None:
+    patch = json.dumps({"spec": {"rateLimits": {"merchant": limit}}})
+    cluster.kubectl("patch", "ghostpayinstance", "payments", "-n", NAMESPACE, "--type=merge", "-p", patch)
+
+
+async def _until(http: httpx.AsyncClient, headers: dict[str, str], status: int, seconds: float) -> float:
+    """Lists cards at PACE_SECONDS until one answer has `status`; how long that took (bounded by `seconds`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        answer = await http.get(f"http://127.0.0.1:{PORTS['cards']}/cards", headers=headers)
+        if answer.status_code == status:
+            return time.monotonic() - started
+        await asyncio.sleep(PACE_SECONDS)
+    raise AssertionError(f"no {status} within {seconds:.0f} s of the rate-limit change")
+
+
+async def _live_limits(cluster: KindTestCluster, admin: dict[str, str]) -> None:
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        headers = await _merchant_headers(http, admin)
+        _set_merchant_limit(cluster, LOW)
+        lowered = await _until(http, headers, 429, LIVE_LIMIT_SECONDS)
+        # At the new rate: 3 s of requests at 20/s get about 2/s through (what the burst refilled, plus the rate).
+        window, answers = 3.0, []
+        started = time.monotonic()
+        while time.monotonic() - started < window:
+            answers.append(await http.get(f"http://127.0.0.1:{PORTS['cards']}/cards", headers=headers))
+            await asyncio.sleep(PACE_SECONDS)
+        elapsed = time.monotonic() - started
+        passed = sum(a.status_code == 200 for a in answers)
+        assert {a.status_code for a in answers} <= {200, 429}
+        assert 1 <= passed <= LOW["requestsPerSecond"] * elapsed + LOW["burst"], (passed, len(answers))
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.headers["RateLimit-Limit"] == str(LOW["burst"]) and "2/s (burst 4)" in refused.json()["detail"]
+
+        _set_merchant_limit(cluster, {"requestsPerSecond": 100, "burst": 200})
+        raised = await _until(http, headers, 200, LIVE_LIMIT_SECONDS)
+        then = [await http.get(f"http://127.0.0.1:{PORTS['cards']}/cards", headers=headers) for _ in range(20)]
+        assert [a.status_code for a in then] == [200] * 20
+        print(
+            f"\nlive rate limits on kind: 429 {lowered:.2f} s after lowering; {passed} of {len(answers)} requests "
+            f"passed in {elapsed:.1f} s at {LOW['requestsPerSecond']}/s burst {LOW['burst']}; lifted {raised:.2f} s "
+            "after raising"
+        )

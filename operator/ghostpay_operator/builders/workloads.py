@@ -73,7 +73,7 @@ def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any
     annotations = {
         **SCRAPE_ANNOTATIONS,  # spec.podAnnotations may override them
         **spec.pod_annotations,
-        CONFIG_HASH: meta.content_hash(config.config_data(spec)),
+        CONFIG_HASH: meta.content_hash(config.restart_data(spec)),  # not the rate limits: Redis
     }
     return {
         "metadata": {"labels": pod_labels, "annotations": annotations},
@@ -91,7 +91,8 @@ def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any
 
 def template_hash(spec: InstanceSpec) -> str:
     """What a release is about: the pod templates of all services (whatever their colour). A change here — image,
-    version, configuration, pod annotations, resources — starts a release."""
+    version, configuration, pod annotations, resources — starts a release; `spec.rateLimits` is not in it (the
+    services read it live from Redis)."""
     return meta.content_hash([_pod_template(spec, name, "any") for name in SERVICES])
 
 

@@ -129,7 +129,7 @@ class EdgeMiddleware:
                 revocation_key = revocation.marker_key(principal.client_id)
         policy = runtime.settings.rate_limits[role]
         try:
-            decision = await runtime.limiter.check(bucket, policy, revocation_key)
+            decision = await runtime.limiter.check(bucket, policy, revocation_key, role)
         except DomainError as exc:
             return problems.from_domain_error(exc)
         extra_headers.update(decision.headers())
@@ -138,6 +138,7 @@ class EdgeMiddleware:
         if decision.allowed:
             return None
         telemetry.RATE_LIMITED.labels(role=role).inc()
+        policy = decision.policy or policy  # the instance's live policy, when it named one
         return problems.from_domain_error(
             RateLimited(
                 f"Rate limit of {policy.requests_per_second:g}/s (burst {policy.burst}) exceeded; "

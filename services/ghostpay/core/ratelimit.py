@@ -1,7 +1,10 @@
 """Per-client rate limits shared by every replica: one atomic GCRA script in Redis, one round trip.
 
 Called by the edge middleware for each API request; the same script also reads the client's revocation marker
-(`core.revocation`), so a disabled client's tokens are refused at no extra cost. When Redis cannot be reached
+(`core.revocation`), so a disabled client's tokens are refused at no extra cost, and the instance's rate-limit
+policy (`GHOSTPAY_RATE_LIMIT_POLICY_KEY`, a JSON document the operator writes from `spec.rateLimits`), so a changed
+limit applies on the next request without restarting anything; while that key is absent the limits the process
+started with (`GHOSTPAY_RATE_LIMITS`) apply. When Redis cannot be reached
 the limiter fails open (counted in `ghostpay_rate_limiter_errors_total`, logged at most once a minute) so
 payments do not go down with it, unless `GHOSTPAY_RATE_LIMIT_FAIL_CLOSED=true`, which answers 503 instead. Failing
 open also lets a disabled client's tokens through until Redis is back.
@@ -14,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -36,6 +40,7 @@ class Decision:
     retry_after_seconds: int
     reset_seconds: int
     revoked: bool = False  # the caller's client has been disabled: refuse the request whatever its budget
+    policy: RateLimit | None = None  # the budget that decided (the instance's policy, or the defaults)
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -48,31 +53,43 @@ class Decision:
         return headers
 
 
-def decision_from_script(reply: list[int], policy: RateLimit) -> Decision:
-    allowed, remaining, retry_after_us, reset_us, *rest = (int(x) for x in reply)
+def decision_from_script(reply: list[Any], policy: RateLimit) -> Decision:
+    """The script's reply as a decision; its last two fields (when present) are the rate and burst that applied,
+    which differ from `policy` (the defaults) when the instance's policy key named others."""
+    allowed, remaining, retry_after_us, reset_us = (int(x) for x in reply[:4])
+    applied = policy
+    if len(reply) >= 7:
+        applied = RateLimit(requests_per_second=float(reply[5]), burst=int(reply[6]))
     return Decision(
         allowed=bool(allowed),
-        limit=policy.burst,
+        limit=applied.burst,
         remaining=max(0, remaining),
         retry_after_seconds=max(1, math.ceil(retry_after_us / 1e6)) if not allowed else 0,
         reset_seconds=math.ceil(reset_us / 1e6),
-        revoked=bool(rest and rest[0]),
+        revoked=bool(len(reply) > 4 and int(reply[4])),
+        policy=applied,
     )
 
 
 class RateLimiter:
-    def __init__(self, client: aioredis.Redis, fail_closed: bool) -> None:
+    def __init__(self, client: aioredis.Redis, fail_closed: bool, policy_key: str | None = None) -> None:
         self._client = client
         self._script = client.register_script(_SCRIPT)
         self._fail_closed = fail_closed
+        self._policy_key = policy_key  # the instance's live policy (set by the operator), or None: defaults only
         self._last_warning = 0.0
 
-    async def check(self, bucket: str, policy: RateLimit, revocation_key: str | None = None) -> Decision:
-        """Spend one unit of `bucket`'s budget; with `revocation_key`, also say whether that marker is set."""
+    async def check(
+        self, bucket: str, policy: RateLimit, revocation_key: str | None = None, role: str | None = None
+    ) -> Decision:
+        """Spend one unit of `bucket`'s budget; with `revocation_key`, also say whether that marker is set. With
+        `role`, the instance's policy for that role applies when its key holds one, else `policy` (the defaults)."""
         interval_us = 1e6 / policy.requests_per_second
-        keys = [f"ghostpay:rl:{bucket}", *([revocation_key] if revocation_key else [])]
+        live = [self._policy_key] if self._policy_key and role is not None else []
+        keys = [f"ghostpay:rl:{bucket}", *live, *([revocation_key] if revocation_key else [])]
+        args: list[Any] = [interval_us, policy.burst, *([role] if live else [])]
         try:
-            reply = await self._script(keys=keys, args=[interval_us, policy.burst])
+            reply = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             return self._on_redis_error(exc, policy)
         return decision_from_script(reply, policy)

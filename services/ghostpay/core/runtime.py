@@ -65,5 +65,5 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
         redis=redis_client,
         keys=keys,
         verifier=TokenVerifier(keys, settings.issuer, settings.audience, settings.token_leeway_seconds),
-        limiter=RateLimiter(redis_client, settings.rate_limit_fail_closed),
+        limiter=RateLimiter(redis_client, settings.rate_limit_fail_closed, settings.rate_limit_policy_key),
     )

@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     rate_limits: Annotated[dict[RateLimitedRole, RateLimit], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS)
     )
+    # The Redis key holding the instance's live policy (the operator writes it from spec.rateLimits); while it is
+    # absent, or leaves a role out, `rate_limits` apply. None: `rate_limits` only.
+    rate_limit_policy_key: str | None = Field(default=None, min_length=1, max_length=512)
     # Payments must not go down with the limiter: by default a Redis outage lets requests through.
     rate_limit_fail_closed: bool = False
     # Failed logins per attempted client_id (any address): while spent, that client's POST /auth/token is a 429.

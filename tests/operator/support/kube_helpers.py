@@ -127,10 +127,16 @@ def create_database_secret(cluster: localcluster.Cluster, namespace: str) -> Non
     cluster.kubectl("create", "secret", "generic", "payments-db", "-n", namespace, dsn)
 
 
+# The operator writes each instance's rate-limit policy to its Redis: by default a socket nobody serves here, so
+# no name is looked up outside the machine (the RateLimitsApplied condition is then False, which these tests allow).
+NO_REDIS = "unix:///tmp/gp-no-redis-here.sock"
+
+
 def instance_yaml(namespace: str, name: str = "payments", **spec: Any) -> str:
-    """samples/minimal.yaml, renamed and with `spec` fields changed."""
+    """samples/minimal.yaml, renamed, its Redis `NO_REDIS`, and with `spec` fields changed."""
     body = yaml.safe_load((REPO / "samples" / "minimal.yaml").read_text())
     body["metadata"] = {"name": name, "namespace": namespace}
+    body["spec"]["redis"] = {"url": NO_REDIS}
     body["spec"].update(spec)
     return str(yaml.safe_dump(body))
 

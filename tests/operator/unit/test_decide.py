@@ -7,6 +7,7 @@ the migration Job succeeded) until a pass writes nothing. The cluster tests keep
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from ghostpay_operator import decide as decisions
+from ghostpay_operator import ratelimits
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import names
 from ghostpay_operator.decide import ABORT, PROMOTE, ROTATE_KEYS, Actions, Answered
@@ -389,3 +391,123 @@ def test_a_plan_is_built_by_keyword_only() -> None:
 def test_events_are_named_records_that_still_compare_as_triples() -> None:
     event = decisions.Event("Warning", "Aborted", "The release was aborted.")
     assert (event.type, event.reason, event.message) == event == ("Warning", "Aborted", "The release was aborted.")
+
+
+# --- rate limits written into Redis (issue 16) ---------------------------------------------------------------------
+
+REDIS = "redis://:pw@redis.shop:6379/0"
+
+
+def _limits_pass(
+    obs: Observation, written: ratelimits.Written | None
+) -> tuple[Actions, dict[str, Any], list[tuple[str, str]]]:
+    actions = decisions.decide(obs)
+    status, events = decisions.conclude(obs, actions, Answered(rate_limits=written))
+    return actions, dict(status), [(e.type, e.reason) for e in events]
+
+
+def test_a_full_pass_writes_the_policy_to_the_instances_own_redis_with_the_generation() -> None:
+    obs = _observation(body(rateLimits={"merchant": {"requestsPerSecond": 5, "burst": 10}}), redis_url=REDIS)
+    write = decisions.decide(obs).rate_limits
+    assert write is not None and (write.url, write.key, write.generation) == (
+        REDIS,
+        "ghostpay:ratelimits:shop:payments",
+        3,
+    )
+    document = json.loads(write.document)
+    assert document["generation"] == 3
+    assert document["limits"]["merchant"] == {"requestsPerSecond": 5, "burst": 10}
+    assert document["limits"]["user"] == {"requestsPerSecond": 10, "burst": 20}  # left out: the default
+    assert decisions.decide(replace(obs, full=False)).rate_limits is None  # workloads-only passes leave Redis alone
+
+
+@pytest.mark.parametrize(
+    ("before", "written", "condition", "events"),
+    [
+        (None, ratelimits.Written(ok=True), ("True", "Applied"), [("Normal", "RateLimitsApplied")]),
+        ("same", ratelimits.Written(ok=True, previous="same"), ("True", "Applied"), []),  # a resync: no event
+        ("same", ratelimits.Written(ok=True), ("True", "Applied"), [("Normal", "RateLimitsApplied")]),  # restored
+        (
+            None,
+            ratelimits.Written(False, None, "RedisUnreachable", "ConnectionError: refused"),
+            ("False", "RedisUnreachable"),
+            [("Warning", "RateLimitsNotApplied")],
+        ),
+        (
+            "failed",
+            ratelimits.Written(False, None, "RedisUnreachable", "ConnectionError: refused"),
+            ("False", "RedisUnreachable"),
+            [],
+        ),  # still failing: said once
+    ],
+)
+def test_rate_limits_applied_condition_and_events(
+    before: str | None, written: ratelimits.Written, condition: tuple[str, str], events: list[tuple[str, str]]
+) -> None:
+    obs = _converge(_observation(redis_url=REDIS))
+    write = decisions.decide(obs).rate_limits
+    assert write is not None
+    if before == "same":
+        written = replace(written, previous=write.document) if written.previous else written
+        obs = replace(obs, previous=_limits_pass(obs, ratelimits.Written(ok=True))[1])
+    if before == "failed":
+        obs = replace(obs, previous=_limits_pass(obs, written)[1])
+    _, status, posted = _limits_pass(obs, written)
+    assert _condition(status, "RateLimitsApplied") == condition
+    assert [e for e in posted if e[1].startswith("RateLimits")] == events
+    assert status["phase"] == "Healthy"  # the instance keeps serving either way
+    if written.ok:
+        assert status["rateLimitsGeneration"] == 3
+
+
+def test_a_failed_write_keeps_the_last_applied_generation_and_a_later_pass_recovers() -> None:
+    obs = _converge(_observation(redis_url=REDIS))
+    obs = replace(obs, previous=_limits_pass(obs, ratelimits.Written(ok=True))[1])
+    changed = body(rateLimits={"merchant": {"requestsPerSecond": 1, "burst": 1}})
+    changed["metadata"]["generation"] = 4
+    obs = replace(obs, body=changed, spec=specs.parse(changed))
+    failed = ratelimits.Written(False, None, "RedisRefused", "AuthenticationError: invalid password")
+    _, status, _ = _limits_pass(obs, failed)
+    assert _condition(status, "RateLimitsApplied") == ("False", "RedisRefused")
+    assert status["rateLimitsGeneration"] == 3 and "generation 4" in status["conditions"][-1]["message"]
+    obs = replace(obs, previous=status)
+    _, status, posted = _limits_pass(obs, ratelimits.Written(ok=True))
+    assert _condition(status, "RateLimitsApplied") == ("True", "Applied") and status["rateLimitsGeneration"] == 4
+    assert ("Normal", "RateLimitsApplied") in posted
+
+
+def test_a_pass_that_writes_no_policy_keeps_the_condition_as_it_was() -> None:
+    obs = _converge(_observation(redis_url=REDIS))
+    obs = replace(obs, previous=_limits_pass(obs, ratelimits.Written(ok=True))[1])
+    before = next(c for c in obs.previous["conditions"] if c["type"] == "RateLimitsApplied")
+    _, status, posted = _limits_pass(replace(obs, full=False), None)
+    assert next(c for c in status["conditions"] if c["type"] == "RateLimitsApplied") == before
+    assert not [e for e in posted if e[1].startswith("RateLimits")]
+
+
+def test_changing_only_the_rate_limits_writes_the_configmap_but_starts_no_release() -> None:
+    """Issue 16: the ConfigMap gets the new start-up defaults, no Deployment is written, no release starts."""
+    obs = _converge(_observation(redis_url=REDIS))
+    changed = body(rateLimits={"merchant": {"requestsPerSecond": 1, "burst": 1}})
+    changed["metadata"]["generation"] = 4
+    actions = decisions.decide(replace(obs, body=changed, spec=specs.parse(changed)))
+    assert _writes(actions) == ["ConfigMap/payments-config"]
+    assert actions.plan.release is None
+    assert actions.rate_limits is not None and json.loads(actions.rate_limits.document)["generation"] == 4
+
+
+def test_a_missing_operator_redis_secret_is_a_false_condition_and_nothing_else_stops() -> None:
+    missing = Problem("RedisSecretMissing", "Secret 'payments-redis-operator' does not exist.")
+    obs = _converge(_observation(redis_url=missing))
+    actions = decisions.decide(obs)
+    assert actions.rate_limits is not None and actions.problem is None
+    written = ratelimits.unusable(actions.rate_limits)  # what act answers, without asking Redis
+    assert written is not None
+    status, events = decisions.conclude(obs, actions, Answered(rate_limits=written))
+    assert _condition(dict(status), "RateLimitsApplied") == ("False", "RedisSecretMissing")
+    assert status["phase"] == "Healthy" and ("Warning", "RateLimitsNotApplied") in [(e.type, e.reason) for e in events]
+
+
+def test_the_operator_secret_ref_is_parsed() -> None:
+    parsed = specs.parse(body(redis={"url": "redis://r:6379/0", "operatorSecretRef": {"name": "op"}}))
+    assert (parsed.redis_operator_secret, parsed.redis_operator_key) == ("op", "url")

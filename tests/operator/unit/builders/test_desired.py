@@ -90,7 +90,7 @@ def test_services_route_to_the_active_color_and_budgets_keep_one_up() -> None:
     [
         ({"version": "1.5.0"}, True),
         ({"podAnnotations": {"team": "payments"}}, True),
-        ({"rateLimits": {"merchant": {"requestsPerSecond": 5, "burst": 5}}}, True),
+        ({"rateLimits": {"merchant": {"requestsPerSecond": 5, "burst": 5}}}, False),  # live, through Redis
         ({"services": {"cards": {"replicas": 4}}}, False),
     ],
 )
