@@ -78,6 +78,12 @@ def demo(kind_cluster: KindTestCluster) -> Iterator[KindTestCluster]:
     try:
         yield kind_cluster
     finally:
+        # The instance first, while the operator still runs to lift its finalizer (an uninstall taking both at once
+        # would leave the instance, and so the namespace, stuck), in case a test stopped before deleting it.
+        kind_cluster.kubectl(
+            "delete", "ghostpayinstance", "payments", "-n", NAMESPACE, "--ignore-not-found", "--timeout=180s",
+            timeout=200,
+        )  # fmt: skip
         helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
         kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
 
