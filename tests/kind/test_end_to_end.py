@@ -1,17 +1,20 @@
-"""The platform team's path on a real cluster (issue 11), with real pods running the real image: `helm install` of
-the chart with `demo.enabled=true` on the kind cluster → the operator runs as pods → the instance `payments`
-turns Healthy through its pods' real `/readyz` probes, spread over both zones, after its migration Job really ran
-`ghostpay migrate` → a merchant gets a token, issues a card and charges it through the NodePorts on 127.0.0.1 →
-32 concurrent charges on one card over the real replicas approve exactly one → `/metrics` answers inside a pod →
-in Vault mode (`demo.vault.enabled=true`: OpenBao in the cluster, over TLS) every service logged in with Kubernetes
-auth using its own real ServiceAccount token, which OpenBao checked with a TokenReview against the API server, and
-signs through transit → the key-rotation CronJob's Job, started with `kubectl create job --from=cronjob/…`, runs
-for real, a token issued before it still verifies after it and a new token gets the new kid → deleting the instance
-removes its pods; uninstalling frees the NodePorts for the tests after it.
+"""The platform team's path on a real cluster (issue 11), with real pods running the real image. The install is the
+README's own offline block ("The whole path on kind", tests/kind/readme.py), run command by command: the images,
+`ghostpay cluster up --kind` (reusing the fixture's cluster), `kind load` of the demo's images, `helm install` of the
+chart with `demo.enabled=true` and `demo.vault.enabled=true`, `kubectl wait` until the instance is Healthy, then a
+merchant's charge through the NodePorts and a port-forward. Then, on that one install:
+the operator runs as pods → every service pod turned Ready through its real `/readyz` probe, spread over both
+zones, after the migration Job really ran `ghostpay migrate` → a merchant gets a token, issues a card and charges
+it through the NodePorts on 127.0.0.1 → 32 concurrent charges on one card over the real replicas approve exactly
+one → `/metrics` answers inside a pod → in Vault mode (OpenBao in the cluster, over TLS) every service logged in
+with Kubernetes auth using its own real ServiceAccount token, which OpenBao checked with a TokenReview against the
+API server, and signs through transit → the key-rotation CronJob's Job, started with
+`kubectl create job --from=cronjob/…`, runs for real, a token issued before it still verifies after it and a new
+token gets the new kid → deleting the instance removes its pods; uninstalling frees the NodePorts for the tests
+after it.
 
-Images are loaded, never pulled: `ghostpay cluster up --kind` loads `ghostpay/ghostpay:<version>` (built first
-here through the same cached script as `make image`), and the demo's PostgreSQL and Redis are loaded with
-`kind load`, as is the demo's OpenBao. Traffic goes only to 127.0.0.1 (kind's port mappings) and to this run's own pods.
+Images are loaded, never pulled (`ghostpay cluster up --kind` loads `ghostpay/ghostpay:<version>`, `kind load` the
+demo's). Traffic goes only to 127.0.0.1 (kind's port mappings and the port-forward) and to this run's own pods.
 """
 
 from __future__ import annotations
@@ -23,21 +26,19 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
-from ghostpay_devtools import kindcluster
 from tests.helm import helm
 from tests.image import docker
-from tests.kind.conftest import KindTestCluster, cluster_up
+from tests.kind import readme
+from tests.kind.conftest import KindTestCluster
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-NAMESPACE = "gp-e2e"
+NAMESPACE = readme.NAMESPACE  # the README's block installs there
 PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 30083}
 SETTLE = 420.0  # migration retries until PostgreSQL is up, then 8 pods start and pass their probes
 CONCURRENT_CHARGES = 32
@@ -58,34 +59,33 @@ def _json(cluster: KindTestCluster, *args: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def demo(kind_cluster: KindTestCluster) -> Iterator[KindTestCluster]:
-    """The chart with its demo, in Vault mode, installed in NAMESPACE; uninstalled (and the namespace deleted)
-    afterwards. One install for the whole module: the tests below run in order on it."""
-    docker.build()  # cached: the image `cluster up --kind` loads into the nodes
-    cluster_up(kind_cluster.dir)  # a second `up` loads the image if it was (re)built after the first
-    built = subprocess.run(
-        [str(ROOT / "tools/demo-images/build.sh")], capture_output=True, text=True, timeout=1800, check=False
-    )
-    assert built.returncode == 0, built.stderr
-    images = built.stdout.split()  # PostgreSQL, Redis and OpenBao
-    load = [str(kind_cluster.kind), "load", "docker-image", *images, "--name", kindcluster.CLUSTER_NAME]
-    subprocess.run(load, capture_output=True, check=True, timeout=600)
-    installed = helm.run(
-        "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
-        "--set", "demo.vault.enabled=true", kubeconfig=kind_cluster.kubeconfig,
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stderr
-    try:
-        yield kind_cluster
-    finally:
-        # The instance first, while the operator still runs to lift its finalizer (an uninstall taking both at once
-        # would leave the instance, and so the namespace, stuck), in case a test stopped before deleting it.
-        kind_cluster.kubectl(
-            "delete", "ghostpayinstance", "payments", "-n", NAMESPACE, "--ignore-not-found", "--timeout=180s",
-            timeout=200,
-        )  # fmt: skip
-        helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
-        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
+def demo(kind_cluster: KindTestCluster) -> Iterator[tuple[KindTestCluster, readme.BlockRun]]:
+    """The README's kind block run (it installs the demo, in Vault mode, in NAMESPACE); afterwards the instance, the
+    release and the namespace removed. One install for the whole module: the tests below run in order on it."""
+    with readme.checkout_writes_removed():
+        try:
+            yield kind_cluster, readme.run_offline_block()
+        finally:
+            # The instance first, while the operator still runs to lift its finalizer (an uninstall taking both at
+            # once would leave the instance, and so the namespace, stuck), in case a test stopped before deleting it.
+            subprocess.run(
+                [str(kind_cluster.kubectl_binary), f"--kubeconfig={kind_cluster.kubeconfig}", "delete",
+                 "ghostpayinstance", "payments", "-n", NAMESPACE, "--ignore-not-found", "--timeout=180s"],
+                capture_output=True, timeout=200, check=False,
+            )  # fmt: skip
+            uninstall = ("uninstall", "ghostpay", "-n", NAMESPACE, "--wait")
+            helm.run(*uninstall, kubeconfig=kind_cluster.kubeconfig, timeout=300)
+            kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
+
+
+def test_the_readmes_offline_commands_install_the_demo_and_charge_a_card(
+    demo: tuple[KindTestCluster, readme.BlockRun],
+) -> None:
+    _, run = demo
+    print(f"\nthe README's offline kind block: {run.seconds:.1f} s")
+    charge, kids = run.stdout.strip().splitlines()[-2:]  # what the block prints last: the charge, the JWKS' kids
+    assert json.loads(charge)["status"] == "approved", run.stdout
+    assert json.loads(kids) and all(kid.startswith("ghostpay-jwt-v") for kid in json.loads(kids)), run.stdout
 
 
 def _healthy(cluster: KindTestCluster) -> dict[str, Any] | None:
@@ -126,8 +126,8 @@ async def _charge(http: httpx.AsyncClient, headers: dict[str, str], card_id: str
     return await http.post(f"http://127.0.0.1:{PORTS['charges']}/charges", json=body, headers=headers)
 
 
-def test_helm_install_on_kind_runs_real_pods_that_serve_charges(demo: KindTestCluster) -> None:
-    cluster = demo
+def test_helm_install_on_kind_runs_real_pods_that_serve_charges(demo: tuple[KindTestCluster, readme.BlockRun]) -> None:
+    cluster, _ = demo
     _wait(lambda: _healthy(cluster), SETTLE, "the demo instance Healthy with real pods")
 
     # Every service pod runs the real image, Ready through its probe, spread over both zones.
@@ -164,9 +164,9 @@ def test_helm_install_on_kind_runs_real_pods_that_serve_charges(demo: KindTestCl
 
 
 def test_vault_mode_logs_in_with_real_service_account_tokens_and_a_rotation_job_keeps_old_tokens(
-    demo: KindTestCluster,
+    demo: tuple[KindTestCluster, readme.BlockRun],
 ) -> None:
-    cluster = demo
+    cluster, _ = demo
     started = time.monotonic()
     _wait(lambda: _healthy(cluster), SETTLE, "the demo instance Healthy")
     accounts = {a["metadata"]["name"]: a["metadata"]["uid"] for a in _json(cluster, "sa", "-n", NAMESPACE)["items"]}
@@ -202,8 +202,8 @@ def test_vault_mode_logs_in_with_real_service_account_tokens_and_a_rotation_job_
     print(f"\nVault mode and key rotation on kind: {time.monotonic() - started:.1f} s")
 
 
-def test_deleting_the_instance_removes_its_pods(demo: KindTestCluster) -> None:
-    cluster = demo
+def test_deleting_the_instance_removes_its_pods(demo: tuple[KindTestCluster, readme.BlockRun]) -> None:
+    cluster, _ = demo
     cluster.kubectl("delete", "ghostpayinstance", "payments", "-n", NAMESPACE, "--timeout=120s")
     _wait(
         lambda: not _json(cluster, "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=charges")["items"],
