@@ -26,7 +26,7 @@ MARKER = "<!-- test: kind-offline -->"
 NAMESPACE = "shop"  # the README's
 TIMEOUT = 1200.0  # the block's own waits are bounded (kubectl wait 10m, curl retries); cached builds take seconds
 # What the block writes in the checkout besides the cluster (removed afterwards unless it was there before).
-WRITES = (ROOT / ".ghostpay/kind", ROOT / "merchant.json")
+WRITES = (ROOT / ".ghostpay", ROOT / ".ghostpay/kind", ROOT / "merchant.json")
 
 
 def offline_block(text: str | None = None) -> str:
