@@ -41,6 +41,8 @@ class VaultSpec:
     address: str
     role: str = "ghostpay"  # the base of each workload's Kubernetes-auth role: `<role>-<workload>`
     transit_key: str = "ghostpay-jwt"
+    ca_secret: str | None = None  # a Secret holding the CA bundle that signed Vault's TLS certificate
+    ca_key: str = "ca.crt"
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,14 @@ def _release(raw: Mapping[str, Any]) -> ReleaseSpec:
 def _vault(raw: Mapping[str, Any] | None) -> VaultSpec | None:
     if not raw:
         return None
-    return VaultSpec(raw["address"], raw.get("role", "ghostpay"), raw.get("transitKey", "ghostpay-jwt"))
+    ca = raw.get("caSecretRef") or {}
+    return VaultSpec(
+        raw["address"],
+        raw.get("role", "ghostpay"),
+        raw.get("transitKey", "ghostpay-jwt"),
+        ca.get("name"),
+        ca.get("key", "ca.crt"),
+    )
 
 
 def _key_rotation(raw: Mapping[str, Any] | None) -> KeyRotationSpec | None:

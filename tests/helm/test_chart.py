@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from ghostpay_devtools import localcluster
 from tests.helm import helm
@@ -123,11 +124,13 @@ def test_demo_rotates_keys_locally_or_in_its_openbao() -> None:
     objects = helm.by_kind(helm.template(DEMO, "demo.vault.enabled=true", namespace="shop"))
     vault = objects[("GhostPayInstance", "payments")]["spec"]["keyRotation"]["vault"]
     assert vault == {
-        "address": "http://payments-openbao.shop.svc:8200",
+        "address": "https://payments-openbao.shop.svc:8200",  # the services refuse plain HTTP off loopback
         "role": "ghostpay",
         "transitKey": "ghostpay-jwt",
+        "caSecretRef": {"name": "payments-openbao-tls", "key": "ca.crt"},
     }
     assert objects[("Service", "payments-openbao")]["spec"]["ports"][0]["port"] == 8200
+    _assert_openbao_certificate(objects[("Secret", "payments-openbao-tls")], "payments-openbao.shop.svc")
     policies = objects[("ConfigMap", "payments-openbao-policies")]["data"]
     assert policies == {p.name: p.read_text() for p in (ROOT / "policies").glob("*.hcl")}
     setup = objects[("ConfigMap", "payments-openbao-setup")]["data"]["openbao-demo.sh"]
@@ -139,6 +142,18 @@ def test_demo_rotates_keys_locally_or_in_its_openbao() -> None:
     assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("payments-openbao", True)
     assert pod["containers"][0]["image"] == "ghostpay/demo-openbao:2.7.2"
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+
+
+def _assert_openbao_certificate(secret: dict[str, Any], host: str) -> None:
+    """The demo OpenBao's certificate names its Service's host and is signed by the ca.crt beside it."""
+    data = {key: base64.b64decode(value) for key, value in secret["data"].items()}
+    assert secret["type"] == "kubernetes.io/tls" and sorted(data) == ["ca.crt", "tls.crt", "tls.key"]
+    ca, cert = x509.load_pem_x509_certificate(data["ca.crt"]), x509.load_pem_x509_certificate(data["tls.crt"])
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert host in names
+    cert.verify_directly_issued_by(ca)
 
 
 def test_demo_secrets_are_random_per_render() -> None:

@@ -110,8 +110,9 @@ def _wait_until(container: str, probe: list[str]) -> None:
 def test_openbao_sets_itself_up_with_the_charts_script_and_policies(
     demo_images: dict[str, str], container_name: str, tmp_path: Path
 ) -> None:
-    """What the chart's pod mounts: the script and the policies from the chart, and a ServiceAccount directory
-    (here a stand-in: Kubernetes auth reads its CA when configured; logins need a real API server)."""
+    """What the chart's pod mounts: the script and the policies from the chart, its TLS certificate, and a
+    ServiceAccount directory (here a stand-in: Kubernetes auth reads its CA when configured; logins need a real API
+    server: tests/kind/test_end_to_end.py)."""
     account = tmp_path / "serviceaccount"
     account.mkdir()
     subprocess.run(
@@ -120,14 +121,22 @@ def test_openbao_sets_itself_up_with_the_charts_script_and_policies(
         capture_output=True, check=True, timeout=60,
     )  # fmt: skip
     (account / "token").write_text("not-a-token")
+    tls = tmp_path / "tls"  # what the chart mounts from <name>-openbao-tls (here self-signed for 127.0.0.1)
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tls / "tls.key"), "-subj",
+         "/CN=payments-openbao", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1", "-out", str(tls / "tls.crt")],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
     (account / "namespace").write_text("shop")
-    for path in (tmp_path, account, *account.iterdir()):
+    for path in (tmp_path, account, *account.iterdir(), tls, *tls.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)
     root = secrets.token_hex(16)
     mounts = [
         f"{account}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
         f"{CHART / 'files/openbao-demo.sh'}:/setup/openbao-demo.sh:ro",
         f"{CHART / 'files/policies'}:/policies:ro",
+        f"{tls}:/tls:ro",
     ]
     env = {"INSTANCE": "payments", "POD_NAMESPACE": "shop", "BAO_DEV_ROOT_TOKEN_ID": root,
            "KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}  # fmt: skip
@@ -158,3 +167,8 @@ def test_openbao_sets_itself_up_with_the_charts_script_and_policies(
     assert bao(token, "write", "transit/sign/ghostpay-jwt", "input=aGVsbG8=").returncode == 0
     refused = bao(token, "write", "transit/encrypt/ghostpay-pan", "plaintext=aGVsbG8=")
     assert refused.returncode != 0 and "permission denied" in refused.stderr
+    # What the Service exposes: TLS with the mounted certificate, on 8300 (plain HTTP stays on the loopback).
+    status = ["docker", "exec", "-e", "BAO_ADDR=https://127.0.0.1:8300", "-e", "BAO_CACERT=/tls/tls.crt",
+              container_name, "bao", "status", "-format=json"]  # fmt: skip
+    served = subprocess.run(status, capture_output=True, text=True, timeout=60, check=False)
+    assert served.returncode == 0 and yaml.safe_load(served.stdout)["sealed"] is False, served.stderr

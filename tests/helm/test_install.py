@@ -80,11 +80,12 @@ def test_install_demo_upgrade_keeps_secrets_uninstall_removes_operator(fresh_clu
     instance = _get(cluster, "ghostpayinstance", "payments", "-n", namespace)
     assert {name: s["nodePort"] for name, s in instance["spec"]["services"].items()} == NODE_PORTS
     assert instance["spec"]["admin"] == {"secretRef": {"name": "payments-admin"}}
-    assert instance["spec"]["keyRotation"]["vault"]["address"] == f"http://payments-openbao.{namespace}.svc:8200"
+    assert instance["spec"]["keyRotation"]["vault"]["address"] == f"https://payments-openbao.{namespace}.svc:8200"
     admin = _secret(cluster, namespace, "payments-admin")
     assert sorted(admin) == ["client_id", "client_secret"] and len(admin["client_secret"]) >= 16
     database = _secret(cluster, namespace, "payments-db")
     root_token = _secret(cluster, namespace, "payments-openbao")
+    certificate = _secret(cluster, namespace, "payments-openbao-tls")
 
     # An upgrade (with a changed value) keeps the admin's credentials and the database password: `lookup`.
     _helm(cluster, "upgrade", "ghostpay", str(CHART), "-n", namespace, *DEMO, "--set", "replicas=3")
@@ -92,6 +93,7 @@ def test_install_demo_upgrade_keeps_secrets_uninstall_removes_operator(fresh_clu
     assert _secret(cluster, namespace, "payments-admin") == admin
     assert _secret(cluster, namespace, "payments-db") == database
     assert _secret(cluster, namespace, "payments-openbao") == root_token
+    assert _secret(cluster, namespace, "payments-openbao-tls") == certificate
 
     _helm(cluster, "uninstall", "ghostpay", "-n", namespace, "--wait", "--timeout", "120s")
     for kind, name, extra in (

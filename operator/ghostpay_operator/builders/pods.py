@@ -37,11 +37,27 @@ def vault_environment(spec: InstanceSpec, workload: str) -> dict[str, str]:
     transit and auth mounts and the PAN key keep the services' defaults (transit, kubernetes, ghostpay-pan)."""
     if spec.vault is None:
         return {}
+    ca = {"GHOSTPAY_VAULT_CA_CERT": VAULT_CA_FILE} if vault_ca_volume(spec, workload) else {}
     return {
         "GHOSTPAY_VAULT_ADDR": spec.vault.address,
         "GHOSTPAY_VAULT_ROLE": f"{spec.vault.role}-{workload}",
         "GHOSTPAY_VAULT_JWT_KEY": spec.vault.transit_key,
+        **ca,
     }
+
+
+VAULT_CA_DIR = "/etc/ghostpay/vault-ca"
+VAULT_CA_FILE = f"{VAULT_CA_DIR}/ca.crt"
+VAULT_CA_MOUNT = {"name": "vault-ca", "mountPath": VAULT_CA_DIR, "readOnly": True}
+
+
+def vault_ca_volume(spec: InstanceSpec, workload: str) -> dict[str, Any] | None:
+    """`vault.caSecretRef`'s one key (the CA bundle, never anything else the Secret holds), for the workloads that
+    log in to Vault: not the migration, which never does."""
+    if spec.vault is None or spec.vault.ca_secret is None or workload == "migrate":
+        return None
+    items = [{"key": spec.vault.ca_key, "path": "ca.crt"}]
+    return {"name": "vault-ca", "secret": {"secretName": spec.vault.ca_secret, "items": items, "defaultMode": 0o444}}
 
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
@@ -90,13 +106,14 @@ TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 - an emptyDir: th
 
 
 def volumes(spec: InstanceSpec, workload: str) -> list[dict[str, Any]]:
-    key_volume = keys.volume(spec, workload)
-    return [TMP_VOLUME, *([key_volume] if key_volume else [])]
+    key_volume, ca_volume = keys.volume(spec, workload), vault_ca_volume(spec, workload)
+    return [TMP_VOLUME, *([key_volume] if key_volume else []), *([ca_volume] if ca_volume else [])]
 
 
 def volume_mounts(spec: InstanceSpec, workload: str) -> list[dict[str, Any]]:
     key_mount = {"name": "keys", "mountPath": config.KEYS_DIR, "readOnly": True}
-    return [TMP_MOUNT, *([key_mount] if keys.volume(spec, workload) else [])]
+    ca_mount = [VAULT_CA_MOUNT] if vault_ca_volume(spec, workload) else []
+    return [TMP_MOUNT, *([key_mount] if keys.volume(spec, workload) else []), *ca_mount]
 
 
 def pod_spec(

@@ -59,7 +59,7 @@ def _container(spec: InstanceSpec) -> dict[str, Any]:
         "env": [*passphrase, *({"name": k, "value": v} for k, v in sorted(values.items()))],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": pods.container_security_context(),
-        "volumeMounts": [pods.TMP_MOUNT],  # the key store is rotated in a temporary directory
+        "volumeMounts": pods.volume_mounts(spec, COMPONENT),  # /tmp: the key store is rotated there
     }
 
 
@@ -69,7 +69,7 @@ def cronjob(spec: InstanceSpec) -> Manifest:
     pod = pods.pod_spec(
         spec,
         [_container(spec)],
-        [pods.TMP_VOLUME],
+        pods.volumes(spec, COMPONENT),
         service_account=names.key_rotation_account(spec.name),
         token=True,  # it logs in with it: to Vault, or to the API server to rewrite the key Secrets
         restartPolicy="Never",

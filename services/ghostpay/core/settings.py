@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     vault_jwt_key: str = "ghostpay-jwt"
     vault_pan_key: str = "ghostpay-pan"
     vault_timeout_seconds: int = Field(default=3, ge=1)
+    # PEM bundle of the CA(s) that signed Vault's TLS certificate (a private CA); unset: the system's CAs.
+    vault_ca_cert: Path | None = None
 
     # Rotation: verifiers refresh the published keys every `key_refresh_seconds` (and on an unknown kid, at
     # most once per `key_min_refresh_seconds`); a new version signs only `key_activation_delay_seconds`

@@ -1,15 +1,26 @@
 #!/bin/sh
-# The demo OpenBao's container (demo.vault.enabled): a dev server, in memory, set up for the instance as
-# docs/operator.md's "Vault-side setup" says: transit keys ghostpay-jwt and ghostpay-pan, one policy per workload
-# (the repository's policies/*.hcl, mounted at /policies), Kubernetes auth checking tokens with this pod's own ServiceAccount (bound to
-# system:auth-delegator) and one role per workload bound to that workload's ServiceAccount. Ready once set up. If
-# the server stops, so does this script and the kubelet restarts the container, which sets it up again with new
-# keys: a demo (tokens and card data from before are then unreadable).
+# The demo OpenBao's container (demo.vault.enabled): a dev server, in memory, serving TLS, set up for the instance
+# as docs/operator.md's "Vault-side setup" says: transit keys ghostpay-jwt and ghostpay-pan, one policy per workload
+# (the repository's policies/*.hcl, mounted at /policies), Kubernetes auth checking tokens with this pod's own
+# ServiceAccount (bound to system:auth-delegator) and one role per workload bound to that workload's
+# ServiceAccount. Ready once set up. If the server stops, so does this script and the kubelet restarts the
+# container, which sets it up again with new keys: a demo (tokens and card data from before are then unreadable).
 set -eu
 : "${BAO_DEV_ROOT_TOKEN_ID:?}" "${INSTANCE:?}" "${POD_NAMESPACE:?}" "${ROLE:=ghostpay}"
 export BAO_ADDR=http://127.0.0.1:8200 BAO_TOKEN="$BAO_DEV_ROOT_TOKEN_ID"
 rm -f /tmp/configured
-bao server -dev -dev-listen-address=0.0.0.0:8200 -dev-root-token-id="$BAO_DEV_ROOT_TOKEN_ID" &
+# Two listeners: the dev one, plain HTTP on the pod's loopback (this script and `kubectl exec`), and TLS on 8300
+# with the certificate mounted at $TLS_DIR (what the Service exposes).
+TLS_DIR="${TLS_DIR:-/tls}"
+cat >/tmp/listener.hcl <<EOF
+listener "tcp" {
+  address       = "0.0.0.0:8300"
+  tls_cert_file = "$TLS_DIR/tls.crt"
+  tls_key_file  = "$TLS_DIR/tls.key"
+}
+EOF
+bao server -dev -dev-listen-address=127.0.0.1:8200 -dev-root-token-id="$BAO_DEV_ROOT_TOKEN_ID" \
+  -config=/tmp/listener.hcl &
 server=$!
 tries=0
 until bao status >/dev/null 2>&1; do

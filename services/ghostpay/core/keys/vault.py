@@ -9,7 +9,8 @@
 
 Login: a token (`GHOSTPAY_VAULT_TOKEN`), or Kubernetes auth with the pod's ServiceAccount token and
 `GHOSTPAY_VAULT_ROLE`; a refused (expired) login is renewed once and the call retried. hvac is synchronous:
-callers run these methods in a worker thread. Every failure to reach Vault is `KeysUnavailable`.
+callers run these methods in a worker thread. Every failure to reach Vault is `KeysUnavailable`. Vault's TLS
+certificate is checked against `GHOSTPAY_VAULT_CA_CERT` (a private CA's PEM bundle) when set, else the system's CAs.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class VaultKeys:
         self._mount = settings.vault_transit_mount
         self._jwt_key = settings.vault_jwt_key
         self._pan_key = settings.vault_pan_key
-        self._client = hvac.Client(url=settings.vault_addr, timeout=settings.vault_timeout_seconds)
+        verify: bool | str = str(settings.vault_ca_cert) if settings.vault_ca_cert else True
+        self._client = hvac.Client(url=settings.vault_addr, timeout=settings.vault_timeout_seconds, verify=verify)
         self._client.token = ""  # hvac would pick up VAULT_TOKEN or ~/.vault-token: only our settings count
         self._login_lock = threading.Lock()
         self._kids: dict[str, int] = {}

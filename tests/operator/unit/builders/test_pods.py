@@ -8,7 +8,7 @@ import pytest
 
 from ghostpay_operator import release
 from ghostpay_operator import spec as specs
-from ghostpay_operator.builders import desired, workloads
+from ghostpay_operator.builders import desired, rotation, workloads
 from tests.operator.support.samples import body
 
 VAULT = {"vault": {"address": "https://vault.example:8200", "role": "gp", "transitKey": "jwt-key"}}
@@ -180,3 +180,32 @@ def test_naming_an_admin_secret_is_a_release_of_the_services() -> None:
     """The auth pods' environment changes, so the pod template does: the admin is made by the new pods."""
     with_admin = specs.parse(body(admin={"secretRef": {"name": "payments-admin"}}))
     assert workloads.template_hash(specs.parse(body())) != workloads.template_hash(with_admin)
+
+
+def test_a_private_vault_ca_is_mounted_into_the_pods_that_log_in_and_named_to_them() -> None:
+    """`vault.caSecretRef`: its one key (not the rest of the Secret, e.g. a TLS private key beside it) is mounted
+    read-only into every service and the key-rotation Job, which trust it for Vault's certificate; the migration,
+    which never talks to Vault, gets nothing."""
+    with_ca = {"vault": {**VAULT["vault"], "caSecretRef": {"name": "vault-tls"}}}
+    cronjob = rotation.cronjob(specs.parse(body(keyRotation=with_ca)))
+    pods = {
+        **_pods(_children(keyRotation=with_ca)),
+        "key-rotation": cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+    }
+    for workload, pod in pods.items():
+        volume = next((v for v in pod["volumes"] if v["name"] == "vault-ca"), None)
+        mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "vault-ca"]
+        env = _env(pod["containers"][0])
+        if workload == "migrate":
+            assert volume is None and not mounts and "GHOSTPAY_VAULT_CA_CERT" not in env
+            continue
+        assert volume == {
+            "name": "vault-ca",
+            "secret": {"secretName": "vault-tls", "items": [{"key": "ca.crt", "path": "ca.crt"}], "defaultMode": 0o444},
+        }, workload
+        assert mounts == [{"name": "vault-ca", "mountPath": "/etc/ghostpay/vault-ca", "readOnly": True}], workload
+        assert env["GHOSTPAY_VAULT_CA_CERT"] == "/etc/ghostpay/vault-ca/ca.crt", workload
+    # Without caSecretRef: the system's CAs, nothing mounted.
+    plain = _pods(_children(keyRotation=VAULT))["charges"]
+    assert not any(v["name"] == "vault-ca" for v in plain["volumes"])
+    assert "GHOSTPAY_VAULT_CA_CERT" not in _env(plain["containers"][0])
