@@ -19,6 +19,7 @@ from ghostpay_operator.builders import names
 from ghostpay_operator.decide import ABORT, PROMOTE, ROTATE_KEYS, Actions, Answered
 from ghostpay_operator.readings import Observation
 from ghostpay_operator.status import Problem
+from ghostpay_operator.vocabulary import AnalysisResult
 from tests.operator.support.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -348,19 +349,33 @@ def test_abort_rolls_back_and_the_annotation_is_consumed() -> None:
     assert actions.scale == {f"payments-{s}-green": 0 for s in specs.SERVICES}
 
 
+DECLINES = "2.0.0 declined 100.0% of its charges against 1.0% for 1.0.0: more than maxDeclineRateIncrease 0.05."
+SLOW = "The charge p99 of 2.0.0 was 900 ms against 20 ms for 1.0.0: more than maxChargeP99Ratio 2 times it."
+
+
 @pytest.mark.parametrize(
     ("analysis", "at", "reason", "phase"),
     [
         (None, 10, "Analyzing", "Progressing"),
         (None, 301, "AnalysisInconclusive", "RolledBack"),  # no data by the progress deadline
-        ("fail", 10, "AnalysisFailed", "RolledBack"),
-        ("pass", 10, "Switched", "Progressing"),
+        (AnalysisResult("fail", "error_rate", "5xx"), 10, "AnalysisFailed", "RolledBack"),
+        (AnalysisResult("fail", "decline_rate", DECLINES), 10, "AnalysisFailed", "RolledBack"),  # no 5xx at all
+        (AnalysisResult("fail", "charge_p99", SLOW), 10, "AnalysisFailed", "RolledBack"),
+        (AnalysisResult("pass", "all", "fine"), 10, "Switched", "Progressing"),
     ],
 )
-def test_analysis_holds_fails_or_passes_a_release(analysis: str | None, at: float, reason: str, phase: str) -> None:
+def test_analysis_holds_fails_or_passes_a_release(
+    analysis: AnalysisResult | None, at: float, reason: str, phase: str
+) -> None:
     up = _up({"release": {"analysis": {"prometheusUrl": "http://prometheus:9090"}}})
-    actions, status, _ = _pass(up, at, analysis=analysis)
+    actions, status, events = _pass(up, at, analysis=analysis)
     assert (actions.plan.reason, status["phase"]) == (reason, phase)
+    if analysis is not None and analysis.verdict == "fail":
+        # The failed check's sentence is what the user reads: in the Degraded condition and the Warning event.
+        degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+        assert degraded["message"] == analysis.message
+        assert ("Warning", "AnalysisFailed", analysis.message) in [tuple(e) for e in events]
+        assert status["release"]["outcome"] == "RolledBack" and status["activeColor"] == "blue"
 
 
 def test_the_old_colour_is_scaled_down_after_the_delay() -> None:
