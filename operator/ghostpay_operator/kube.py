@@ -13,6 +13,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, AsyncClient, Client, codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -29,6 +30,11 @@ from ghostpay_operator.spec import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("ghostpay_operator.kube")
 GhostPayInstance = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+# The Prometheus Operator's kinds, which a cluster may not serve (`Kube.monitoring`).
+MONITORING_KINDS: dict[str, Any] = {
+    "ServiceMonitor": create_namespaced_resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    "PrometheusRule": create_namespaced_resource("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
+}
 OWNED_KINDS: dict[str, Any] = {
     "ServiceAccount": ServiceAccount,
     "ConfigMap": ConfigMap,
@@ -70,6 +76,25 @@ class Kube:
         async for obj in self._client.list(OWNED_KINDS[kind], namespace=namespace, labels=labels):
             manifest = obj.to_dict()
             found[manifest["metadata"]["name"]] = manifest
+        return found
+
+    async def monitoring(self, namespace: str, instance: str) -> dict[str, dict[str, Manifest]] | None:
+        """The instance's ServiceMonitor and PrometheusRule by kind and name (one LIST each), or None when the
+        cluster does not serve those kinds (the Prometheus Operator's CRDs are not installed: a 404)."""
+        labels: dict[str, Any] = meta.owned_selector(instance)
+        found: dict[str, dict[str, Manifest]] = {}
+        for kind, resource in MONITORING_KINDS.items():
+            metrics.api_request("list", kind)
+            try:
+                found[kind] = {
+                    o.metadata.name: o.to_dict()
+                    async for o in self._client.list(resource, namespace=namespace, labels=labels)
+                }
+            except (ApiError, httpx2.HTTPStatusError) as exc:
+                # An unknown resource type is a plain-text 404, which lightkube raises as its HTTP client's error.
+                if exc.response.status_code == 404:
+                    return None
+                raise
         return found
 
     async def apply(self, manifest: Manifest) -> Manifest:

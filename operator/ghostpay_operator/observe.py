@@ -82,6 +82,7 @@ async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Obse
     spec = specs.parse(body)
     previous = without_kopf(body.get("status") or {})
     children = await _children(kube, spec, full)
+    monitoring = await kube.monitoring(spec.namespace, spec.name) if full else None  # Prometheus Operator's kinds
     key_secrets = await _key_secrets(kube, spec, full)
     referenced_problem, dsn = await _referenced_secrets(kube, spec)
     holds: bool | None = None
@@ -93,10 +94,11 @@ async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Obse
         spec=spec,
         previous=previous,
         full=full,
-        children=children,
+        children={**children, **(monitoring or {})},
         key_secrets=key_secrets,
         referenced_problem=referenced_problem,
         database_holds_local_keys=holds,
         analysis=await _analysis(spec, previous, children["Deployment"]),
         now=now,
+        prometheus_operator=monitoring is not None,
     )

@@ -31,6 +31,7 @@ class Observation:
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
     analysis: AnalysisResult | None  # the release analysis' outcome, when one was asked for and measured
     now: datetime
+    prometheus_operator: bool = False  # the cluster serves ServiceMonitor and PrometheusRule (full passes)
 
     @property
     def annotations(self) -> dict[str, str]:

@@ -404,3 +404,25 @@ def test_a_plan_is_built_by_keyword_only() -> None:
 def test_events_are_named_records_that_still_compare_as_triples() -> None:
     event = decisions.Event("Warning", "Aborted", "The release was aborted.")
     assert (event.type, event.reason, event.message) == event == ("Warning", "Aborted", "The release was aborted.")
+
+
+# --- scrape wiring --------------------------------------------------------------------------------------------------
+
+
+def test_the_prometheus_operators_kinds_are_made_only_when_the_cluster_serves_them() -> None:
+    without = _converge(_observation())
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(without.children)
+    assert not [name for name in without.children["Service"] if name.endswith("-metrics")]
+    monitoring = {"ServiceMonitor": {}, "PrometheusRule": {}}
+    present = replace(without, prometheus_operator=True, children={**without.children, **monitoring})
+    made = {(m["kind"], m["metadata"]["name"]) for m in decisions.decide(present).supporting}
+    assert made == {
+        ("ServiceMonitor", "payments"),
+        ("PrometheusRule", "payments"),
+        *(("Service", f"payments-{service}-metrics") for service in specs.SERVICES),
+    }
+    converged = _converge(present)  # once made, an idle pass writes them no more
+    assert set(converged.children["PrometheusRule"]) == {"payments"}
+    assert not _writes(decisions.decide(converged))
+    # a workloads-only pass does not look at them
+    assert decisions.decide(replace(present, full=False)).supporting == []
