@@ -408,12 +408,17 @@ async def test_a_version_declining_valid_charges_fails_analysis_and_rolls_back_w
     merchant = await api.merchant()
     cards = [(await api.issue_card(merchant["headers"], amount=100))["card_id"] for _ in range(250)]
     env = procs.service_env(database_url, servers.redis_url, keys_dir, ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS)
+    (tmp_path / "payments").mkdir()
     with Payments(env, tmp_path / "payments", cards, merchant["headers"]) as payments:
         server = start_prometheus(tmp_path / "prometheus", *payments.metrics_ports)
         try:
             assert await wait_for_data(server.url, Payments.DECLINING) == 0.0  # no 5xx at all
             checked = {**FAST, "progressDeadlineSeconds": 120, "analysis": {"prometheusUrl": server.url}}
-            await asyncio.to_thread(_install, cluster, namespace, release=checked)
+            create_database_secret(cluster, namespace)
+            cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=checked))
+            await asyncio.to_thread(
+                wait_for, lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance"
+            )
             _upgrade(cluster, namespace, release=checked, version=Payments.DECLINING)
             rolled = await asyncio.to_thread(
                 wait_for,
