@@ -3,11 +3,14 @@
 Both ways: a cluster without the Prometheus Operator (the pods' `prometheus.io/*` annotations are the wiring, and no
 ServiceMonitor kind exists), then with its two CRDs installed (tests/operator/support/prometheus_operator_crds.yaml):
 a ServiceMonitor selecting the metrics Services, and a PrometheusRule whose groups are monitoring/prometheus/rules.yaml
-as the API server stored them. The CRDs are removed again at the end (the cluster is the session's).
+as the API server stored them. The CRDs are removed again at the end (the cluster is the session's). And a real
+Prometheus scraping the operator with monitoring/'s `ghostpay-operator` job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 import yaml
 
 from ghostpay_devtools import localcluster
+from ghostpay_operator import analysis
 from ghostpay_operator.builders import workloads
 from tests.operator.support.kube_helpers import (
     REPO,
@@ -31,6 +35,7 @@ from tests.operator.support.kube_helpers import (
     scrape,
     wait_for,
 )
+from tests.operator.support.prometheus import start_prometheus
 from tests.support import procs
 
 pytestmark = pytest.mark.slow
@@ -125,3 +130,51 @@ def test_with_the_prometheus_operator_it_makes_a_service_monitor_and_the_reposit
     finally:
         cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
         cluster.kubectl("delete", "-f", str(MONITORING_CRDS), "--ignore-not-found", check=False)
+
+
+async def test_a_real_prometheus_scrapes_the_operator_as_job_ghostpay_operator(
+    operator: procs.Proc, cluster: localcluster.Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """monitoring/prometheus/scrape-operator.yaml's job (its Kubernetes discovery and the relabelling that reads it
+    swapped for the operator process's address) scrapes the operator; the rules load, and the instance's last
+    reconcile is there for GhostPayOperatorNotReconciling, which stays quiet."""
+    create_database_secret(cluster, namespace)
+    cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace))
+    await asyncio.to_thread(wait_for, lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance")
+    config = yaml.safe_load((REPO / "monitoring/prometheus/scrape-operator.yaml").read_text())
+    (job,) = config["scrape_configs"]
+    target = metrics_url(operator).removeprefix("http://").removesuffix("/metrics")
+    static = {key: value for key, value in job.items() if key not in ("kubernetes_sd_configs", "relabel_configs")}
+    config = {
+        **config,
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{**static, "static_configs": [{"targets": [target]}]}],
+    }
+    shutil.copy(REPO / "monitoring/prometheus/rules.yaml", tmp_path / "rules.yaml")
+    server = start_prometheus(tmp_path, config_text=yaml.safe_dump(config))
+    try:
+        selector = f'job="ghostpay-operator",resource_namespace="{namespace}",resource_name="payments"'
+        last = await _eventually(server.url, f"ghostpay_operator_last_reconcile_timestamp_seconds{{{selector}}}")
+        assert last > time.time() - 120
+        assert await analysis.value(server.url, 'up{job="ghostpay-operator"}') == 1.0
+        alert = next(
+            rule["expr"]
+            for group in yaml.safe_load((tmp_path / "rules.yaml").read_text())["groups"]
+            for rule in group["rules"]
+            if rule.get("alert") == "GhostPayOperatorNotReconciling"
+        )
+        assert await analysis.value(server.url, alert) is None  # quiet: an empty answer
+    finally:
+        server.stop()
+        cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
+
+
+async def _eventually(url: str, query: str, timeout: float = 60.0) -> float:
+    """The value of `query` once Prometheus has one (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await analysis.value(url, query)
+        if found is not None:
+            return found
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no value for {query} within {timeout:.0f} s")
