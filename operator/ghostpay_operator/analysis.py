@@ -1,9 +1,8 @@
-"""Release analysis: the new version's HTTP error rate, asked of Prometheus, as the release state machine's verdict.
+"""Release analysis, asked of Prometheus: the release state machine's `ReleaseFacts.analysis`.
 
-`release.decide` reads `ReleaseFacts.analysis` as `None` (not configured or no data yet), `"pass"` or `"fail"`; this
-module produces it. The error rate is the 5xx share of `ghostpay_http_requests_total` over a short window, for the
-pods of one version only (the services label their metrics with `version`, from the `GHOSTPAY_VERSION` environment
-variable the operator sets on every pod):
+`judged` measures what `checks` describes — the new version's 5xx share, and its decline rate and charge p99
+against the stable version's over the same window — and returns `checks.judge`'s result: None (no error-rate data
+yet), or an `AnalysisResult` that passes or names the check that failed. The error rate is
 
     (sum(rate(ghostpay_http_requests_total{version="V",status=~"5.."}[1m])) or vector(0))
       / sum(rate(ghostpay_http_requests_total{version="V"}[1m]))
@@ -12,45 +11,30 @@ The `or vector(0)` matters: a version that never answered a 5xx has no 5xx serie
 division would be empty ("no data") forever instead of 0 ("pass"). A version with no traffic in the window still
 gives no data (an empty result, or NaN for 0/0), which is `None`: not measured yet, so the release waits.
 
-`error_rate_query` and `verdict` are pure; `measure` does one HTTP GET and never raises: Prometheus down, slow or
-answering nonsense is `None` too, logged once per outage (a warning when it starts, an info line when it ends),
-not once per reconcile pass. No Kubernetes client here (an import-linter contract keeps it so); httpx only.
+`verdict` and `parse_result` are pure (the queries are built in `checks`); `value` does one HTTP GET and never
+raises: Prometheus down, slow or answering nonsense is `None` too, logged once per outage (a warning when it
+starts, an info line when it ends), not once per reconcile pass. `measure` is the error-rate verdict alone. No
+Kubernetes client here (an import-linter contract keeps it so); httpx only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 from typing import Any
 
 import httpx
 
-from ghostpay_operator.vocabulary import FAIL, PASS, AnalysisVerdict
+from ghostpay_operator.checks import Measured, charge_p99_query, decline_rate_query, error_rate_query, judge
+from ghostpay_operator.spec import ReleaseSpec
+from ghostpay_operator.vocabulary import FAIL, PASS, AnalysisResult, AnalysisVerdict
+
+__all__ = ["error_rate", "error_rate_query", "judged", "measure", "parse_result", "value", "verdict"]
 
 log = logging.getLogger("ghostpay_operator.analysis")
 
-METRIC = "ghostpay_http_requests_total"
-
-_DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$")
-
 # Prometheus URLs currently failing, so an outage is logged once rather than on every reconcile pass.
 _failing: set[str] = set()
-
-
-def _label_value(value: str) -> str:
-    """A PromQL string literal's body: backslashes, double quotes and newlines escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def error_rate_query(version: str, window: str = "1m") -> str:
-    """The PromQL for the 5xx share of `ghostpay_http_requests_total` among the pods of `version`, over `window`."""
-    if not _DURATION.match(window):
-        raise ValueError(f"not a Prometheus duration: {window!r}")
-    selector = f'version="{_label_value(version)}"'
-    errors = f'sum(rate({METRIC}{{{selector},status=~"5.."}}[{window}]))'
-    total = f"sum(rate({METRIC}{{{selector}}}[{window}]))"
-    return f"({errors} or vector(0)) / {total}"
 
 
 def verdict(value: float | None, max_error_rate: float) -> AnalysisVerdict | None:
@@ -90,25 +74,23 @@ def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def error_rate(
+async def value(
     prometheus_url: str,
-    version: str,
+    query: str,
     client: httpx.AsyncClient | None = None,
     timeout: float = 5.0,  # noqa: ASYNC109  # the HTTP timeout handed to httpx, per request
-    window: str = "1m",
 ) -> float | None:
-    """The current error rate of `version` (0..1, or NaN with no traffic), None when unknown. Never raises for
+    """The single value `query` gives now (NaN: 0/0, no traffic), None when unknown. Never raises for
     Prometheus' sake: unreachable, an HTTP error or an unreadable answer is logged (once per outage) and None."""
     url = prometheus_url.rstrip("/") + "/api/v1/query"
-    params = {"query": error_rate_query(version, window)}
     try:
         if client is None:
             async with httpx.AsyncClient(timeout=timeout) as own:
-                response = await own.get(url, params=params)
+                response = await own.get(url, params={"query": query})
         else:
-            response = await client.get(url, params=params, timeout=timeout)
+            response = await client.get(url, params={"query": query}, timeout=timeout)
         response.raise_for_status()
-        value = parse_result(response.json())
+        result = parse_result(response.json())
     except (httpx.HTTPError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         if prometheus_url not in _failing:
             _failing.add(prometheus_url)
@@ -120,7 +102,45 @@ async def error_rate(
     if prometheus_url in _failing:
         _failing.discard(prometheus_url)
         log.info("release analysis: Prometheus at %s answers again", prometheus_url)
-    return value
+    return result
+
+
+async def error_rate(
+    prometheus_url: str,
+    version: str,
+    client: httpx.AsyncClient | None = None,
+    timeout: float = 5.0,  # noqa: ASYNC109  # the HTTP timeout handed to httpx, per request
+    window: str = "1m",
+) -> float | None:
+    """The current error rate of `version` (0..1, or NaN with no traffic), None when unknown."""
+    return await value(prometheus_url, error_rate_query(version, window), client, timeout)
+
+
+async def judged(
+    prometheus_url: str,
+    version: str,
+    stable_version: str,
+    limits: ReleaseSpec,
+    client: httpx.AsyncClient | None = None,
+    timeout: float = 5.0,  # noqa: ASYNC109  # the HTTP timeout handed to httpx, per request
+) -> AnalysisResult | None:
+    """`ReleaseFacts.analysis` for a release from `stable_version` to `version`: every check of `checks.judge`
+    over the same window (five queries; the payment ones only once the error rate has data)."""
+    error = await error_rate(prometheus_url, version, client, timeout)
+    if error is None or math.isnan(error):
+        return None
+
+    async def ask(query: str) -> float | None:
+        return await value(prometheus_url, query, client, timeout)
+
+    measured = Measured(
+        error_rate=error,
+        decline_rate=await ask(decline_rate_query(version)),
+        stable_decline_rate=await ask(decline_rate_query(stable_version)),
+        charge_p99=await ask(charge_p99_query(version)),
+        stable_charge_p99=await ask(charge_p99_query(stable_version)),
+    )
+    return judge(version, stable_version, measured, limits)
 
 
 async def measure(

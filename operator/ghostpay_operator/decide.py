@@ -143,7 +143,7 @@ def decide(obs: Observation) -> Actions:
         actions,
         make_key_store=key_store == "make",
         passphrase=passphrase,
-        supporting=changed(obs, desired.supporting),
+        supporting=changed(obs, [*desired.supporting, *(desired.monitoring if obs.prometheus_operator else [])]),
         rate_limits=_rate_limits(obs),
     )
     cronjob_name = names.key_rotation_cronjob(spec.name)

@@ -19,9 +19,10 @@ from typing import Any
 import kopf
 from lightkube import ApiError
 
-from ghostpay_operator import decide, reconcile
+from ghostpay_operator import decide, metrics, reconcile
 from ghostpay_operator.builders import meta, rotation
 from ghostpay_operator.kube import Kube, namespace_terminating
+from ghostpay_operator.readings import without_kopf
 from ghostpay_operator.spec import GROUP, PLURAL, VERSION
 
 RESYNC_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_RESYNC_SECONDS", "30"))
@@ -78,9 +79,16 @@ async def _reconcile(
             # The namespace controller deletes Deployments before it reaches the instance: their events start a
             # pass that would recreate them in a namespace already going away.
             if not namespace_terminating(exc):
+                metrics.record_error(namespace, name, exc.status.reason or f"HTTP{exc.status.code}")
                 raise
             log.warning("namespace %s is being deleted: stopped reconciling %s", namespace, name)
             return None
+        except Exception as exc:
+            metrics.record_error(namespace, name, type(exc).__name__)
+            raise
+    problem = outcome.problem.reason if outcome.problem else None
+    previous = without_kopf(body.get("status") or {})
+    metrics.record_pass(namespace, name, previous, outcome.status, problem, outcome.events, outcome.analysis)
     for event in outcome.events:
         kopf.event(kopf.Body(body), type=event.type, reason=event.reason, message=event.message)
     return outcome
@@ -101,7 +109,9 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any
     # operator's initial listing) or a spec it has not yet observed needs a pass.
     unobserved = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
     command = bool(set(body["metadata"].get("annotations") or {}) & set(decide.COMMANDS))
-    if type != "DELETED" and _live(body) and (type is None or unobserved or command):
+    if type == "DELETED":
+        metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+    elif _live(body) and (type is None or unobserved or command):
         await _reconcile(*_key(body), memo)
 
 

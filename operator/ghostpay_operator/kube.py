@@ -2,7 +2,8 @@
 
 `Kube` is the reconcile pass's facade (async): list what an instance owns, apply a manifest with server-side apply
 under one field manager, create, scale, delete, read Secrets, write status; it counts its write requests so tests
-and benchmarks can show that an idle resync writes nothing. `sync_client` gives the blocking client of the
+and benchmarks can show that an idle resync writes nothing, and every request it sends in
+`metrics.API_REQUESTS` (by verb and kind). `sync_client` gives the blocking client of the
 key-rotation Job (`keysecret`), and `instance_tree` reads what `ghostpay status` shows.
 """
 
@@ -12,6 +13,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, AsyncClient, Client, codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -21,12 +23,18 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import CascadeType, PatchType
 
+from ghostpay_operator import metrics
 from ghostpay_operator.builders import meta
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.spec import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("ghostpay_operator.kube")
 GhostPayInstance = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+# The Prometheus Operator's kinds, which a cluster may not serve (`Kube.monitoring`).
+MONITORING_KINDS: dict[str, Any] = {
+    "ServiceMonitor": create_namespaced_resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    "PrometheusRule": create_namespaced_resource("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
+}
 OWNED_KINDS: dict[str, Any] = {
     "ServiceAccount": ServiceAccount,
     "ConfigMap": ConfigMap,
@@ -64,14 +72,35 @@ class Kube:
         """Objects of `kind` the operator made for `instance`, by name (one LIST request)."""
         labels: dict[str, Any] = meta.owned_selector(instance)
         found: dict[str, Manifest] = {}
+        metrics.api_request("list", kind)
         async for obj in self._client.list(OWNED_KINDS[kind], namespace=namespace, labels=labels):
             manifest = obj.to_dict()
             found[manifest["metadata"]["name"]] = manifest
         return found
 
+    async def monitoring(self, namespace: str, instance: str) -> dict[str, dict[str, Manifest]] | None:
+        """The instance's ServiceMonitor and PrometheusRule by kind and name (one LIST each), or None when the
+        cluster does not serve those kinds (the Prometheus Operator's CRDs are not installed: a 404)."""
+        labels: dict[str, Any] = meta.owned_selector(instance)
+        found: dict[str, dict[str, Manifest]] = {}
+        for kind, resource in MONITORING_KINDS.items():
+            metrics.api_request("list", kind)
+            try:
+                found[kind] = {
+                    o.metadata.name: o.to_dict()
+                    async for o in self._client.list(resource, namespace=namespace, labels=labels)
+                }
+            except (ApiError, httpx2.HTTPStatusError) as exc:
+                # An unknown resource type is a plain-text 404, which lightkube raises as its HTTP client's error.
+                if exc.response.status_code == 404:
+                    return None
+                raise
+        return found
+
     async def apply(self, manifest: Manifest) -> Manifest:
         """Server-side apply; returns the object as the API server now has it."""
         self.writes[manifest["kind"]] += 1
+        metrics.api_request("patch", manifest["kind"])  # server-side apply is a PATCH
         log.info(
             "applying %s %s/%s", manifest["kind"], manifest["metadata"].get("namespace"), manifest["metadata"]["name"]
         )
@@ -83,6 +112,7 @@ class Kube:
         """Create the object unless it exists (then False, and nothing is changed): for things made once and never
         overwritten, such as a generated passphrase, where an apply racing another writer would replace it."""
         self.writes[manifest["kind"]] += 1
+        metrics.api_request("create", manifest["kind"])
         log.info("creating %s %s/%s", manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         try:
             await self._client.create(codecs.from_dict(manifest), field_manager=meta.FIELD_MANAGER)
@@ -96,6 +126,7 @@ class Kube:
         """The only deletion the operator makes (see manifests/rbac.yaml): its Jobs, ServiceAccount, Role and
         RoleBinding are the CronJob's, so the garbage collector takes them with it."""
         self.writes["CronJob/delete"] += 1
+        metrics.api_request("delete", "CronJob")
         log.info("deleting CronJob %s/%s", namespace, name)
         try:
             await self._client.delete(CronJob, name, namespace=namespace, cascade=CascadeType.BACKGROUND)
@@ -106,6 +137,7 @@ class Kube:
     async def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
         """Take away one-shot command annotations (promote, abort, rotate-keys) once acted on."""
         self.writes["GhostPayInstance"] += 1
+        metrics.api_request("patch", "GhostPayInstance")
         patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
         await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
 
@@ -113,6 +145,7 @@ class Kube:
         """Resize a Deployment without touching its template (the other colour keeps the version it runs); returns
         it as the API server now has it."""
         self.writes["Deployment/replicas"] += 1
+        metrics.api_request("patch", "Deployment")
         log.info("scaling Deployment %s/%s to %d", namespace, name, replicas)
         obj = await self._client.patch(
             Deployment,
@@ -126,6 +159,7 @@ class Kube:
         return result
 
     async def _get(self, resource: Any, namespace: str, name: str) -> Manifest | None:
+        metrics.api_request("get", resource.__name__)
         try:
             obj = await self._client.get(resource, name, namespace=namespace)
         except ApiError as exc:
@@ -147,6 +181,7 @@ class Kube:
         """Merge-patch the status; fields `previous` had and `status` has not are removed (sent as null), since a
         merge patch keeps what it does not mention."""
         self.writes["GhostPayInstance/status"] += 1
+        metrics.api_request("patch", "GhostPayInstance/status")
         log.info("writing status of %s/%s: %s", namespace, name, status.get("phase"))
         patch: dict[str, Any] = {**dict.fromkeys(previous or {}), **status}
         await self._client.patch(

@@ -1,4 +1,5 @@
-"""`ghostpay operator`: run the kopf operator against the current kubeconfig (the operator image's entrypoint);
+"""`ghostpay operator`: run the kopf operator against the current kubeconfig (the operator image's entrypoint), with
+its own metrics (`metrics`) on a port of their own;
 `ghostpay status`: print an instance as a tree (`statusview`)."""
 
 from __future__ import annotations
@@ -8,13 +9,18 @@ import logging
 
 import kopf
 
-from ghostpay_operator import handlers
+from ghostpay_operator import handlers, metrics
 
 
-def run(namespace: str | None, verbose: bool = False, health: str = "0.0.0.0:8080") -> None:
+def run(
+    namespace: str | None, verbose: bool = False, health: str = "0.0.0.0:8080", metrics_port: int | None = None
+) -> None:
+    """Run until interrupted; GET /healthz on `health` (host:port), GET /metrics on `metrics_port` of that host."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if metrics_port is not None:
+        metrics.serve(health.rpartition(":")[0], metrics_port)
     registry = kopf.get_default_registry()
     assert handlers.instance_changed is not None  # importing `handlers` registered everything
     settings = kopf.OperatorSettings()

@@ -18,7 +18,7 @@ from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
 from ghostpay_operator.readings import Observation, spec_problem, without_kopf
 from ghostpay_operator.releaseplan import Release
-from ghostpay_operator.vocabulary import COLORS, IN_PROGRESS, AnalysisVerdict
+from ghostpay_operator.vocabulary import COLORS, IN_PROGRESS, AnalysisResult, other
 
 SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget", "CronJob")
 KEY_ROTATION_ACCESS_KINDS = ("Role", "RoleBinding")  # listed only with spec.keyRotation: they go with the CronJob
@@ -77,8 +77,9 @@ async def _policy_redis_url(kube: Kube, spec: specs.InstanceSpec, services_url: 
 
 async def _analysis(
     spec: specs.InstanceSpec, previous: InstanceStatus, deployments: dict[str, Manifest]
-) -> AnalysisVerdict | None:
-    """The new version's error rate against `maxErrorRate`, once its pods are up and a release is under way.
+) -> AnalysisResult | None:
+    """The new version against the thresholds of spec.release.analysis (the stable colour's version as the
+    baseline), once its pods are up and a release is under way.
     None (no data yet, or Prometheus unreachable) holds the release; the deadline then rolls it back."""
     url = spec.release.prometheus_url
     current = Release.from_status(previous.get("release"))
@@ -87,13 +88,15 @@ async def _analysis(
     colors = {c: readings.color_state(spec, deployments, c) for c in COLORS}
     if not colors[current.color].ready:
         return None
-    return await analysis.measure(url, current.version, spec.release.max_error_rate)
+    stable_version = colors[other(current.color)].version or current.version
+    return await analysis.judged(url, current.version, stable_version, spec.release)
 
 
 async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Observation:
     spec = specs.parse(body)
     previous = without_kopf(body.get("status") or {})
     children = await _children(kube, spec, full)
+    monitoring = await kube.monitoring(spec.namespace, spec.name) if full else None  # Prometheus Operator's kinds
     key_secrets = await _key_secrets(kube, spec, full)
     referenced_problem, dsn, redis_url = await _referenced_secrets(kube, spec)
     holds: bool | None = None
@@ -105,11 +108,12 @@ async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Obse
         spec=spec,
         previous=previous,
         full=full,
-        children=children,
+        children={**children, **(monitoring or {})},
         key_secrets=key_secrets,
         referenced_problem=referenced_problem,
         database_holds_local_keys=holds,
         analysis=await _analysis(spec, previous, children["Deployment"]),
         now=now,
         redis_url=await _policy_redis_url(kube, spec, redis_url) if full else None,
+        prometheus_operator=monitoring is not None,
     )

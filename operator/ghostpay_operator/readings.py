@@ -14,7 +14,7 @@ from ghostpay_operator.builders import names, rotation, workloads
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.releaseplan import NO_DEPLOYMENTS, ColorState
 from ghostpay_operator.spec import SERVICES, InstanceSpec
-from ghostpay_operator.vocabulary import AnalysisVerdict, Color, MigrationState
+from ghostpay_operator.vocabulary import AnalysisResult, Color, MigrationState
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,11 @@ class Observation:
     key_secrets: dict[str, Manifest]  # the local key store's Secrets that exist (full passes without Vault)
     referenced_problem: st.Problem | None  # the database or Redis Secret the spec names is missing or invalid
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
-    analysis: AnalysisVerdict | None  # the release's error-rate verdict, when one was asked for
+    analysis: AnalysisResult | None  # the release analysis' outcome, when one was asked for and measured
     now: datetime
     # The instance's Redis URL (with credentials) to write the rate-limit policy with, or why it cannot be had.
     redis_url: str | st.Problem | None = None
+    prometheus_operator: bool = False  # the cluster serves ServiceMonitor and PrometheusRule (full passes)
 
     @property
     def annotations(self) -> dict[str, str]:

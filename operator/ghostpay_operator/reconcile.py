@@ -17,7 +17,7 @@ from ghostpay_operator.decide import decide
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
 from ghostpay_operator.observe import observe
-from ghostpay_operator.vocabulary import Event
+from ghostpay_operator.vocabulary import AnalysisResult, Event
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Outcome:
     status: InstanceStatus
     problem: st.Problem | None  # what stands in the spec's way: the handlers retry with back-off
     events: list[Event] = field(default_factory=list)  # to post on the instance
+    analysis: AnalysisResult | None = None  # the release analysis of the pass, when one was measured
 
 
 async def reconcile(kube: Kube, body: Manifest, now: datetime | None = None, full: bool = True) -> Outcome:
@@ -32,4 +33,4 @@ async def reconcile(kube: Kube, body: Manifest, now: datetime | None = None, ful
     Job changed) skips the supporting objects (ServiceAccount, ConfigMap, budgets, key Secrets, key rotation)."""
     observation = await observe(kube, body, now or datetime.now(UTC), full)
     status, problem, events = await act(kube, observation, decide(observation))
-    return Outcome(status, problem, events)
+    return Outcome(status, problem, events, observation.analysis)

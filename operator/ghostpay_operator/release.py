@@ -117,13 +117,8 @@ def _progress(
         return _rolled_back(stable, release, "Aborted", "The release was aborted (ghostpay.io/abort).")
     if facts.migration == "failed":
         return _rolled_back(stable, release, "MigrationFailed", f"The migration for {release.version} failed.")
-    if facts.analysis == FAIL:
-        return _rolled_back(
-            stable,
-            release,
-            "AnalysisFailed",
-            f"The error rate of {release.version} exceeded {spec.release.max_error_rate:g}.",
-        )
+    if facts.analysis is not None and facts.analysis.verdict == FAIL:
+        return _rolled_back(stable, release, "AnalysisFailed", facts.analysis.message)
     ready = new_state.ready and new_state.template_hash == release.target_hash
     deadline = spec.release.progress_deadline_seconds
     if release.switched_at is None and elapsed(release.step_started_at, now) > deadline:
@@ -132,7 +127,7 @@ def _progress(
                 stable, release, "ProgressDeadlineExceeded", f"{release.version} was not ready within {deadline} s."
             )
         if spec.release.prometheus_url and facts.analysis is None:  # Prometheus unreachable, or no data
-            message = f"No error rate of {release.version} could be measured within {deadline} s."
+            message = f"No analysis of {release.version} could be measured within {deadline} s."
             return _rolled_back(stable, release, "AnalysisInconclusive", message)
     if spec.release.strategy == "Canary":
         return _canary(spec, stable, release, ready, facts, now, events)
@@ -190,7 +185,7 @@ def _blue_green(
     if not ready:
         return waiting
     if spec.release.prometheus_url and facts.analysis is None:
-        return replace(waiting, reason="Analyzing", message=f"Checking the error rate of {release.version}.")
+        return replace(waiting, reason="Analyzing", message=f"Analysing {release.version}.")
     if not spec.release.auto_promotion and not facts.promote:
         return replace(
             waiting,
@@ -238,7 +233,7 @@ def _canary(
     if not ready:
         return at_step
     held = elapsed(release.step_started_at, now) >= spec.release.step_seconds
-    analysed = spec.release.prometheus_url is None or facts.analysis == PASS
+    analysed = spec.release.prometheus_url is None or (facts.analysis is not None and facts.analysis.verdict == PASS)
     if not (held and analysed):
         return at_step
     if percent >= 100:

@@ -11,7 +11,7 @@ from ghostpay_operator.vocabulary import (
     BLUE,
     COLORS,
     IN_PROGRESS,
-    AnalysisVerdict,
+    AnalysisResult,
     Color,
     Event,
     MigrationState,
@@ -39,7 +39,7 @@ class ReleaseFacts:
 
     colors: dict[Color, ColorState]
     migration: MigrationState = "succeeded"  # the migration Job of the desired image
-    analysis: AnalysisVerdict | None = None  # None: not configured, or not measured yet
+    analysis: AnalysisResult | None = None  # None: not configured, or not measured yet
     promote: bool = False  # ghostpay.io/promote annotation
     abort: bool = False  # ghostpay.io/abort annotation
 

@@ -33,6 +33,8 @@ class ReleaseSpec:
     scale_down_delay_seconds: int = 30
     prometheus_url: str | None = None
     max_error_rate: float = 0.01
+    max_decline_rate_increase: float = 0.05  # the new version's decline share over the stable one's, at most
+    max_charge_p99_ratio: float = 2.0  # the new version's charge p99 over the stable one's, at most
     auto_promotion: bool = True
 
 
@@ -116,6 +118,8 @@ def _release(raw: Mapping[str, Any]) -> ReleaseSpec:
         scale_down_delay_seconds=int(raw.get("scaleDownDelaySeconds", 30)),
         prometheus_url=analysis.get("prometheusUrl"),
         max_error_rate=float(analysis.get("maxErrorRate", 0.01)),
+        max_decline_rate_increase=float(analysis.get("maxDeclineRateIncrease", 0.05)),
+        max_charge_p99_ratio=float(analysis.get("maxChargeP99Ratio", 2.0)),
         auto_promotion=bool(raw.get("autoPromotion", True)),
     )
 

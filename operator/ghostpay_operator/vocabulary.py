@@ -23,10 +23,13 @@ def other(color: Color) -> Color:
 # The migration Job of the desired image, as observed (absent: not made yet).
 MigrationState = Literal["absent", "running", "succeeded", "failed"]
 
-# Release analysis: the new version's error rate within `maxErrorRate`, or above it. None means not measured.
+# Release analysis: the new version within every threshold of spec.release.analysis, or not. None: not measured.
 AnalysisVerdict = Literal["pass", "fail"]
 PASS: Final = "pass"  # noqa: S105 - an analysis verdict, not a password
 FAIL: Final = "fail"
+# Which check of the analysis decided: the 5xx share, the decline rate or the charge p99 (each against its
+# threshold in spec.release.analysis), or all of them together when the release passes.
+AnalysisCheck = Literal["error_rate", "decline_rate", "charge_p99", "all"]
 
 # `status.release.outcome`: a release under way, or the one last rolled back (kept until the spec changes).
 ReleaseOutcome = Literal["InProgress", "RolledBack"]
@@ -53,6 +56,14 @@ class Event(NamedTuple):
 
     type: EventType
     reason: str
+    message: str
+
+
+class AnalysisResult(NamedTuple):
+    """A release analysis' outcome: the verdict, the check that decided it, and a sentence for the status."""
+
+    verdict: AnalysisVerdict
+    check: AnalysisCheck
     message: str
 
 

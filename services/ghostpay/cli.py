@@ -169,11 +169,20 @@ def openapi_yaml(document: dict[str, Any]) -> str:
 @click.option("--verbose", is_flag=True)
 @click.option("--host", envvar="GHOSTPAY_HOST", default="0.0.0.0", show_default=True, help="Health endpoint address")  # noqa: S104
 @click.option("--port", envvar="GHOSTPAY_PORT", default=8080, show_default=True, type=int, help="Health endpoint port")
-def operator(namespace: str | None, verbose: bool, host: str, port: int) -> None:
-    """Run the GhostPay operator (kopf) against the current kubeconfig; GET /healthz on HOST:PORT."""
+@click.option(
+    "--metrics-port",
+    envvar="GHOSTPAY_METRICS_PORT",
+    default=9090,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Where the operator's own GET /metrics is served (on HOST)",
+)
+def operator(namespace: str | None, verbose: bool, host: str, port: int, metrics_port: int) -> None:
+    """Run the GhostPay operator (kopf) against the current kubeconfig; GET /healthz on HOST:PORT, GET /metrics on
+    HOST:METRICS_PORT."""
     from ghostpay_operator import main as operator_main
 
-    operator_main.run(namespace, verbose, f"{host}:{port}")
+    operator_main.run(namespace, verbose, f"{host}:{port}", metrics_port)
 
 
 @main.command()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ghostpay_operator.builders import config, meta, names, networking, rotation, workloads
+from ghostpay_operator.builders import config, meta, monitoring, names, networking, rotation, workloads
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.release import Plan, canary_replicas
 from ghostpay_operator.spec import SERVICES, InstanceSpec
@@ -22,6 +22,7 @@ class Desired:
     deployments: list[Manifest]
     scale: dict[str, int]  # Deployment name -> replicas
     key_rotation: Manifest | None = None  # the CronJob; None: there should be none
+    monitoring: list[Manifest] = field(default_factory=list)  # for the Prometheus Operator, when it is there
 
 
 def replicas_by_color(replicas: int, plan: Plan) -> dict[Color, int]:
@@ -54,4 +55,5 @@ def desired_children(spec: InstanceSpec, plan: Plan) -> Desired:
         deployments=[meta.stamped(m) for m in deployments],
         scale=scale,
         key_rotation=meta.stamped(rotation.cronjob(spec)) if spec.key_rotation else None,
+        monitoring=monitoring.monitoring(spec),
     )

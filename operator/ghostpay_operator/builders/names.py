@@ -82,3 +82,13 @@ def key_part_secrets(instance: str) -> list[str]:
 def key_passphrase_secret(instance: str) -> str:
     """The Secret holding the passphrase that encrypts the private parts of the key store."""
     return f"{key_store(instance)}-passphrase"
+
+
+def metrics_service(instance: str, service: str) -> str:
+    """The headless Service over `service`'s metrics port that the ServiceMonitor selects (Prometheus Operator)."""
+    return child(instance, service, "metrics")
+
+
+def monitoring(instance: str) -> str:
+    """The instance's ServiceMonitor and PrometheusRule (two kinds, one name)."""
+    return instance

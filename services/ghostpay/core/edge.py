@@ -151,7 +151,7 @@ class EdgeMiddleware:
         service, route = route_labels(scope, runtime.service_name)
         method = scope["method"]
         telemetry.HTTP_REQUESTS.labels(service, route, method, str(status), runtime.settings.version).inc()
-        telemetry.HTTP_DURATION.labels(service, route, method).observe(seconds)
+        telemetry.HTTP_DURATION.labels(service, route, method, runtime.settings.version).observe(seconds)
         if scope["path"] not in OPS_PATHS:
             log.info(
                 "%s %s %s",

@@ -110,3 +110,23 @@ def test_redis_is_a_url_or_a_secret_never_both(
     assert (result.returncode != 0) == refused, result.stderr
     if refused:
         assert "set exactly one of redis.url and redis.secretRef" in result.stderr, result.stderr
+
+
+def test_the_payment_analysis_thresholds_are_bounded_and_explained(crds: localcluster.Cluster) -> None:
+    """spec.release.analysis' decline and p99 thresholds (issue 13): out-of-range values are refused naming the
+    field, usual ones accepted, and `kubectl explain` describes both."""
+
+    def dry_run(**thresholds: float) -> tuple[int, str]:
+        analysis = {"prometheusUrl": "http://prometheus:9090", **thresholds}
+        manifest = instance_yaml("default", release={"analysis": analysis})
+        result = crds.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest, check=False)
+        return result.returncode, result.stderr
+
+    for field, value in (("maxDeclineRateIncrease", 1.5), ("maxDeclineRateIncrease", -0.1), ("maxChargeP99Ratio", 0.5)):
+        returncode, stderr = dry_run(**{field: value})
+        assert returncode != 0 and f"spec.release.analysis.{field}" in stderr, stderr
+    assert dry_run(maxDeclineRateIncrease=0.02, maxChargeP99Ratio=1.5) == (0, "")
+    explained = crds.kubectl("explain", "ghostpayinstance.spec.release.analysis").stdout
+    for field in ("maxErrorRate", "maxDeclineRateIncrease", "maxChargeP99Ratio"):
+        assert field in explained
+    assert "stable version" in explained and "decline rate" in explained

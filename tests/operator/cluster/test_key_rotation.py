@@ -11,7 +11,9 @@ test writes the way that controller would.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,7 +28,9 @@ from tests.operator.support.kube_helpers import (
     healthy_instance,
     install_crds,
     instance_yaml,
+    metrics_url,
     operator_process,
+    scrape,
     wait_for,
 )
 from tests.support import procs
@@ -199,6 +203,20 @@ def test_a_failed_rotation_is_a_condition_and_a_warning_until_the_next_success(
     assert condition(again, "KeyRotation")["reason"] == "Rotated"
     assert again["status"]["lastKeyRotation"] == "2026-01-01T03:00:00Z"
     assert len(_events(cluster, namespace, "KeyRotationFailed")) == 1
+
+    # The operator's /metrics: each outcome counted once, the last rotation and its age, the newest succeeded.
+    who = {"resource_namespace": namespace, "resource_name": "payments"}
+
+    def value(name: str, **labels: str) -> float | None:
+        return scrape(metrics_url(operator)).get((name, frozenset({**who, **labels}.items())))
+
+    assert value("ghostpay_operator_key_rotations_total", outcome="succeeded") == 2
+    assert value("ghostpay_operator_key_rotations_total", outcome="failed") == 1
+    assert value("ghostpay_operator_key_rotation_succeeded") == 1
+    rotated_at = datetime(2026, 1, 1, 3, tzinfo=UTC).timestamp()
+    assert value("ghostpay_operator_last_key_rotation_timestamp_seconds") == rotated_at
+    age = value("ghostpay_operator_key_rotation_age_seconds")
+    assert age is not None and abs(age - (time.time() - rotated_at)) < 600
 
 
 def test_rotate_keys_annotation_starts_a_rotation_now_and_is_removed(

@@ -114,6 +114,7 @@ def _service_account_kubeconfig(cluster: localcluster.Cluster, path: Path) -> Pa
 
 
 OPERATOR_SA = "system:serviceaccount:ghostpay-system:ghostpay-operator"
+MONITORING_CRDS = REPO / "tests" / "operator" / "support" / "prometheus_operator_crds.yaml"
 
 
 def _install(cluster: localcluster.Cluster, install: str, namespace: str, tmp_path: Path) -> str | None:
@@ -141,8 +142,11 @@ def test_it_needs_no_more_than_its_own_role(
     crds: localcluster.Cluster, namespace: str, tmp_path: Path, install: str
 ) -> None:
     """The operator, authenticated as its ServiceAccount under the RBAC of each shipped install (manifests/ or
-    manifests/namespaced/), brings an instance to Healthy and manages its key rotation with no request refused."""
+    manifests/namespaced/), brings an instance to Healthy and manages its key rotation with no request refused;
+    with the Prometheus Operator's CRDs installed, it makes the ServiceMonitor and PrometheusRule too."""
     watched = _install(crds, install, namespace, tmp_path)
+    crds.kubectl("apply", "--server-side", "-f", str(MONITORING_CRDS))
+    crds.kubectl("wait", "--for=condition=Established", "crd/prometheusrules.monitoring.coreos.com", "--timeout=60s")
     kubeconfig = _service_account_kubeconfig(crds, tmp_path / "operator.kubeconfig")
     create_database_secret(crds, namespace)
     # Key rotation too: the operator creates a Role and its binding, then deletes the CronJob.
@@ -153,6 +157,8 @@ def test_it_needs_no_more_than_its_own_role(
             lambda: healthy_instance(crds, namespace), SETTLE, "a Healthy instance under the operator's role"
         )
         assert get_json(crds, "rolebinding", "payments-key-rotation", "-n", namespace)
+        for kind in ("servicemonitor", "prometheusrule"):
+            wait_for(lambda k=kind: get_json(crds, k, "payments", "-n", namespace), 30, f"the {kind} under its role")
         remove = json.dumps([{"op": "remove", "path": "/spec/keyRotation"}])
         crds.kubectl("patch", "ghostpay", "payments", "-n", namespace, "--type=json", "-p", remove)
         wait_for(
@@ -163,6 +169,7 @@ def test_it_needs_no_more_than_its_own_role(
     finally:
         operator.stop()
         crds.kubectl("delete", "-f", str(REPO / "manifests" / "peering.yaml"), check=False)
+        crds.kubectl("delete", "-f", str(MONITORING_CRDS), "--ignore-not-found", check=False)
     assert instance["status"]["readyReplicas"] == 8
     logs = operator.logs()
     assert _refused_by_rbac(logs) == [] and "Not enough permissions" not in logs

@@ -62,6 +62,7 @@ def operator_container(cluster: localcluster.Cluster, namespace: str, tmp_path: 
         "KUBECONFIG": "/etc/ghostpay/kubeconfig",
         "GHOSTPAY_HOST": "127.0.0.1",
         "GHOSTPAY_PORT": str(port),
+        "GHOSTPAY_METRICS_PORT": str(procs.free_port()),  # host network: the default 9090 may be taken
         "GHOSTPAY_OPERATOR_RESYNC_SECONDS": "5",
         "GHOSTPAY_OPERATOR_PEERING_LIFETIME": "10",
     }

@@ -1,5 +1,6 @@
 """Releases on the local control plane: blue-green to a healthy version without ever losing ready endpoints,
-blue-green to a version that never becomes ready (rolled back by the deadline), and canary steps."""
+blue-green to a version that never becomes ready (rolled back by the deadline), canary steps, and releases that
+fail analysis against a real Prometheus: on their 5xx share, and on what they do to payments."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ghostpay_devtools import localcluster
+from ghostpay_operator import analysis
 from ghostpay_operator import spec as specs
+from tests.conftest import ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS, Api
 from tests.operator.support.kube_helpers import (
     SETTLE,
     condition,
@@ -23,11 +27,14 @@ from tests.operator.support.kube_helpers import (
     install_crds,
     instance_yaml,
     live_deployments,
+    metrics_url,
     operator_process,
+    scrape,
     wait_for,
 )
 from tests.operator.support.prometheus import FAULTY, Traffic, start_prometheus, wait_for_data
 from tests.support import procs
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.slow
 SERVICES = specs.SERVICES
@@ -332,3 +339,109 @@ def test_a_canary_failing_analysis_rolls_back(
     degraded = condition(rolled, "Degraded")
     assert (degraded["reason"], rolled["status"]["activeColor"]) == ("AnalysisFailed", "blue")
     assert FAULTY in degraded["message"] and "0.05" in degraded["message"]
+
+
+class Payments:
+    """Real charges on two real `ghostpay serve charges` processes sharing the test database: the stable version
+    (STABLE) approves a fresh card per charge, the new one (DECLINING) runs GHOSTPAY_FAULT=decline-charges and
+    declines every charge with 402 — never a 5xx. A background thread charges both every 0.2 s, bounded in count
+    and time."""
+
+    STABLE, DECLINING = "0.1.0", "0.4.0"
+
+    def __init__(self, env: dict[str, str], logs: Path, cards: list[str], headers: dict[str, str]) -> None:
+        faulty = {**env, "GHOSTPAY_ENVIRONMENT": "development", "GHOSTPAY_FAULT": "decline-charges"}
+        self.stable = procs.serve("charges", {**env, "GHOSTPAY_VERSION": self.STABLE}, logs)
+        self.declining = procs.serve("charges", {**faulty, "GHOSTPAY_VERSION": self.DECLINING}, logs)
+        self.cards, self.headers = cards, headers
+        self.statuses: dict[str, list[int]] = {self.STABLE: [], self.DECLINING: []}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="payments", daemon=True)
+
+    @property
+    def metrics_ports(self) -> list[int]:
+        return [int(p.env["GHOSTPAY_METRICS_PORT"]) for p in (self.stable, self.declining)]
+
+    def _charge(self, http: httpx.Client, proc: procs.Proc, version: str, card: str) -> None:
+        body = {"card_id": card, "amount": 100, "currency": "USD"}
+        self.statuses[version].append(http.post(f"{proc.url}/charges", json=body, headers=self.headers).status_code)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 420
+        with httpx.Client(timeout=10.0) as http:
+            for tick in range(2000):
+                if self._stop.wait(0.2) or time.monotonic() > deadline:
+                    return
+                if tick < len(self.cards):  # a fresh card each time: the stable version approves it
+                    self._charge(http, self.stable, self.STABLE, self.cards[tick])
+                self._charge(http, self.declining, self.DECLINING, self.cards[tick % len(self.cards)])
+
+    def __enter__(self) -> Payments:
+        self.stable.spawn()
+        self.declining.spawn()
+        self.stable.wait_ready(procs.READY_TIMEOUT)
+        self.declining.wait_ready(procs.READY_TIMEOUT)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.stable.stop()
+        self.declining.stop()
+
+
+async def test_a_version_declining_valid_charges_fails_analysis_and_rolls_back_without_any_5xx(
+    operator: procs.Proc,
+    cluster: localcluster.Cluster,
+    namespace: str,
+    tmp_path: Path,
+    api: Api,
+    servers: Servers,
+    database_url: str,
+    keys_dir: Path,
+) -> None:
+    """Issue 13's payment-aware analysis: a real Prometheus scrapes two real charges processes standing in for the
+    two colours' pods (KWOK pods serve nothing), the stable version approving and the new one declining every
+    charge (the test-only fault switch). Its 5xx share is 0, so only the decline check can stop it: the blue-green
+    preview fails analysis, the release rolls back, and the operator's /metrics count the rollback."""
+    merchant = await api.merchant()
+    cards = [(await api.issue_card(merchant["headers"], amount=100))["card_id"] for _ in range(250)]
+    env = procs.service_env(database_url, servers.redis_url, keys_dir, ADMIN_ID, ADMIN_SECRET, GENEROUS_LIMITS)
+    (tmp_path / "payments").mkdir()
+    with Payments(env, tmp_path / "payments", cards, merchant["headers"]) as payments:
+        server = start_prometheus(tmp_path / "prometheus", *payments.metrics_ports)
+        try:
+            assert await wait_for_data(server.url, Payments.DECLINING) == 0.0  # no 5xx at all
+            checked = {**FAST, "progressDeadlineSeconds": 120, "analysis": {"prometheusUrl": server.url}}
+            create_database_secret(cluster, namespace)
+            cluster.kubectl("apply", "-f", "-", input=instance_yaml(namespace, release=checked))
+            await asyncio.to_thread(
+                wait_for, lambda: healthy_instance(cluster, namespace), SETTLE, "a Healthy instance"
+            )
+            _upgrade(cluster, namespace, release=checked, version=Payments.DECLINING)
+            rolled = await asyncio.to_thread(
+                wait_for,
+                lambda: (i := _instance(cluster, namespace))["status"].get("phase") == "RolledBack" and i,
+                SETTLE,
+                "the decline check to roll the release back",
+            )
+            error_rate = await analysis.error_rate(server.url, Payments.DECLINING)
+        finally:
+            server.stop()
+    degraded = condition(rolled, "Degraded")
+    assert (degraded["reason"], rolled["status"]["activeColor"]) == ("AnalysisFailed", "blue")
+    assert "maxDeclineRateIncrease 0.05" in degraded["message"] and Payments.DECLINING in degraded["message"]
+    assert error_rate == 0.0  # the release never answered a 5xx
+    assert set(payments.statuses[Payments.DECLINING]) == {402}
+    assert set(payments.statuses[Payments.STABLE]) == {201}
+    print(
+        f"\ncharges: {len(payments.statuses[Payments.STABLE])} approved on {Payments.STABLE}, "
+        f"{len(payments.statuses[Payments.DECLINING])} declined on {Payments.DECLINING}"
+    )
+    scraped = await asyncio.to_thread(scrape, metrics_url(operator))
+    who = {"resource_namespace": namespace, "resource_name": "payments"}
+    assert scraped.get(("ghostpay_operator_releases_total", frozenset({**who, "outcome": "started"}.items()))) == 1
+    assert scraped.get(("ghostpay_operator_releases_total", frozenset({**who, "outcome": "rolled_back"}.items()))) == 1
+    failed = {**who, "result": "fail", "check": "decline_rate"}
+    assert scraped.get(("ghostpay_operator_analysis_results_total", frozenset(failed.items())), 0) >= 1

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from ghostpay_devtools import localcluster
 from tests.support import procs
@@ -39,15 +41,34 @@ def operator_process(
     cluster: localcluster.Cluster, log_dir: Path, namespace: str | None = None, **env: str
 ) -> procs.Proc:
     """`ghostpay operator [--namespace NAMESPACE]` against the local cluster (not yet started; `start()` waits for
-    /healthz)."""
+    /healthz); its metrics on a free port of their own (`metrics_url`): the default, 9090, would collide."""
     settings = {
         "KUBECONFIG": str(cluster.kubeconfig),
+        "GHOSTPAY_METRICS_PORT": str(procs.free_port()),
         "GHOSTPAY_OPERATOR_RESYNC_SECONDS": "5",
         "GHOSTPAY_OPERATOR_PEERING_LIFETIME": "10",
         **env,
     }
     args = ["operator", "--namespace", namespace] if namespace else ["operator"]
     return procs.Proc(args, settings, log_dir, ready_path="/healthz")
+
+
+def metrics_url(operator: procs.Proc) -> str:
+    """Where the operator process started by `operator_process` serves its /metrics."""
+    return f"http://127.0.0.1:{operator.env['GHOSTPAY_METRICS_PORT']}/metrics"
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample a /metrics answer holds, by name and labels (parsed by prometheus_client, as Prometheus would)."""
+    text = httpx.get(url, timeout=10.0).raise_for_status().text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def get_json(cluster: localcluster.Cluster, *args: str) -> Any:

@@ -97,19 +97,21 @@ class Prometheus:
                 self.process.wait(timeout=5)
 
 
-def start_prometheus(directory: Path, target_port: int) -> Prometheus:
-    """Prometheus on a free 127.0.0.1 port, scraping 127.0.0.1:`target_port` every second; returns once ready."""
+def start_prometheus(directory: Path, *target_ports: int, config_text: str | None = None) -> Prometheus:
+    """Prometheus on a free 127.0.0.1 port, scraping 127.0.0.1:`target_ports` every second (or configured by
+    `config_text`, written to DIRECTORY/prometheus.yml); returns once ready."""
     binary = prometheus_binary()
     (directory / "data").mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
     config.write_text(
-        "global:\n"
+        config_text
+        or "global:\n"
         "  scrape_interval: 1s\n"
         "  evaluation_interval: 1s\n"
         "scrape_configs:\n"
         "  - job_name: ghostpay\n"
         "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target_port}']\n"
+        f"      - targets: {[f'127.0.0.1:{port}' for port in target_ports]}\n"
     )
     port = free_port()
     log_path = directory / "prometheus.log"

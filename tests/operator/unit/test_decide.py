@@ -21,6 +21,7 @@ from ghostpay_operator.builders import names
 from ghostpay_operator.decide import ABORT, PROMOTE, ROTATE_KEYS, Actions, Answered
 from ghostpay_operator.readings import Observation
 from ghostpay_operator.status import Problem
+from ghostpay_operator.vocabulary import AnalysisResult
 from tests.operator.support.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -350,19 +351,33 @@ def test_abort_rolls_back_and_the_annotation_is_consumed() -> None:
     assert actions.scale == {f"payments-{s}-green": 0 for s in specs.SERVICES}
 
 
+DECLINES = "2.0.0 declined 100.0% of its charges against 1.0% for 1.0.0: more than maxDeclineRateIncrease 0.05."
+SLOW = "The charge p99 of 2.0.0 was 900 ms against 20 ms for 1.0.0: more than maxChargeP99Ratio 2 times it."
+
+
 @pytest.mark.parametrize(
     ("analysis", "at", "reason", "phase"),
     [
         (None, 10, "Analyzing", "Progressing"),
         (None, 301, "AnalysisInconclusive", "RolledBack"),  # no data by the progress deadline
-        ("fail", 10, "AnalysisFailed", "RolledBack"),
-        ("pass", 10, "Switched", "Progressing"),
+        (AnalysisResult("fail", "error_rate", "5xx"), 10, "AnalysisFailed", "RolledBack"),
+        (AnalysisResult("fail", "decline_rate", DECLINES), 10, "AnalysisFailed", "RolledBack"),  # no 5xx at all
+        (AnalysisResult("fail", "charge_p99", SLOW), 10, "AnalysisFailed", "RolledBack"),
+        (AnalysisResult("pass", "all", "fine"), 10, "Switched", "Progressing"),
     ],
 )
-def test_analysis_holds_fails_or_passes_a_release(analysis: str | None, at: float, reason: str, phase: str) -> None:
+def test_analysis_holds_fails_or_passes_a_release(
+    analysis: AnalysisResult | None, at: float, reason: str, phase: str
+) -> None:
     up = _up({"release": {"analysis": {"prometheusUrl": "http://prometheus:9090"}}})
-    actions, status, _ = _pass(up, at, analysis=analysis)
+    actions, status, events = _pass(up, at, analysis=analysis)
     assert (actions.plan.reason, status["phase"]) == (reason, phase)
+    if analysis is not None and analysis.verdict == "fail":
+        # The failed check's sentence is what the user reads: in the Degraded condition and the Warning event.
+        degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+        assert degraded["message"] == analysis.message
+        assert ("Warning", "AnalysisFailed", analysis.message) in [tuple(e) for e in events]
+        assert status["release"]["outcome"] == "RolledBack" and status["activeColor"] == "blue"
 
 
 def test_the_old_colour_is_scaled_down_after_the_delay() -> None:
@@ -511,3 +526,25 @@ def test_a_missing_operator_redis_secret_is_a_false_condition_and_nothing_else_s
 def test_the_operator_secret_ref_is_parsed() -> None:
     parsed = specs.parse(body(redis={"url": "redis://r:6379/0", "operatorSecretRef": {"name": "op"}}))
     assert (parsed.redis_operator_secret, parsed.redis_operator_key) == ("op", "url")
+
+
+# --- scrape wiring --------------------------------------------------------------------------------------------------
+
+
+def test_the_prometheus_operators_kinds_are_made_only_when_the_cluster_serves_them() -> None:
+    without = _converge(_observation())
+    assert not {"ServiceMonitor", "PrometheusRule"} & set(without.children)
+    assert not [name for name in without.children["Service"] if name.endswith("-metrics")]
+    monitoring = {"ServiceMonitor": {}, "PrometheusRule": {}}
+    present = replace(without, prometheus_operator=True, children={**without.children, **monitoring})
+    made = {(m["kind"], m["metadata"]["name"]) for m in decisions.decide(present).supporting}
+    assert made == {
+        ("ServiceMonitor", "payments"),
+        ("PrometheusRule", "payments"),
+        *(("Service", f"payments-{service}-metrics") for service in specs.SERVICES),
+    }
+    converged = _converge(present)  # once made, an idle pass writes them no more
+    assert set(converged.children["PrometheusRule"]) == {"payments"}
+    assert not _writes(decisions.decide(converged))
+    # a workloads-only pass does not look at them
+    assert decisions.decide(replace(present, full=False)).supporting == []

@@ -9,11 +9,14 @@ import pytest
 
 from ghostpay_operator import release as rel
 from ghostpay_operator import spec as specs
+from ghostpay_operator.vocabulary import AnalysisResult
 from tests.operator.support.samples import body
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OLD, NEW = "hash-old", "hash-new"
 Facts = rel.ReleaseFacts
+PASSED = AnalysisResult("pass", "all", "within every threshold")
+FAILED = AnalysisResult("fail", "error_rate", "The error rate of 2.0.0 was 0.2, above maxErrorRate 0.01.")
 
 
 def _spec(**release: Any) -> specs.InstanceSpec:
@@ -130,7 +133,7 @@ def test_analysis_is_awaited_then_gates_the_switch() -> None:
     ready = _colors(green=NEW, green_ready=True)
     assert rel.decide(spec, NEW, "blue", _started(), Facts(ready), _later(10)).reason == "Analyzing"
     assert (
-        rel.decide(spec, NEW, "blue", _started(), Facts(ready, analysis="pass"), _later(10)).reason == "Switched"
+        rel.decide(spec, NEW, "blue", _started(), Facts(ready, analysis=PASSED), _later(10)).reason == "Switched"
     )
 
 
@@ -170,7 +173,7 @@ def test_the_stable_color_is_read_back_from_status(release: rel.Release | None, 
     ("observed", "at", "reason"),
     [
         (Facts(_colors(green=NEW)), 301, "ProgressDeadlineExceeded"),
-        (Facts(_colors(green=NEW, green_ready=True), analysis="fail"), 10, "AnalysisFailed"),
+        (Facts(_colors(green=NEW, green_ready=True), analysis=FAILED), 10, "AnalysisFailed"),
         (Facts(_colors(green=NEW, green_ready=True)), 301, "AnalysisInconclusive"),  # no data by the deadline
         (Facts(_colors(green=NEW), abort=True), 10, "Aborted"),
         (Facts(_colors(), migration="failed"), 10, "MigrationFailed"),
@@ -245,10 +248,11 @@ def test_a_canary_failing_analysis_rolls_back() -> None:
         NEW,
         "blue",
         _started(step=1),
-        Facts(_colors(green=NEW, green_ready=True), analysis="fail"),
+        Facts(_colors(green=NEW, green_ready=True), analysis=FAILED),
         _later(30),
     )
     assert (plan.phase, plan.reason, plan.share) == ("RolledBack", "AnalysisFailed", {"blue": 1.0, "green": 0.0})
+    assert plan.message == FAILED.message  # the check that failed says why, in the status and the event
 
 
 @pytest.mark.parametrize(

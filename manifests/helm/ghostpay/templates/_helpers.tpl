@@ -55,6 +55,11 @@ cluster-wide ClusterRole, which also reads the CRDs and uses the ClusterKopfPeer
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch]
+# The Prometheus Operator's kinds, when the cluster has them: a ServiceMonitor and a PrometheusRule per instance
+# (listed by the instance's labels each full pass, a 404 meaning no Prometheus Operator; never watched).
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors, prometheusrules]
+  verbs: [list, create, patch]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
