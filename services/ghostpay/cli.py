@@ -16,11 +16,12 @@ import click
 import prometheus_client
 import uvicorn
 import yaml
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from ghostpay import app as app_module
 from ghostpay import dev as dev_module
-from ghostpay.core import db, telemetry
+from ghostpay.core import db, telemetry, tracing
 from ghostpay.core.keys import open_backend, ring
 from ghostpay.core.keys.local import KeyStoreError
 from ghostpay.core.keys.ring import KeysUnavailable
@@ -80,6 +81,15 @@ def _run_uvicorn(app: Any, host: str, port: int, metrics_port: int | None = None
     _ServerWithMetrics(config, metrics, metrics_socket).run()
 
 
+def _tracer_provider(service: str) -> TracerProvider | None:
+    """The OTLP trace export the OTEL_* variables ask for, or None (off); a setting this build cannot honour is a
+    usage error at start-up."""
+    try:
+        return tracing.provider_from_environment(service)
+    except tracing.TracingConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 def main() -> None:
     """GhostPay: single-use virtual cards, and the operator that runs them."""
@@ -121,7 +131,7 @@ def dev(host: str, port: int, data_dir: Path) -> None:
     telemetry.configure_logging(settings.log_level)
     try:
         asyncio.run(db.migrate(settings.database_url))
-        _run_uvicorn(app_module.create_app(settings), host, port)
+        _run_uvicorn(app_module.create_app(settings, tracer_provider=_tracer_provider("dev")), host, port)
     finally:
         if redis is not None:
             redis.stop()
@@ -145,7 +155,8 @@ def serve(service: str, host: str, port: int, metrics_port: int) -> None:
     """Run one service (the container entrypoint); configuration comes from GHOSTPAY_* variables."""
     settings = Settings()
     telemetry.configure_logging(settings.log_level)
-    app = app_module.create_app(settings, [cast(app_module.ServiceName, service)], metrics_route=False)
+    chosen = [cast(app_module.ServiceName, service)]
+    app = app_module.create_app(settings, chosen, metrics_route=False, tracer_provider=_tracer_provider(service))
     _run_uvicorn(app, host, port, metrics_port)
 
 

@@ -71,10 +71,13 @@ class RateLimiter:
         """Spend one unit of `bucket`'s budget; with `revocation_key`, also say whether that marker is set."""
         interval_us = 1e6 / policy.requests_per_second
         keys = [f"ghostpay:rl:{bucket}", *([revocation_key] if revocation_key else [])]
+        started = time.perf_counter()
         try:
             reply = await self._script(keys=keys, args=[interval_us, policy.burst])
         except (RedisError, OSError) as exc:
             return self._on_redis_error(exc, policy)
+        finally:
+            telemetry.RATE_LIMITER_DURATION.observe(time.perf_counter() - started)
         return decision_from_script(reply, policy)
 
     def _on_redis_error(self, exc: Exception, policy: RateLimit) -> Decision:
