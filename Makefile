@@ -12,6 +12,7 @@ include tools/openbao/openbao.mk
 include tools/prometheus/prometheus.mk
 include tools/kind/kind.mk
 include tools/helm/helm.mk
+include tools/jaeger/jaeger.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus docker kind helm
+test: install check controlplane openbao prometheus jaeger docker kind helm
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports

@@ -80,6 +80,24 @@ async def test_operational_metrics_beyond_the_contract(api: Api) -> None:
     assert "ghostpay_signing_key_max_age_seconds" not in text  # GHOSTPAY_SIGNING_KEY_MAX_AGE_SECONDS unset
 
 
+async def test_approved_volume_is_counted_in_major_units_per_currency(api: Api) -> None:
+    merchant = await api.merchant()
+
+    def volume(text: str) -> dict[str, float]:
+        return _samples(text, "ghostpay_charged_amount_total")
+
+    before = volume((await api.http.get("/metrics")).text)
+    for amount, currency in ((1999, "USD"), (500, "JPY")):
+        card = await api.issue_card(merchant["headers"], amount=amount, currency=currency)
+        body = {"card_id": card["card_id"], "amount": amount, "currency": currency}
+        assert (await api.http.post("/charges", json=body, headers=merchant["headers"])).status_code == 201
+        declined = await api.http.post("/charges", json=body, headers=merchant["headers"])  # card used: not counted
+        assert declined.status_code == 402
+    after = volume((await api.http.get("/metrics")).text)
+    gained = {series: round(after[series] - before.get(series, 0.0), 6) for series in after}
+    assert gained['{currency="USD"}'] == 19.99 and gained['{currency="JPY"}'] == 500.0
+
+
 def test_the_key_max_age_is_exported_once_set() -> None:
     registry = CollectorRegistry()
     keys = telemetry.SigningKeyMetrics()

@@ -41,6 +41,8 @@ HTTP_DURATION = Histogram(
 )
 CARDS_ISSUED = Counter("ghostpay_cards_issued_total", "Single-use cards issued")
 CHARGES = Counter("ghostpay_charges_total", "Charge attempts by outcome", ["status", "decline_code"])
+# Approved volume in the currency's major units (the ISO 4217 exponent applied), so USD and JPY read alike.
+CHARGED_AMOUNT = Counter("ghostpay_charged_amount_total", "Approved charge volume in major units", ["currency"])
 RATE_LIMITED = Counter("ghostpay_rate_limited_total", "Requests refused by the rate limiter", ["role"])
 for _role in get_args(RateLimitedRole):  # a series per role from the start: rate() needs the zero before the first
     RATE_LIMITED.labels(role=_role)
