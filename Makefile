@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm bench bench-keys bench-operator load clean docker image demo-images
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -62,6 +62,10 @@ openapi: install
 # The argocd-cm snippet, from argocd/resource_customizations (tests/argocd/test_cm_snippet.py compares them).
 argocd-cm: install
 	$(VENV)/bin/python -m ghostpay_devtools.argocd
+
+# The Grafana dashboards in monitoring/grafana, from ghostpay_devtools/dashboards.py (a test compares them).
+dashboards: install
+	$(VENV)/bin/python -m ghostpay_devtools.dashboards
 
 bench: install
 	$(PY) -m bench.charge_bench

@@ -99,10 +99,40 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--data-dir", default=".ghostpay", show_default=True, type=click.Path(path_type=Path))
-def dev(host: str, port: int, data_dir: Path) -> None:
+@click.option(
+    "--jaeger",
+    "with_jaeger",
+    is_flag=True,
+    help="Also run Jaeger (built from its Go module the first time) and send it the traces; UI on 127.0.0.1:16686",
+)
+def dev(host: str, port: int, data_dir: Path, with_jaeger: bool) -> None:
     """Run all four services in one process on embedded PostgreSQL and Redis kept in DATA_DIR."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    with _jaeger_for_dev(data_dir) if with_jaeger else contextlib.nullcontext():
+        _dev(host, port, data_dir)
+
+
+@contextlib.contextmanager
+def _jaeger_for_dev(data_dir: Path) -> Iterator[None]:
+    """A Jaeger beside `ghostpay dev`, the OTLP export pointed at it through the standard variables."""
+    from ghostpay_devtools import jaeger
+
+    click.echo("starting Jaeger (the first time, tools/jaeger/build.sh compiles it: minutes) ...", err=True)
+    try:
+        running = jaeger.start(data_dir / "jaeger", ui_port=jaeger.DEFAULT_UI_PORT)
+    except jaeger.JaegerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = running.otlp_endpoint
+    os.environ.setdefault("OTEL_SERVICE_NAME", "ghostpay-dev")
+    click.echo(f"traces: {running.ui_url} (Jaeger UI; search service ghostpay-dev)", err=True)
+    try:
+        yield
+    finally:
+        running.stop()
+
+
+def _dev(host: str, port: int, data_dir: Path) -> None:
     overrides: dict[str, Any] = {"environment": os.environ.get("GHOSTPAY_ENVIRONMENT", "development")}
     postgres = redis = None
     try:

@@ -97,8 +97,9 @@ class Prometheus:
                 self.process.wait(timeout=5)
 
 
-def start_prometheus(directory: Path, target_port: int) -> Prometheus:
-    """Prometheus on a free 127.0.0.1 port, scraping 127.0.0.1:`target_port` every second; returns once ready."""
+def start_prometheus(directory: Path, target_port: int, *more_ports: int) -> Prometheus:
+    """Prometheus on a free 127.0.0.1 port, scraping 127.0.0.1:`target_port` (and `more_ports`) every second;
+    returns once ready."""
     binary = prometheus_binary()
     (directory / "data").mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
@@ -109,7 +110,7 @@ def start_prometheus(directory: Path, target_port: int) -> Prometheus:
         "scrape_configs:\n"
         "  - job_name: ghostpay\n"
         "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target_port}']\n"
+        f"      - targets: {[f'127.0.0.1:{port}' for port in (target_port, *more_ports)]}\n"
     )
     port = free_port()
     log_path = directory / "prometheus.log"
