@@ -42,6 +42,7 @@ _INFRA_FIXTURES = {
     "promtool": "prometheus",
     "cluster": "cluster",
     "kind_cluster": "kind",
+    "jaeger": "jaeger",
 }
 
 

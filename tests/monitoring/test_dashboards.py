@@ -188,6 +188,8 @@ def _wait_for(prometheus: Prometheus, expr: str) -> None:
     raise AssertionError(f"no data for {expr} within {DATA_TIMEOUT}s; log:\n{prometheus.log_tail()}")
 
 
+@pytest.mark.slow
+@pytest.mark.infra("prometheus")
 def test_every_panel_query_parses_and_returns_data_from_running_services(
     services: Services, tmp_path: Path
 ) -> None:
