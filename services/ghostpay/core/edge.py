@@ -26,7 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ghostpay.core import problems, revocation, telemetry
+from ghostpay.core import problems, revocation, telemetry, tracing
 from ghostpay.core.bodies import BodyTooLarge, LimitedBody, declared_length
 from ghostpay.core.deps import missing_principal, route_needs_principal
 from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
@@ -102,13 +102,16 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if scope["path"] not in OPS_PATHS:
-                refusal = await self._admit(scope, headers, runtime, extra_headers) or refuse_before_body(
-                    scope, headers, body.limit, self.guarded
-                )
-                if refusal is not None:
-                    await refusal(scope, body, send_with_headers)
-                    return
+            if scope["path"] in OPS_PATHS:
+                with tracing.untraced():  # a probe's PostgreSQL and Redis checks would each make a root trace
+                    await self.app(scope, body, send_with_headers)
+                return
+            refusal = await self._admit(scope, headers, runtime, extra_headers) or refuse_before_body(
+                scope, headers, body.limit, self.guarded
+            )
+            if refusal is not None:
+                await refusal(scope, body, send_with_headers)
+                return
             await self.app(scope, body, send_with_headers)
         finally:
             self._record(scope, runtime, status_holder[0], time.perf_counter() - started)
