@@ -31,7 +31,7 @@ test: install check controlplane openbao prometheus jaeger docker kind helm
 check: lint typecheck imports
 
 # The inner loop: lint, types, import contracts, and every test that needs neither a control plane, OpenBao,
-# Prometheus nor Docker, and spawns no extra processes (`-m "not infra"` alone adds the process-spawning ones).
+# Prometheus, Jaeger nor Docker, and spawns no extra processes (`-m "not infra"` alone adds the process-spawning ones).
 fast: check
 	$(VENV)/bin/pytest -q -m "not infra and not slow" -p no:cacheprovider
 

@@ -116,8 +116,10 @@ def dev(host: str, port: int, data_dir: Path, with_jaeger: bool) -> None:
 @contextlib.contextmanager
 def _jaeger_for_dev(data_dir: Path) -> Iterator[None]:
     """A Jaeger beside `ghostpay dev`, the OTLP export pointed at it through the standard variables."""
-    from ghostpay_devtools import jaeger
-
+    try:
+        from ghostpay_devtools import jaeger
+    except ModuleNotFoundError as exc:  # the container image leaves the dev tools out
+        raise click.ClickException("--jaeger needs a checkout of the project (its dev tools build Jaeger).") from exc
     click.echo("starting Jaeger (the first time, tools/jaeger/build.sh compiles it: minutes) ...", err=True)
     try:
         running = jaeger.start(data_dir / "jaeger", ui_port=jaeger.DEFAULT_UI_PORT)
