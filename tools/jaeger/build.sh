@@ -39,7 +39,10 @@ cache_root="${GHOSTPAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghostpay}/jaeg
 bin_dir="$cache_root/${version#v}/bin"
 stamp_file="$bin_dir/.stamp"
 
-wanted_stamp() { cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -d' ' -f1; }
+# Jaeger's release build stamps its version the same way (scripts/makefiles/BuildInfo.mk); `jaeger version` shows it.
+ldflags="-s -w -X github.com/jaegertracing/jaeger/internal/version.latestVersion=$version"
+
+wanted_stamp() { { cat "$here/go.mod" "$here/go.sum"; echo "$ldflags"; } | sha256sum | cut -d' ' -f1; }
 cache_valid() { [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$(wanted_stamp)" && -x "$bin_dir/jaeger" ]]; }
 
 timed() {  # timed LABEL COMMAND...: runs it and logs how long it took
@@ -63,7 +66,7 @@ build() {
     cd "$here"
     export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -p=2 -mod=readonly"
     timed "downloading modules (go list -deps tool)" go list -deps tool >/dev/null
-    timed "go build jaeger" go build -trimpath -ldflags="-s -w" -o "$tmp/" tool
+    timed "go build jaeger" go build -trimpath -ldflags="$ldflags" -o "$tmp/" tool
   )
   [[ -x "$tmp/jaeger" ]] || { log "expected jaeger in the build output, missing"; exit 1; }
   mkdir -p "$bin_dir"
