@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm bench bench-keys bench-operator load clean docker image demo-images
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -13,6 +13,7 @@ include tools/prometheus/prometheus.mk
 include tools/kind/kind.mk
 include tools/helm/helm.mk
 include tools/actionlint/actionlint.mk
+include tools/jaeger/jaeger.mk
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +26,13 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus docker kind helm actionlint
+test: install check controlplane openbao prometheus jaeger docker kind helm actionlint
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
 
 # The inner loop: lint, types, import contracts, and every test that needs neither a control plane, OpenBao,
-# Prometheus nor Docker, and spawns no extra processes (`-m "not infra"` alone adds the process-spawning ones).
+# Prometheus, Jaeger nor Docker, and spawns no extra processes (`-m "not infra"` alone adds the process-spawning ones).
 fast: check
 	$(VENV)/bin/pytest -q -m "not infra and not slow" -p no:cacheprovider
 
@@ -62,6 +63,10 @@ openapi: install
 # The argocd-cm snippet, from argocd/resource_customizations (tests/argocd/test_cm_snippet.py compares them).
 argocd-cm: install
 	$(VENV)/bin/python -m ghostpay_devtools.argocd
+
+# The Grafana dashboards in monitoring/grafana, from ghostpay_devtools/dashboards.py (a test compares them).
+dashboards: install
+	$(VENV)/bin/python -m ghostpay_devtools.dashboards
 
 bench: install
 	$(PY) -m bench.charge_bench

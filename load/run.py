@@ -6,8 +6,9 @@ It starts `ghostpay dev` on a fresh data directory (embedded PostgreSQL and Redi
 merchant rate limit of `RATE_LIMITS`, creates the merchant clients through the admin API, and runs the users of
 `load.merchants` for the duration. Then it waits (at most 10 s) for the analytics service to count what the
 clients were told, prints p50/p95/p99 latency, throughput and the 429s by merchant kind, and writes everything as
-JSON to `--out` (default `load/last-report.json`). Exit status 1 if any answer was not the expected one or the
-analytics disagree with the clients; the server is stopped in every case.
+JSON to `--out` (default `load/last-report.json`) and Locust's own HTML report (charts, every endpoint's
+percentiles, failures) beside it, with the suffix `.html` (`load/last-report.html`). Exit status 1 if any answer
+was not the expected one or the analytics disagree with the clients; the server is stopped in every case.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import gevent
 import httpx
 from locust.env import Environment
+from locust.html import get_html_report
 from locust.util.timespan import parse_timespan
 from tests.support import procs
 
@@ -144,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     exceptions = [{"error": e["msg"], "occurrences": e["count"]} for e in environment.runner.exceptions.values()]
     result = report.build(environment.stats, rate_limited, merchants.TALLY.counts, analytics, setup, exceptions)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    html_out = args.out.with_suffix(".html")
+    html_out.write_text(get_html_report(environment, show_download_link=False))
     print(report.render(result))
-    print(f"report: {args.out}")
+    print(f"report: {args.out} (Locust's: {html_out})")
     if not result["ok"]:
         print(f"ghostpay dev's log, the end:\n{server_log[-_LOG_TAIL:]}", file=sys.stderr)
     return 0 if result["ok"] else 1

@@ -43,6 +43,7 @@ _INFRA_FIXTURES = {
     "cluster": "cluster",
     "kind_cluster": "kind",
     "actionlint": "actionlint",
+    "jaeger": "jaeger",
 }
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Literal
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import ghostpay
@@ -22,7 +23,7 @@ from ghostpay.auth import service as auth_service
 from ghostpay.cards import api as cards_api
 from ghostpay.cards import service as cards_service
 from ghostpay.charges import api as charges_api
-from ghostpay.core import faults, ops, problems
+from ghostpay.core import faults, ops, problems, tracing
 from ghostpay.core.edge import EdgeMiddleware
 from ghostpay.core.runtime import Runtime, open_runtime
 from ghostpay.core.settings import Settings
@@ -57,12 +58,17 @@ async def _start_services(runtime: Runtime, services: Iterable[ServiceName], tas
 
 
 def create_app(
-    settings: Settings, services: Iterable[ServiceName] = ALL_SERVICES, metrics_route: bool = True
+    settings: Settings,
+    services: Iterable[ServiceName] = ALL_SERVICES,
+    metrics_route: bool = True,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The app serving `services`; `metrics_route` False leaves `/metrics` out (`ghostpay serve` serves the metrics
-    on a port of their own)."""
+    on a port of their own). With `tracer_provider` (`tracing.provider_from_environment`), requests and their
+    database, Redis and httpx calls are traced into it; without one nothing is instrumented."""
     chosen = tuple(services)
     service_name = chosen[0] if len(chosen) == 1 else "ghostpay"
+    undo_tracing: Callable[[], None] | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,13 +76,17 @@ def create_app(
         app.state.runtime = runtime
         tasks: list[asyncio.Task[None]] = []
         try:
-            await _start_services(runtime, chosen, tasks)
+            with tracing.untraced():  # start-up steps and the background loops: only requests make traces
+                await _start_services(runtime, chosen, tasks)
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await runtime.close()
+            if tracer_provider is not None and undo_tracing is not None:
+                undo_tracing()
+                tracer_provider.shutdown()  # exports what is still batched
 
     app = FastAPI(
         title="GhostPay",
@@ -96,4 +106,7 @@ def create_app(
         app.include_router(router)
     for router in service_routers:
         app.include_router(router, responses=problems.documented(401, 403, 404, 413, 422, 429))
+    if tracer_provider is not None:
+        # The server span wraps the whole middleware stack, so the edge's Redis call is inside it.
+        undo_tracing = tracing.instrument(app, tracer_provider)
     return app

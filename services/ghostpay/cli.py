@@ -16,11 +16,12 @@ import click
 import prometheus_client
 import uvicorn
 import yaml
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from ghostpay import app as app_module
 from ghostpay import dev as dev_module
-from ghostpay.core import db, telemetry
+from ghostpay.core import db, telemetry, tracing
 from ghostpay.core.keys import open_backend, ring
 from ghostpay.core.keys.local import KeyStoreError
 from ghostpay.core.keys.ring import KeysUnavailable
@@ -80,6 +81,15 @@ def _run_uvicorn(app: Any, host: str, port: int, metrics_port: int | None = None
     _ServerWithMetrics(config, metrics, metrics_socket).run()
 
 
+def _tracer_provider(service: str) -> TracerProvider | None:
+    """The OTLP trace export the OTEL_* variables ask for, or None (off); a setting this build cannot honour is a
+    usage error at start-up."""
+    try:
+        return tracing.provider_from_environment(service)
+    except tracing.TracingConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 def main() -> None:
     """GhostPay: single-use virtual cards, and the operator that runs them."""
@@ -89,10 +99,42 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--data-dir", default=".ghostpay", show_default=True, type=click.Path(path_type=Path))
-def dev(host: str, port: int, data_dir: Path) -> None:
+@click.option(
+    "--jaeger",
+    "with_jaeger",
+    is_flag=True,
+    help="Also run Jaeger (built from its Go module the first time) and send it the traces; UI on 127.0.0.1:16686",
+)
+def dev(host: str, port: int, data_dir: Path, with_jaeger: bool) -> None:
     """Run all four services in one process on embedded PostgreSQL and Redis kept in DATA_DIR."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    with _jaeger_for_dev(data_dir) if with_jaeger else contextlib.nullcontext():
+        _dev(host, port, data_dir)
+
+
+@contextlib.contextmanager
+def _jaeger_for_dev(data_dir: Path) -> Iterator[None]:
+    """A Jaeger beside `ghostpay dev`, the OTLP export pointed at it through the standard variables."""
+    try:
+        from ghostpay_devtools import jaeger
+    except ModuleNotFoundError as exc:  # the container image leaves the dev tools out
+        raise click.ClickException("--jaeger needs a checkout of the project (its dev tools build Jaeger).") from exc
+    click.echo("starting Jaeger (the first time, tools/jaeger/build.sh compiles it: minutes) ...", err=True)
+    try:
+        running = jaeger.start(data_dir / "jaeger", ui_port=jaeger.DEFAULT_UI_PORT)
+    except jaeger.JaegerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = running.otlp_endpoint
+    os.environ.setdefault("OTEL_SERVICE_NAME", "ghostpay-dev")
+    click.echo(f"traces: {running.ui_url} (Jaeger UI; search service ghostpay-dev)", err=True)
+    try:
+        yield
+    finally:
+        running.stop()
+
+
+def _dev(host: str, port: int, data_dir: Path) -> None:
     overrides: dict[str, Any] = {"environment": os.environ.get("GHOSTPAY_ENVIRONMENT", "development")}
     postgres = redis = None
     try:
@@ -121,7 +163,7 @@ def dev(host: str, port: int, data_dir: Path) -> None:
     telemetry.configure_logging(settings.log_level)
     try:
         asyncio.run(db.migrate(settings.database_url))
-        _run_uvicorn(app_module.create_app(settings), host, port)
+        _run_uvicorn(app_module.create_app(settings, tracer_provider=_tracer_provider("dev")), host, port)
     finally:
         if redis is not None:
             redis.stop()
@@ -145,7 +187,8 @@ def serve(service: str, host: str, port: int, metrics_port: int) -> None:
     """Run one service (the container entrypoint); configuration comes from GHOSTPAY_* variables."""
     settings = Settings()
     telemetry.configure_logging(settings.log_level)
-    app = app_module.create_app(settings, [cast(app_module.ServiceName, service)], metrics_route=False)
+    chosen = [cast(app_module.ServiceName, service)]
+    app = app_module.create_app(settings, chosen, metrics_route=False, tracer_provider=_tracer_provider(service))
     _run_uvicorn(app, host, port, metrics_port)
 
 

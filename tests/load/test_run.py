@@ -37,6 +37,10 @@ def test_a_short_run_serves_the_mix_and_only_the_poller_is_rate_limited(tmp_path
     assert consistency["analytics"]["cards_issued"] == consistency["clients_saw"]["cards_issued"]
     assert report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"] > 0
     assert "p95" in result.stdout and "429 rate limited" in result.stdout
+    # Locust's own HTML report beside the JSON one (issue 13), with the endpoints the run served
+    html = (tmp_path / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html>") and "</html>" in html
+    assert "/charges" in html
 
 
 def test_a_bad_duration_is_refused_before_anything_starts(tmp_path: Path) -> None:

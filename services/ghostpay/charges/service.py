@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ghostpay.charges import store
-from ghostpay.core import faults, pagination
+from ghostpay.core import faults, money, pagination
 from ghostpay.core.errors import (
     CardDeclined,
     IdempotencyKeyInFlight,
@@ -20,7 +20,7 @@ from ghostpay.core.errors import (
 )
 from ghostpay.core.ids import new_id
 from ghostpay.core.runtime import Runtime
-from ghostpay.core.telemetry import CHARGES
+from ghostpay.core.telemetry import CHARGED_AMOUNT, CHARGES
 from ghostpay.core.tokens import Principal
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -81,6 +81,9 @@ async def create_charge(
     replayed = outcome.kind == "replayed"
     if not replayed:
         CHARGES.labels(outcome.charge.status, outcome.charge.decline_code or "").inc()
+        if outcome.charge.status == "approved":
+            major = outcome.charge.amount / 10 ** money.minor_unit_exponent(outcome.charge.currency)
+            CHARGED_AMOUNT.labels(outcome.charge.currency).inc(major)
     if outcome.charge.status == "declined":
         raise _declined(outcome.charge, replayed)
     return ChargeResult(outcome.charge, replayed)

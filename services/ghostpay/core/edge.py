@@ -4,6 +4,8 @@ Pure ASGI (no response buffering) so the hot path pays for nothing it does not u
 it verifies the bearer token once, asks Redis once (the caller's budget, and whether its client was disabled:
 `core.revocation`), and adds `RateLimit-*` and `traceparent` headers to
 the response. Health and metrics endpoints skip auth and limits so probes and scrapes are never refused.
+The response's `traceparent` (and the trace and span ids in the request's log lines) are those of the
+OpenTelemetry server span when tracing is on (`core.tracing`), else the caller's W3C trace continued by hand.
 
 Before the app reads a byte of the body, a route that needs a caller gets its 401 here, and a Content-Length
 over `GHOSTPAY_MAX_BODY_BYTES` its 413; a body without one (chunked) is cut off with a 413 as soon as what was
@@ -24,7 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ghostpay.core import problems, revocation, telemetry
+from ghostpay.core import problems, revocation, telemetry, tracing
 from ghostpay.core.bodies import BodyTooLarge, LimitedBody, declared_length
 from ghostpay.core.deps import missing_principal, route_needs_principal
 from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
@@ -83,8 +85,9 @@ class EdgeMiddleware:
         runtime: Runtime = scope["app"].state.runtime
         started = time.perf_counter()
         headers = Headers(scope=scope)
-        trace_id, traceparent = telemetry.trace_from_traceparent(headers.get("traceparent"))
+        trace_id, span_id, traceparent = telemetry.request_trace(headers.get("traceparent"))
         telemetry.trace_id_var.set(trace_id)
+        telemetry.span_id_var.set(span_id)
         extra_headers = {"traceparent": traceparent}
         status_holder = [500]
         body = LimitedBody(receive, runtime.settings.max_body_bytes)
@@ -99,13 +102,16 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if scope["path"] not in OPS_PATHS:
-                refusal = await self._admit(scope, headers, runtime, extra_headers) or refuse_before_body(
-                    scope, headers, body.limit, self.guarded
-                )
-                if refusal is not None:
-                    await refusal(scope, body, send_with_headers)
-                    return
+            if scope["path"] in OPS_PATHS:
+                with tracing.untraced():  # a probe's PostgreSQL and Redis checks would each make a root trace
+                    await self.app(scope, body, send_with_headers)
+                return
+            refusal = await self._admit(scope, headers, runtime, extra_headers) or refuse_before_body(
+                scope, headers, body.limit, self.guarded
+            )
+            if refusal is not None:
+                await refusal(scope, body, send_with_headers)
+                return
             await self.app(scope, body, send_with_headers)
         finally:
             self._record(scope, runtime, status_holder[0], time.perf_counter() - started)

@@ -88,10 +88,13 @@ class RateLimiter:
         live = [self._policy_key] if self._policy_key and role is not None else []
         keys = [f"ghostpay:rl:{bucket}", *live, *([revocation_key] if revocation_key else [])]
         args: list[Any] = [interval_us, policy.burst, *([role] if live else [])]
+        started = time.perf_counter()
         try:
             reply = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             return self._on_redis_error(exc, policy)
+        finally:
+            telemetry.RATE_LIMITER_DURATION.observe(time.perf_counter() - started)
         return decision_from_script(reply, policy)
 
     def _on_redis_error(self, exc: Exception, policy: RateLimit) -> Decision:

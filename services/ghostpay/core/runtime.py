@@ -13,6 +13,7 @@ import anyio.to_thread
 import asyncpg
 import redis.asyncio as aioredis
 
+import ghostpay
 from ghostpay.core import db, telemetry
 from ghostpay.core.keys import open_backend
 from ghostpay.core.keys.cache import KeyCache
@@ -54,7 +55,16 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
     except BaseException:
         backend.close()
         raise
-    telemetry.SIGNING_KEY_AGE.set_function(keys.signing_key_age_seconds)  # a process holds one runtime
+    telemetry.bind_runtime_metrics(  # a process holds one runtime
+        pool_size=pool.get_size,
+        pool_idle=pool.get_idle_size,
+        pool_max=settings.db_pool_max,
+        key_age=keys.signing_key_age_seconds,
+        active_kid=keys.active_kid,
+        package_version=ghostpay.__version__,
+        release=settings.version,
+        key_max_age=settings.signing_key_max_age_seconds,
+    )
     redis_client = aioredis.from_url(
         settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
     )

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     key_min_refresh_seconds: float = Field(default=5.0, gt=0)
     key_activation_delay_seconds: float = Field(default=60.0, ge=0)
     key_grace_period: Duration = timedelta(hours=24)
+    # The oldest the signing key may get before its rotation is overdue (the operator derives it from
+    # spec.keyRotation.schedule); exported as ghostpay_signing_key_max_age_seconds, absent when unset.
+    signing_key_max_age_seconds: float | None = Field(default=None, gt=0)
 
     issuer: str = "ghostpay"
     audience: str = "ghostpay"

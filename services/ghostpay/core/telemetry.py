@@ -1,7 +1,10 @@
-"""Metrics, JSON logs with trace ids, and the redaction that keeps card data out of every log line.
+"""Metrics, JSON logs with trace and span ids, and the redaction that keeps card data out of every log line.
 
-Metrics are process-wide Prometheus collectors (the contract's names); the HTTP ones are recorded by the edge
-middleware, labelled by route template. `configure_logging` is called once by the CLI.
+Metrics are process-wide Prometheus collectors (the contract's names, and the operational ones beyond them that
+monitoring/README.md lists); the HTTP ones are recorded by the edge middleware, labelled by route template.
+Gauges that describe a runtime (pool, keys, build) are read at scrape time through callbacks that
+`bind_runtime_metrics` points at the process's one runtime, so the request path pays nothing for them.
+`configure_logging` is called once by the CLI.
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import logging
 import re
 import secrets
 import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import get_args
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from opentelemetry import trace as otel_trace
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ghostpay.core import luhn
 from ghostpay.core.settings import RateLimitedRole
@@ -35,6 +42,8 @@ HTTP_DURATION = Histogram(
 )
 CARDS_ISSUED = Counter("ghostpay_cards_issued_total", "Single-use cards issued")
 CHARGES = Counter("ghostpay_charges_total", "Charge attempts by outcome", ["status", "decline_code"])
+# Approved volume in the currency's major units (the ISO 4217 exponent applied), so USD and JPY read alike.
+CHARGED_AMOUNT = Counter("ghostpay_charged_amount_total", "Approved charge volume in major units", ["currency"])
 RATE_LIMITED = Counter("ghostpay_rate_limited_total", "Requests refused by the rate limiter", ["role"])
 for _role in get_args(RateLimitedRole):  # a series per role from the start: rate() needs the zero before the first
     RATE_LIMITED.labels(role=_role)
@@ -59,17 +68,105 @@ SIGNING_KEY_AGE = Gauge(
     "ghostpay_signing_key_age_seconds", "Age of the signing key version that signs new tokens (its creation time)"
 )
 SIGNING_KEY_AGE.set_function(lambda: float("nan"))
+# The pool is read at scrape time; in_use + idle is the pool's size (asyncpg opens connections lazily).
+DB_POOL = Gauge("ghostpay_db_pool_connections", "PostgreSQL pool connections by state", ["state"])
+DB_POOL_MAX = Gauge("ghostpay_db_pool_max_connections", "The PostgreSQL pool's size limit")
+# The one Redis round trip of every API request (the GCRA script), failures included.
+RATE_LIMITER_DURATION = Histogram(
+    "ghostpay_rate_limiter_duration_seconds",
+    "Time the rate limiter's Redis round trip took",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
+# ghostpay_build_info{version, release} 1: the package's version and the release the process belongs to
+# (GHOSTPAY_VERSION, which the operator sets to spec.version; the HTTP metrics' `version` label).
+BUILD_INFO = Info("ghostpay_build", "The GhostPay build this process runs")
 
+
+class SigningKeyMetrics(Collector):
+    """ghostpay_signing_key_info{kid} 1 for the key version that signs new tokens now (none before keys load),
+    and ghostpay_signing_key_max_age_seconds, the oldest that key may get before its rotation is overdue
+    (GHOSTPAY_SIGNING_KEY_MAX_AGE_SECONDS, which the operator derives from spec.keyRotation.schedule): without
+    it the series is absent, so GhostPaySigningKeyTooOld has nothing to compare with."""
+
+    def __init__(self) -> None:
+        self.active_kid: Callable[[], str | None] = lambda: None
+        self.max_age: float | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily(
+            "ghostpay_signing_key_info", "The signing key version that signs new tokens (value 1)", labels=["kid"]
+        )
+        kid = self.active_kid()
+        if kid is not None:
+            info.add_metric([kid], 1)
+        yield info
+        if self.max_age is not None:
+            yield GaugeMetricFamily(
+                "ghostpay_signing_key_max_age_seconds",
+                "The oldest the signing key may be before its rotation is overdue",
+                value=self.max_age,
+            )
+
+
+SIGNING_KEY_METRICS = SigningKeyMetrics()
+REGISTRY.register(SIGNING_KEY_METRICS)
+
+
+def bind_runtime_metrics(
+    pool_size: Callable[[], int],
+    pool_idle: Callable[[], int],
+    pool_max: int,
+    key_age: Callable[[], float],
+    active_kid: Callable[[], str | None],
+    package_version: str,
+    release: str,
+    key_max_age: float | None,
+) -> None:
+    """Point the scrape-time gauges at a runtime (a process holds one)."""
+    DB_POOL.labels(state="in_use").set_function(lambda: pool_size() - pool_idle())
+    DB_POOL.labels(state="idle").set_function(pool_idle)
+    DB_POOL_MAX.set(pool_max)
+    SIGNING_KEY_AGE.set_function(key_age)
+    SIGNING_KEY_METRICS.active_kid = active_kid
+    SIGNING_KEY_METRICS.max_age = key_max_age
+    BUILD_INFO.info({"version": package_version, "release": release})
+
+
+# The request's trace and span ids as the edge saw them, for the log lines of that request.
 trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", default="")
+span_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("span_id", default="")
 
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
-def trace_from_traceparent(header: str | None) -> tuple[str, str]:
-    """(trace id, traceparent for the response): continue the caller's W3C trace or start a new one."""
+def trace_from_traceparent(header: str | None) -> tuple[str, str, str]:
+    """(trace id, span id, traceparent for the response) without OpenTelemetry: continue the caller's W3C
+    trace (its trace id and sampled flag) under a span id of our own, or start a new trace."""
     match = _TRACEPARENT.match(header or "")
-    trace_id = match.group(1) if match and match.group(1) != "0" * 32 else secrets.token_hex(16)
-    return trace_id, f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    if match and match.group(1) != "0" * 32:
+        trace_id, flags = match.group(1), match.group(3)
+    else:
+        trace_id, flags = secrets.token_hex(16), "01"
+    span_id = secrets.token_hex(8)
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-{flags}"
+
+
+def request_trace(header: str | None) -> tuple[str, str, str]:
+    """(trace id, span id, traceparent for the response) of this request: the OpenTelemetry server span's when
+    tracing is on (its instrumentation already read `traceparent`), else made by hand from the header."""
+    context = otel_trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return trace_from_traceparent(header)
+    trace_id, span_id = otel_trace.format_trace_id(context.trace_id), otel_trace.format_span_id(context.span_id)
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-{int(context.trace_flags):02x}"
+
+
+def current_ids() -> tuple[str | None, str | None]:
+    """(trace id, span id) for a log line: the current OpenTelemetry span's, else the request's."""
+    context = otel_trace.get_current_span().get_span_context()
+    if context.is_valid:
+        return otel_trace.format_trace_id(context.trace_id), otel_trace.format_span_id(context.span_id)
+    return trace_id_var.get() or None, span_id_var.get() or None
 
 
 # Anything that looks like a card number (13-19 digits, optionally spaced) or a CVV field.
@@ -90,13 +187,13 @@ def redact(text: str) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
-            "trace_id": trace_id_var.get() or None,
         }
+        entry["trace_id"], entry["span_id"] = current_ids()
         for field in ("service", "route", "method", "status", "duration_ms"):
             if hasattr(record, field):
                 entry[field] = getattr(record, field)

@@ -60,6 +60,10 @@ class KeyCache:
             return float("nan")
         return (datetime.now(UTC) - self.signing_key().created_at).total_seconds()
 
+    def active_kid(self) -> str | None:
+        """The kid of the key that signs now (`ghostpay_signing_key_info`); None when none is published."""
+        return self.signing_key().kid if self._published else None
+
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         return {"keys": [key.jwk() for key in self.published()]}
 
