@@ -20,6 +20,7 @@ import kopf
 from lightkube import ApiError
 
 from ghostpay_operator import decide, metrics, reconcile
+from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import meta, rotation
 from ghostpay_operator.kube import Kube, namespace_terminating
 from ghostpay_operator.readings import without_kopf
@@ -88,7 +89,11 @@ async def _reconcile(
             raise
     problem = outcome.problem.reason if outcome.problem else None
     previous = without_kopf(body.get("status") or {})
-    metrics.record_pass(namespace, name, previous, outcome.status, problem, outcome.events, outcome.analysis)
+    rotation = (body.get("spec") or {}).get("keyRotation")
+    schedule = rotation.get("schedule", specs.DEFAULT_ROTATION_SCHEDULE) if isinstance(rotation, dict) else None
+    metrics.record_pass(
+        namespace, name, previous, outcome.status, problem, outcome.events, outcome.analysis, schedule
+    )
     for event in outcome.events:
         kopf.event(kopf.Body(body), type=event.type, reason=event.reason, message=event.message)
     return outcome

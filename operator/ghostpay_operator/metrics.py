@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ghostpay_operator.builders import schedule
 from ghostpay_operator.kinds import InstanceStatus
 from ghostpay_operator.vocabulary import IN_PROGRESS, ROLLED_BACK, AnalysisResult, Event
 
@@ -94,6 +95,12 @@ KEY_ROTATION_OK = Gauge(
     INSTANCE,
     registry=REGISTRY,
 )
+KEY_MAX_AGE = Gauge(
+    "ghostpay_operator_key_max_age_seconds",
+    "The oldest a signing key may get under spec.keyRotation.schedule: its longest gap between runs plus an hour",
+    INSTANCE,
+    registry=REGISTRY,
+)
 
 
 class _KeyRotationAge(Collector):
@@ -126,6 +133,7 @@ _PER_INSTANCE: tuple[Counter | Gauge, ...] = (
     KEY_ROTATIONS,
     LAST_KEY_ROTATION,
     KEY_ROTATION_OK,
+    KEY_MAX_AGE,
 )
 # The label values each per-instance metric got, so `forget` can remove exactly those series.
 _seen: dict[tuple[str, str], set[tuple[Counter | Gauge, tuple[str, ...]]]] = {}
@@ -175,8 +183,10 @@ def record_pass(
     problem_reason: str | None,
     events: Iterable[Event],
     analysis: AnalysisResult | None,
+    rotation_schedule: str | None = None,
 ) -> None:
-    """A finished pass: its result, the instance's phase, what happened to its release and keys."""
+    """A finished pass: its result, the instance's phase, what happened to its release and keys (and, with
+    `rotation_schedule`, how old a key may get under it)."""
     result = ERROR if problem_reason else SUCCESS
     _labels(RECONCILES, namespace, name, result, problem_reason or "Reconciled").inc()
     if problem_reason is None:
@@ -196,6 +206,12 @@ def record_pass(
     if rotated is not None:
         _labels(LAST_KEY_ROTATION, namespace, name).set(rotated)
         KEY_ROTATION_AGE.rotated[(namespace, name)] = rotated
+    max_age = schedule.key_max_age(rotation_schedule) if rotation_schedule else None
+    if max_age is not None:
+        _labels(KEY_MAX_AGE, namespace, name).set(max_age.total_seconds())
+    elif (KEY_MAX_AGE, (namespace, name)) in _seen.get((namespace, name), set()):  # keyRotation was removed
+        _seen[(namespace, name)].discard((KEY_MAX_AGE, (namespace, name)))
+        KEY_MAX_AGE.remove(namespace, name)
     condition = next((c for c in status.get("conditions", []) if c["type"] == "KeyRotation"), None)
     if condition is not None:
         _labels(KEY_ROTATION_OK, namespace, name).set(1.0 if condition["status"] == "True" else 0.0)

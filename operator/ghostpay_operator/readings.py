@@ -10,7 +10,7 @@ from typing import Any
 
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
-from ghostpay_operator.builders import names, rotation, workloads
+from ghostpay_operator.builders import names, rotation, schedule, workloads
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.releaseplan import NO_DEPLOYMENTS, ColorState
 from ghostpay_operator.spec import SERVICES, InstanceSpec
@@ -46,7 +46,7 @@ def without_kopf(status: dict[str, Any]) -> InstanceStatus:
 
 def spec_problem(spec: specs.InstanceSpec) -> st.Problem | None:
     """What the CRD's schema cannot refuse but no child object could be made from."""
-    if spec.key_rotation is not None and (message := rotation.schedule_problem(spec.key_rotation.schedule)):
+    if spec.key_rotation is not None and (message := schedule.schedule_problem(spec.key_rotation.schedule)):
         return st.Problem("InvalidSchedule", message)
     return None
 

@@ -137,10 +137,14 @@ def _vault(raw: Mapping[str, Any] | None) -> VaultSpec | None:
     )
 
 
+DEFAULT_ROTATION_SCHEDULE = "0 3 * * *"  # the CRD's default: every night at 03:00 UTC
+
+
 def _key_rotation(raw: Mapping[str, Any] | None) -> KeyRotationSpec | None:
     if raw is None:
         return None
-    return KeyRotationSpec(raw.get("schedule", "0 3 * * *"), raw.get("gracePeriod", "24h"), _vault(raw.get("vault")))
+    schedule = raw.get("schedule", DEFAULT_ROTATION_SCHEDULE)
+    return KeyRotationSpec(schedule, raw.get("gracePeriod", "24h"), _vault(raw.get("vault")))
 
 
 def parse(body: InstanceBody | Mapping[str, Any]) -> InstanceSpec:

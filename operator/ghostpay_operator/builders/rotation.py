@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from croniter import croniter
-
 from ghostpay_operator.builders import config, meta, names, pods
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.spec import InstanceSpec
@@ -21,21 +19,6 @@ COMPONENT = names.KEY_ROTATION
 INSTANCE_UID = "ghostpay.io/instance-uid"  # on the Jobs, which the CronJob (not the instance) owns
 LABELS = {"app.kubernetes.io/component": COMPONENT}
 RBAC = "rbac.authorization.k8s.io"
-
-
-# The schedules a CronJob takes besides five cron fields (Kubernetes' parser knows these descriptors).
-MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-
-
-def schedule_problem(schedule: str) -> str | None:
-    """Why a CronJob could not run on `schedule`, or None. The CRD refuses most bad schedules at apply time; one it
-    lets through (say `99 99 * * *`) must become a clear status, not a CronJob the API server keeps refusing."""
-    if schedule in MACROS or (len(schedule.split()) == 5 and croniter.is_valid(schedule)):
-        return None
-    return (
-        f"spec.keyRotation.schedule {schedule!r} is not a cron schedule: five fields (minute hour day-of-month "
-        f"month day-of-week) or one of {', '.join(MACROS)}."
-    )
 
 
 def command(spec: InstanceSpec) -> list[str]:

@@ -74,3 +74,13 @@ def test_a_pass_leaves_its_series_and_forget_removes_them() -> None:
     assert _get("ghostpay_operator_key_rotation_succeeded", **who) == 1
     metrics.forget("unit", "pay")
     assert not [key for key in _samples() if ("resource_name", "pay") in key[1]]
+
+
+def test_the_key_max_age_follows_the_rotation_schedule_and_goes_with_it() -> None:
+    who = {"resource_namespace": "unit", "resource_name": "keys"}
+    status: dict[str, Any] = {"phase": "Healthy"}
+    metrics.record_pass("unit", "keys", status, status, None, [], None, "0 3 * * 1-5")  # type: ignore[arg-type]
+    assert _get("ghostpay_operator_key_max_age_seconds", **who) == (3 * 24 + 1) * 3600  # Friday to Monday, + 1 h
+    metrics.record_pass("unit", "keys", status, status, None, [], None, None)  # type: ignore[arg-type]
+    assert _get("ghostpay_operator_key_max_age_seconds", **who) is None  # keyRotation removed: no limit to page on
+    metrics.forget("unit", "keys")

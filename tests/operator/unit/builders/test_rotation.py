@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from ghostpay_operator import release
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import desired, meta, rotation
@@ -153,16 +151,3 @@ def test_a_schedule_change_is_no_release_of_the_services() -> None:
     after = desired.desired_children(_spec({**LOCAL, "schedule": "0 4 * * *"}), release.steady("blue"))
     assert [d["spec"]["template"] for d in before.deployments] == [d["spec"]["template"] for d in after.deployments]
     assert before.key_rotation != after.key_rotation
-
-
-@pytest.mark.parametrize("schedule", ["0 3 * * *", "*/15 * * * *", "0 3 * * 1-5", "0 0 1 JAN MON", "@daily", "@hourly"])
-def test_a_cron_schedule_or_descriptor_is_accepted(schedule: str) -> None:
-    assert rotation.schedule_problem(schedule) is None
-
-
-@pytest.mark.parametrize(
-    "schedule", ["not a cron", "99 99 * * *", "", "* * * * * *", "0 3 * *", "@reboot", "@every 1h"]
-)
-def test_anything_else_is_a_problem_that_names_the_field(schedule: str) -> None:
-    problem = rotation.schedule_problem(schedule)
-    assert problem is not None and "spec.keyRotation.schedule" in problem and repr(schedule) in problem
