@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm bench bench-keys bench-operator load clean docker image demo-images
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm bench bench-keys bench-operator load clean docker image demo-images wrk
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -63,8 +63,12 @@ openapi: install
 argocd-cm: install
 	$(VENV)/bin/python -m ghostpay_devtools.argocd
 
-bench: install
-	$(PY) -m bench.charge_bench
+# The load generator of `make bench` (Debian's wrk), installed if missing.
+wrk:
+	tools/wrk/ensure.sh
+
+bench: install wrk
+	$(PY) -m bench.charge_bench $(BENCH_ARGS)
 
 bench-keys: install openbao
 	$(PY) -m bench.keys_bench

@@ -23,7 +23,7 @@ from ghostpay.core.errors import Unavailable
 from ghostpay.core.settings import RateLimit
 
 log = logging.getLogger("ghostpay.ratelimit")
-_SCRIPT = resources.files("ghostpay.core").joinpath("gcra.lua").read_text()
+SCRIPT = resources.files("ghostpay.core").joinpath("gcra.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def decision_from_script(reply: list[int], policy: RateLimit) -> Decision:
 class RateLimiter:
     def __init__(self, client: aioredis.Redis, fail_closed: bool) -> None:
         self._client = client
-        self._script = client.register_script(_SCRIPT)
+        self._script = client.register_script(SCRIPT)
         self._fail_closed = fail_closed
         self._last_warning = 0.0
 
