@@ -13,6 +13,7 @@ connection, so the server does not go on reading (and discarding) the rest.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -149,9 +150,10 @@ class EdgeMiddleware:
     def _record(scope: Scope, runtime: Runtime, status: int, seconds: float) -> None:
         service, route = route_labels(scope, runtime.service_name)
         method = scope["method"]
-        telemetry.HTTP_REQUESTS.labels(service, route, method, str(status), runtime.settings.version).inc()
-        telemetry.HTTP_DURATION.labels(service, route, method).observe(seconds)
-        if scope["path"] not in OPS_PATHS:
+        requests, duration = _request_series(service, route, method, status, runtime.settings.version)
+        requests.inc()
+        duration.observe(seconds)
+        if scope["path"] not in OPS_PATHS and log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %s",
                 method,
@@ -165,3 +167,14 @@ class EdgeMiddleware:
                     "duration_ms": round(seconds * 1000, 2),
                 },
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_series(service: str, route: str, method: str, status: int, version: str) -> tuple[Any, Any]:
+    """The two series a request is counted in. `labels()` validates and looks its series up under a lock on every
+    call; the series themselves stay registered, so remembering them loses no count (bounded: route templates,
+    methods and statuses are few, and a series dropped from here is looked up again)."""
+    return (
+        telemetry.HTTP_REQUESTS.labels(service, route, method, str(status), version),
+        telemetry.HTTP_DURATION.labels(service, route, method),
+    )
