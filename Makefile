@@ -25,7 +25,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus docker kind helm actionlint
+test: install check controlplane openbao prometheus docker kind helm actionlint wrk
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports

@@ -62,8 +62,9 @@ def costliest(collapsed: str, top: int = 10) -> dict[str, Any]:
         return [{"frame": f, "samples": n, "share": round(n / total, 4)} for f, n in counter.most_common(top)]
 
     # Inclusive: only frames below the server's loop (every request runs under them), else the top ten is the
-    # call chain from main() down to the event loop, all at 100 %.
-    below_loop = Counter({f: n for f, n in inclusive.items() if n < 0.9 * total})
+    # call chain from main() down to the event loop, all at the share of the busiest thread.
+    root = max(inclusive.values(), default=0)
+    below_loop = Counter({f: n for f, n in inclusive.items() if n < 0.9 * root})
     return {"samples": total, "own": ranked(own), "inclusive": ranked(below_loop)}
 
 
