@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images wrk
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -26,7 +26,7 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/ghostpay dev
 
-test: install check controlplane openbao prometheus jaeger docker kind helm actionlint
+test: install check controlplane openbao prometheus jaeger docker kind helm actionlint wrk
 	$(VENV)/bin/pytest
 
 check: lint typecheck imports
@@ -68,8 +68,12 @@ argocd-cm: install
 dashboards: install
 	$(VENV)/bin/python -m ghostpay_devtools.dashboards
 
-bench: install
-	$(PY) -m bench.charge_bench
+# The load generator of `make bench` (Debian's wrk), installed if missing.
+wrk:
+	tools/wrk/ensure.sh
+
+bench: install wrk
+	$(PY) -m bench.charge_bench $(BENCH_ARGS)
 
 bench-keys: install openbao
 	$(PY) -m bench.keys_bench

@@ -1,26 +1,35 @@
-"""Benchmark of the charge path: `POST /charges` on `ghostpay serve charges` against pgbench running the same SQL.
+"""Benchmark of the charge path: `POST /charges` on `ghostpay serve charges` against its floor and against pgbench.
 
-    .venv/bin/python -m bench.charge_bench [--concurrency 16] [--seconds 15] [--sweep 1,4,16,64] [--out FILE]
+    .venv/bin/python -m bench.charge_bench [--concurrency 16] [--seconds 10] [--sweep 1,4,16,64] [--profile]
 
 One run builds its own world (see `bench.environment`: embedded PostgreSQL and Redis under /tmp, a merchant
-with a real JWT, pre-issued cards, the charges service as a subprocess with auth and rate limiting on), then:
+with a real JWT, pre-issued cards, the charges service as a subprocess with auth and rate limiting on, and the
+floor app `bench.floor_app`), then:
 
-1. warms the service up, and at each concurrency level (`--concurrency`, plus any `--sweep` levels) measures
-   - the service: closed-loop HTTP clients, each charging a fresh card as soon as its previous charge is answered;
+1. warms both servers up, and at each concurrency level (`--concurrency`, plus any `--sweep` levels) measures
+   - the service: closed-loop HTTP clients (wrk, `bench.wrk_load`), each connection charging a fresh card as
+     soon as its previous charge is answered;
+   - the floor: the same load on a minimal app on the same server stack doing per request exactly the two round
+     trips a charge must make (the same Redis script, the same SQL function) and nothing else;
    - pgbench: the same statement (`ghostpay_charge(...)`), same concurrency, same duration, fresh cards too;
 2. measures latency at half the maximum throughput: the service driven open-loop at half its best charges/s,
    and pgbench at half its tps (`--rate`), to show p99 away from saturation;
-3. counts the approved charges in the database and compares them with what the clients were told.
+3. with `--profile`, records the service under the same load with py-spy (unmeasured) and prints the ten
+   costliest frames (`bench.profile`);
+4. counts the approved charges in the database and compares them with what the clients were told.
 
-It prints a table (charges/s, p50/p95/p99, the ratio service/pgbench, CPU per charge by component) and writes
-every figure as JSON (`--out`, default bench/last-charge-bench.json): the headline figures at `--concurrency` at
-the top level (`service_charges_per_second`, `service_p99_ms`, `pgbench_tps`, `ratio_service_to_pgbench`,
+It prints a table (charges/s, p50/p95/p99, the ratios service/floor and service/pgbench, CPU per charge by
+component) and writes every figure as JSON (`--out`, default bench/last-charge-bench.json) with a PNG beside it
+(`bench.plot`: latency percentiles by phase, throughput over time): the headline figures at `--concurrency` at
+the top level (`service_charges_per_second`, `service_p99_ms`, `service_cpu_ms_per_charge`,
+`floor_charges_per_second`, `ratio_service_to_floor`, `pgbench_tps`, `ratio_service_to_pgbench`,
 `service_p99_ms_at_half_max_throughput`, ...), each phase in full under `levels` and `half_load` (CPU by
 component, PostgreSQL background events, a per-second timeline). Every process it started is stopped on exit,
 including on Ctrl-C, SIGTERM and errors.
 
 The load generator shares the machine with what it measures, so its CPU per request is reported too, as is the
-CPU that processes outside the benchmark took meanwhile (`other`): on a shared machine the figures are noisy.
+CPU that processes outside the benchmark took meanwhile (`other`): on a shared machine throughput and latency
+are noisy, and CPU milliseconds per charge is the steadier figure.
 """
 
 from __future__ import annotations
@@ -43,36 +52,51 @@ from typing import Any
 
 import asyncpg
 
-from bench import http_load
+from bench import http_load, plot, profile, wrk_load
 from bench.cpu import CpuMeter, load_generator_cpu, process_cpu, process_tree_cpu
-from bench.environment import Environment, environment
+from bench.environment import FLOOR_BATCH, SERVICE_BATCH, Environment, environment
+from bench.floor_app import FLOOR_CHARGE_PREFIX
 from bench.pgbench import CHARGE_ID_PREFIX, PgbenchCursor, run_pgbench
 from bench.stats import Summary
 from ghostpay.core.settings import Settings
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "last-charge-bench.json"
-_SIDES = ("service", "pgbench")
+_SIDES = ("service", "floor", "pgbench")
+_SERVERS = ("service", "floor")  # the sides served over HTTP
 _SPARE_CONNECTIONS = 5  # superuser-reserved slots and our own CHECKPOINT connection
 _BUSY = 0.2  # cores taken by processes outside the benchmark above which its figures are suspect
+_CLIENTS = ["wrk", *sorted(http_load.CLIENTS)]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.charge_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--concurrency", type=int, default=16, help="in-flight charges (default 16)")
-    parser.add_argument("--seconds", type=int, default=15, help="length of each measured phase (default 15)")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured phase (default 10)")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of unmeasured load first (default 3)")
     parser.add_argument(
         "--cards",
         type=int,
-        default=200_000,
-        help="cards pre-issued for the service, and as many for pgbench (default 200000); "
+        default=100_000,
+        help="cards pre-issued for the service, as many for the floor and for pgbench (default 100000); "
         "charges beyond them reuse cards and are declined",
     )
     parser.add_argument("--sweep", type=_levels, default=[], help="more concurrency levels, e.g. 1,4,16,64")
     parser.add_argument(
-        "--client", choices=sorted(http_load.CLIENTS), default="aiohttp", help="HTTP client library (default aiohttp)"
+        "--client",
+        choices=_CLIENTS,
+        default="wrk",
+        help="closed-loop HTTP load generator (default wrk); the open-loop phase always uses aiohttp",
     )
     parser.add_argument("--no-half-load", action="store_true", help="skip the p99-at-half-throughput phase")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        type=int,
+        const=10,
+        default=None,
+        metavar="SECONDS",
+        help="after the measured phases, profile the service under load with py-spy for SECONDS (default 10)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.seconds < 1 or args.cards < 1:
@@ -92,61 +116,90 @@ class Bench:
     """The measurements, against one environment; every phase is measured the same way (`_measured`)."""
 
     env: Environment
-    target: http_load.Target
+    client: str
     seconds: int
     meter: CpuMeter = field(init=False)
-    cards: http_load.CardSource = field(init=False)
+    targets: dict[str, http_load.Target] = field(init=False)
+    cards: dict[str, http_load.CardSource] = field(init=False)
     pgbench_cursor: PgbenchCursor = field(default_factory=PgbenchCursor)
     ok: Counter[str] = field(default_factory=Counter)  # by side: 201s answered, pgbench transactions done
+    unanswered: Counter[str] = field(default_factory=Counter)  # by side: requests left in flight at a phase's end
 
     def __post_init__(self) -> None:
         env = self.env
         self.meter = CpuMeter(
             {
                 "service": lambda: process_cpu(env.service.pid),
+                "floor": lambda: process_cpu(env.floor.pid),
                 "postgres": lambda: process_tree_cpu(env.postgres_pid),
                 "redis": lambda: process_cpu(env.redis_pid),
                 "loadgen": load_generator_cpu,
             }
         )
-        self.cards = http_load.CardSource(env.cards_per_batch)
+        python_client = self.client if self.client in http_load.CLIENTS else "aiohttp"
+        self.targets = {
+            "service": http_load.Target(env.base_url, env.token, python_client),
+            "floor": http_load.Target(env.floor_url, env.token, python_client),
+        }
+        self.cards = {
+            "service": http_load.CardSource(env.cards_per_batch, SERVICE_BATCH),
+            "floor": http_load.CardSource(env.cards_per_batch, FLOOR_BATCH),
+        }
+
+    def closed_loop(self, side: str, concurrency: int, seconds: float) -> Summary:
+        """`concurrency` connections charging `side` (service or floor) flat out for `seconds`."""
+        target, cards = self.targets[side], self.cards[side]
+        if self.client != "wrk":
+            summary = http_load.closed_loop(target, cards, concurrency, seconds)
+            return self._counted(side, replace(summary, label=side))
+        summary, taken = wrk_load.run(
+            target.base_url, target.token, cards.batch, cards.taken, cards.cards, concurrency, seconds, side
+        )
+        cards.taken += taken
+        return self._counted(side, summary)
 
     def warm_up(self, concurrency: int, seconds: float) -> None:
         """Unmeasured load (connections opened, statements prepared); fails unless charges are approved."""
-        summary = self._counted("service", http_load.closed_loop(self.target, self.cards, concurrency, seconds))
-        if summary.ok == 0:
-            log = (self.env.root / "service.log").read_text()[-2000:]
-            raise RuntimeError(f"no charge approved during the warm-up: {summary.outcomes}\n{log}")
+        for side in _SERVERS:
+            summary = self.closed_loop(side, concurrency, seconds)
+            if summary.ok == 0:
+                log = (self.env.root / f"{side}.log").read_text()[-2000:]
+                raise RuntimeError(f"no charge approved by the {side} during the warm-up: {summary.outcomes}\n{log}")
 
-    def service(self, concurrency: int) -> Summary:
-        return self._measured(
-            "service", lambda: http_load.closed_loop(self.target, self.cards, concurrency, self.seconds)
-        )
+    def server(self, side: str, concurrency: int) -> Summary:
+        return self._measured(lambda: self.closed_loop(side, concurrency, self.seconds))
 
     def service_at_rate(self, rate: float, connections: int) -> Summary:
-        return self._measured(
-            "service", lambda: http_load.open_loop(self.target, self.cards, rate, self.seconds, connections)
-        )
+        def phase() -> Summary:
+            summary = http_load.open_loop(
+                self.targets["service"], self.cards["service"], rate, self.seconds, connections
+            )
+            return self._counted("service", summary)
+
+        return self._measured(phase)
 
     def pgbench(self, concurrency: int, rate: float | None = None) -> Summary:
         return self._measured(
-            "pgbench", lambda: run_pgbench(self.env, self.pgbench_cursor, concurrency, self.seconds, rate)
+            lambda: self._counted(
+                "pgbench", run_pgbench(self.env, self.pgbench_cursor, concurrency, self.seconds, rate)
+            )
         )
 
-    def _measured(self, side: str, phase: Callable[[], Summary]) -> Summary:
+    def _measured(self, phase: Callable[[], Summary]) -> Summary:
         """Run a phase from a clean slate (a checkpoint first), with its CPU use per approved charge."""
         _sql(self.env, "CHECKPOINT")
         events = _postgres_events(self.env)
         before, started = self.meter.snapshot(), time.perf_counter()
-        summary = self._counted(side, phase())
+        summary = phase()
         cpu = self.meter.breakdown(before, time.perf_counter() - started, summary.ok)
         events = {k: v - events[k] for k, v in _postgres_events(self.env).items()}
         return replace(summary, cpu=cpu, postgres_events=events)
 
     def _counted(self, side: str, summary: Summary) -> Summary:
-        """Count what a phase says it got approved (the database must agree); the service must still be up."""
+        """Count what a phase says it got approved (the database must agree); the servers must still be up."""
         self.env.check_service()
         self.ok[side] += summary.ok
+        self.unanswered[side] += summary.unanswered
         return summary
 
 
@@ -173,29 +226,46 @@ def _postgres_events(env: Environment) -> dict[str, int]:
 
 
 def _check_connections(env: Environment, concurrency: int) -> None:
-    """pgbench opens one connection per client while the service keeps its pool (the product's default size)."""
+    """pgbench opens one connection per client while the service and the floor keep their pools (the product's
+    default size)."""
     limit = int(_sql(env, "SHOW max_connections")[0][0])
-    needed = concurrency + Settings.model_fields["db_pool_max"].default + _SPARE_CONNECTIONS
+    needed = concurrency + 2 * Settings.model_fields["db_pool_max"].default + _SPARE_CONNECTIONS
     if needed > limit:
         raise SystemExit(f"concurrency {concurrency} needs {needed} PostgreSQL connections; the server allows {limit}")
 
 
 def database_check(bench: Bench) -> dict[str, Any]:
-    """Approved and declined charges in the database, by who made them, against what the clients counted."""
+    """Approved and declined charges in the database, by who made them, against what the clients counted.
+
+    Consistent: no card approved twice, and the approved charges are the 201s answered plus at most the
+    requests left unanswered when a wrk phase ended (the server may have approved those after wrk stopped)."""
     rows = _sql(
         bench.env,
-        f"""SELECT CASE WHEN charge_id LIKE '{CHARGE_ID_PREFIX}%' THEN 'pgbench' ELSE 'service' END AS source,
+        f"""SELECT CASE WHEN charge_id LIKE '{CHARGE_ID_PREFIX}%' THEN 'pgbench'
+                        WHEN charge_id LIKE '{FLOOR_CHARGE_PREFIX}%' THEN 'floor' ELSE 'service' END AS source,
                    status, count(*) AS n
             FROM charges GROUP BY 1, 2 ORDER BY 1, 2""",
     )
-    counts: dict[str, dict[str, int]] = {"service": {}, "pgbench": {}}
+    twice = _sql(
+        bench.env,
+        "SELECT count(*) AS n FROM (SELECT card_id FROM charges WHERE status = 'approved' "
+        "GROUP BY card_id HAVING count(*) > 1) AS approved_twice",
+    )[0]["n"]
+    counts: dict[str, dict[str, int]] = {side: {} for side in _SIDES}
     for row in rows:
         counts[row["source"]][row["status"]] = row["n"]
-    service_ok = counts["service"].get("approved", 0) == bench.ok["service"]
-    return {
-        "service": {**counts["service"], "answered_201": bench.ok["service"], "consistent": service_ok},
-        "pgbench": {**counts["pgbench"], "transactions_ok": bench.ok["pgbench"]},
-    }
+    check: dict[str, Any] = {"cards_approved_twice": twice}
+    for side in _SERVERS:
+        approved, answered = counts[side].get("approved", 0), bench.ok[side]
+        consistent = twice == 0 and answered <= approved <= answered + bench.unanswered[side]
+        check[side] = {
+            **counts[side],
+            "answered_201": answered,
+            "unanswered": bench.unanswered[side],
+            "consistent": consistent,
+        }
+    check["pgbench"] = {**counts["pgbench"], "transactions_ok": bench.ok["pgbench"]}
+    return check
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,17 +274,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with environment(args.cards) as env:
         print(f"environment ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         _check_connections(env, max(levels))
-        bench = Bench(env, http_load.Target(env.base_url, env.token, args.client), args.seconds)
-        print(f"warming up for {args.warmup:g} s", file=sys.stderr)
+        bench = Bench(env, args.client, args.seconds)
+        print(f"warming up for {args.warmup:g} s each", file=sys.stderr)
         bench.warm_up(args.concurrency, args.warmup)
         comparisons = []
         for level in levels:
-            print(f"concurrency {level}: service, then pgbench, {args.seconds} s each", file=sys.stderr)
-            service, pgbench = bench.service(level), bench.pgbench(level)
-            comparisons.append({"concurrency": level, "service": service, "pgbench": pgbench})
+            print(f"concurrency {level}: service, floor, then pgbench, {args.seconds} s each", file=sys.stderr)
+            sides = {side: bench.server(side, level) for side in _SERVERS}
+            comparisons.append({"concurrency": level, **sides, "pgbench": bench.pgbench(level)})
         half_load = None if args.no_half_load else _half_load(bench, comparisons)
+        profiled = _profile(bench, args) if args.profile else None
         check = database_check(bench)
-    return _report(args, comparisons, half_load, check)
+    return _report(args, comparisons, half_load, check, profiled)
 
 
 def _half_load(bench: Bench, comparisons: list[dict[str, Any]]) -> dict[str, Summary]:
@@ -228,18 +299,38 @@ def _half_load(bench: Bench, comparisons: list[dict[str, Any]]) -> dict[str, Sum
     }
 
 
+def _profile(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """The service under the headline load, recorded by py-spy (not measured: py-spy takes CPU too)."""
+    print(f"profiling the service for {args.profile} s", file=sys.stderr)
+    raw = args.out.with_suffix(".py-spy.txt")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    profile.record(
+        bench.env.service.pid,
+        args.profile,
+        raw,
+        lambda: bench.closed_loop("service", args.concurrency, args.profile + 1),
+    )
+    return {**profile.costliest(raw.read_text()), "collapsed_stacks": str(raw)}
+
+
+def _cpu_ms(summary: dict[str, Any], component: str) -> float:
+    value: float = summary["cpu"][component]["cpu_ms_per_op"]
+    return value
+
+
 def _report(
     args: argparse.Namespace,
     comparisons: list[dict[str, Any]],
     half_load: dict[str, Summary] | None,
     check: dict[str, Any],
+    profiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     rows = [
         {
             "concurrency": c["concurrency"],
-            "service": c["service"].as_dict(),
-            "pgbench": c["pgbench"].as_dict(),
+            **{side: c[side].as_dict() for side in _SIDES},
             "ratio": round(c["service"].throughput / c["pgbench"].throughput, 4),
+            "ratio_to_floor": round(c["service"].throughput / c["floor"].throughput, 4),
         }
         for c in comparisons
     ]
@@ -254,6 +345,14 @@ def _report(
         "service_p50_ms": headline["service"]["p50_ms"],
         "service_p95_ms": headline["service"]["p95_ms"],
         "service_p99_ms": headline["service"]["p99_ms"],
+        "service_cpu_ms_per_charge": _cpu_ms(headline["service"], "service"),
+        "floor_charges_per_second": headline["floor"]["throughput"],
+        "floor_p50_ms": headline["floor"]["p50_ms"],
+        "floor_p95_ms": headline["floor"]["p95_ms"],
+        "floor_p99_ms": headline["floor"]["p99_ms"],
+        "floor_cpu_ms_per_charge": _cpu_ms(headline["floor"], "floor"),
+        "ratio_service_to_floor": headline["ratio_to_floor"],
+        "loadgen_cpu_ms_per_charge": _cpu_ms(headline["service"], "loadgen"),
         "pgbench_tps": headline["pgbench"]["throughput"],
         "pgbench_p50_ms": headline["pgbench"]["p50_ms"],
         "pgbench_p95_ms": headline["pgbench"]["p95_ms"],
@@ -263,6 +362,7 @@ def _report(
         "pgbench_p99_ms_at_half_max_throughput": half["pgbench"]["p99_ms"] if half else None,
         "levels": rows,
         "half_load": half,
+        "profile": profiled,
         "database_check": check,
     }
 
@@ -285,26 +385,41 @@ def _cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
-def print_report(report: dict[str, Any]) -> None:
+_NAMES = {"service": "service POST /charges", "floor": "floor   POST /charges", "pgbench": "pgbench ghostpay_charge"}
+
+
+def table(report: dict[str, Any]) -> list[str]:
+    """The report as the lines `make bench` prints (the README quotes them)."""
     machine = report["machine"]
-    print(f"\nGhostPay charge path, {machine['cpus']} CPUs, {report['settings']['seconds']} s per phase")
-    print(f"{'':<34}{'ops/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ok':>9}{'not ok':>7}")
+    lines = [f"GhostPay charge path, {machine['cpus']} CPUs, {report['settings']['seconds']} s per phase"]
+    lines.append(f"{'':<34}{'ops/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ok':>9}{'not ok':>7}")
     for level in report["levels"]:
         c = level["concurrency"]
-        print(_row(f"service POST /charges   c={c}", level["service"]))
-        print(_row(f"pgbench ghostpay_charge c={c}", level["pgbench"]))
-        print(f"{'ratio service/pgbench':<34}{level['ratio']:>10.3f}")
+        lines += [_row(f"{_NAMES[side]:<23} c={c}", level[side]) for side in _SIDES]
+        lines.append(f"{'ratio service/floor':<34}{level['ratio_to_floor']:>10.3f}")
+        lines.append(f"{'ratio service/pgbench':<34}{level['ratio']:>10.3f}")
     half = report["half_load"]
     if half:
-        for side in _SIDES:
-            print(_row(f"{side} at {half[side]['target_rate']:.0f}/s (half max)", half[side]))
+        lines += [_row(f"{side} at {half[side]['target_rate']:.0f}/s (half max)", half[side]) for side in half]
     phases = [(f"{side} c={level['concurrency']}", level[side]) for level in report["levels"] for side in _SIDES]
-    phases += [(f"{side} at half max", half[side]) for side in _SIDES] if half else []
-    print("", *_cpu_table(phases), sep="\n")
+    phases += [(f"{side} at half max", half[side]) for side in half] if half else []
+    lines += ["", *_cpu_table(phases)]
+    lines.append(
+        f"service CPU per charge {report['service_cpu_ms_per_charge']:.3f} ms, "
+        f"floor {report['floor_cpu_ms_per_charge']:.3f} ms"
+    )
+    return lines
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print("", *table(report), sep="\n")
+    if report["profile"]:
+        print("", *profile.table(report["profile"]), sep="\n")
     check = report["database_check"]
-    print(f"\ndatabase: service charges {check['service']}, pgbench charges {check['pgbench']}")
-    if not check["service"]["consistent"]:
-        print("WARNING: the service's approved charges in the database differ from the 201s it answered")
+    print(f"\ndatabase: {json.dumps(check)}")
+    for side in _SERVERS:
+        if not check[side]["consistent"]:
+            print(f"WARNING: the {side}'s approved charges in the database differ from the 201s it answered")
     if any(check[side].get("declined") for side in _SIDES):
         print("WARNING: some charges were declined: the pre-issued cards ran out; raise --cards")
 
@@ -324,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {args.out}")
+    picture = plot.write_png(report, args.out.with_suffix(".png"))
+    print(f"written to {args.out} and {picture}")
     return 0
 
 

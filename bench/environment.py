@@ -3,11 +3,12 @@
 - embedded PostgreSQL and Redis (`ghostpay.dev`) in a fresh directory under /tmp, the database migrated;
 - a merchant client in `clients` and a real RS256 access token for it, signed with the key store that the
   service reads (so the service verifies a genuine JWT on every request);
-- two batches of pre-issued active cards inserted in bulk (`s…` for the service, `p…` for pgbench), so the
-  benchmark measures charges and not issuance;
+- three batches of pre-issued active cards inserted in bulk (`s…` for the service, `f…` for the floor, `p…`
+  for pgbench), so the benchmark measures charges and not issuance;
 - `ghostpay serve charges` as a subprocess on 127.0.0.1, with auth and rate limiting on (a merchant budget far
   above what the benchmark can reach, so the limiter is asked once per request but never refuses), and
-  otherwise the product's defaults (one process, a database pool of 20).
+  otherwise the product's defaults (one process, a database pool of 20);
+- the floor (`bench.floor_app`) as a second subprocess on 127.0.0.1, on the same server, PostgreSQL and Redis.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _KEYS_PASSPHRASE = secrets.token_urlsafe(16)  # the benchmark's throwaway key st
 CURRENCY = "USD"
 CARD_AMOUNT = 100_000  # every card allows more than one charge asks for: the approve path
 CHARGE_AMOUNT = 1_999
-SERVICE_BATCH, PGBENCH_BATCH = "s", "p"
+SERVICE_BATCH, FLOOR_BATCH, PGBENCH_BATCH = "s", "f", "p"
 _CARD_DIGITS = 23  # "card_" + batch letter + 23 digits: as long as a real id ("card_" + 24 hex digits)
 _DATA_KEY_ID = "key_bench"
 _TOKEN_TTL = 3600
@@ -70,14 +71,17 @@ class Environment:
     cards_per_batch: int
     base_url: str
     service: subprocess.Popen[bytes]
+    floor_url: str
+    floor: subprocess.Popen[bytes]
     postgres_pid: int
     redis_pid: int
 
     def check_service(self) -> None:
-        """Raise, with the end of its log, if the charges service has exited."""
-        if self.service.poll() is not None:
-            log = (self.root / "service.log").read_text()[-3000:]
-            raise RuntimeError(f"ghostpay serve charges exited ({self.service.returncode}):\n{log}")
+        """Raise, with the end of its log, if the charges service or the floor has exited."""
+        for name, process in (("service", self.service), ("floor", self.floor)):
+            if process.poll() is not None:
+                log = (self.root / f"{name}.log").read_text()[-3000:]
+                raise RuntimeError(f"the {name} exited ({process.returncode}):\n{log}")
 
 
 @contextlib.contextmanager
@@ -94,7 +98,7 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
         redis_url = redis_server.start()
         keys_dir = root / "keys"
         merchant_id, token = asyncio.run(_seed(database_url, keys_dir, cards_per_batch))
-        port = free_port()
+        port, floor_port = free_port(), free_port()
         service_env = {
             "GHOSTPAY_DATABASE_URL": database_url,
             "GHOSTPAY_REDIS_URL": redis_url,
@@ -105,7 +109,12 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
             "GHOSTPAY_LOG_LEVEL": "WARNING",
             "GHOSTPAY_RATE_LIMITS": json.dumps({"merchant": {"requestsPerSecond": 1_000_000, "burst": 1_000_000}}),
         }
-        service = stack.enter_context(_charges_service(service_env, port, root / "service.log"))
+        ghostpay = [str(Path(sys.executable).parent / "ghostpay"), "serve", "charges", "--host", "127.0.0.1"]
+        ghostpay += ["--metrics-port", str(free_port())]  # not 9090: anything else on the machine may hold it
+        ghostpay += ["--port", str(port)]
+        service = stack.enter_context(_server(ghostpay, service_env, port, root / "service.log"))
+        floor_command = [sys.executable, "-m", "bench.floor_app", "--port", str(floor_port), "--merchant", merchant_id]
+        floor = stack.enter_context(_server(floor_command, service_env, floor_port, root / "floor.log"))
         yield Environment(
             root=root,
             database_url=database_url,
@@ -114,6 +123,8 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
             cards_per_batch=cards_per_batch,
             base_url=f"http://127.0.0.1:{port}",
             service=service,
+            floor_url=f"http://127.0.0.1:{floor_port}",
+            floor=floor,
             postgres_pid=int((root / "pg" / "postmaster.pid").read_text().split()[0]),
             redis_pid=_redis_pid(redis_server.socket_path),
         )
@@ -143,7 +154,7 @@ async def _seed(database_url: str, keys_dir: Path, cards_per_batch: int) -> tupl
         await pool.execute(
             "INSERT INTO data_keys (key_id, wrapped_key) VALUES ($1, $2)", _DATA_KEY_ID, secrets.token_bytes(60)
         )
-        for batch in (SERVICE_BATCH, PGBENCH_BATCH):
+        for batch in (SERVICE_BATCH, FLOOR_BATCH, PGBENCH_BATCH):
             await _insert_cards(pool, batch, cards_per_batch, client.client_id)
         await pool.execute("VACUUM ANALYZE cards")
         return client.client_id, token
@@ -170,15 +181,14 @@ async def _insert_cards(pool: asyncpg.Pool, batch: str, count: int, merchant_id:
 
 
 @contextlib.contextmanager
-def _charges_service(service_env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`ghostpay serve charges`, ready (GET /readyz answered 200) when entered, stopped on exit."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GHOSTPAY_")} | service_env
-    command = [str(Path(sys.executable).parent / "ghostpay"), "serve", "charges", "--host", "127.0.0.1"]
-    command += ["--metrics-port", str(free_port())]  # not 9090: anything else on the machine may hold it
+def _server(
+    command: list[str], server_env: dict[str, str], port: int, log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server subprocess, ready (GET /readyz answered 200) when entered, stopped on exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GHOSTPAY_")} | server_env
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [*command, "--port", str(port)], env=env, stdout=log, stderr=log, preexec_fn=die_with_parent
-        )
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, preexec_fn=die_with_parent)
     try:
         _wait_ready(process, f"http://127.0.0.1:{port}/readyz", log_path)
         yield process
@@ -191,13 +201,13 @@ def _charges_service(service_env: dict[str, str], port: int, log_path: Path) -> 
             process.wait()
 
 
-def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 30) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"ghostpay serve charges exited ({process.returncode}):\n{log_path.read_text()}")
+            raise RuntimeError(f"{process.args} exited ({process.returncode}):\n{log_path.read_text()}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"ghostpay serve charges not ready after {timeout:.0f} s:\n{log_path.read_text()}")
+    raise RuntimeError(f"{process.args} not ready after {timeout:.0f} s:\n{log_path.read_text()}")

@@ -1,9 +1,10 @@
 """The HTTP load generator: `POST /charges` from this process, on uvloop, over the keep-alive connections of
 one shared client session per phase. Request bodies are small pre-encoded JSON; responses are read, not parsed.
 
-The client library is aiohttp by default (installed with kopf): on this path it costs about 0.2 ms of CPU per
-request where httpx costs about 1.3 ms, and on a 2-core machine every millisecond the load generator burns is
-taken from the service it measures. `--client httpx` is kept for comparison.
+The closed-loop phases are driven by wrk (`bench.wrk_load`) unless `--client` asks for a Python one; the open-loop
+phase (a fixed rate, which wrk cannot do) always runs here. The client library is aiohttp by default: on this
+path it costs about 0.2 ms of CPU per request where httpx costs about 1.3 ms. `--client httpx` is kept for
+comparison.
 
 - `closed_loop`: `concurrency` workers, each sending its next charge as soon as its previous one is answered:
   the maximum throughput at that concurrency.
@@ -34,18 +35,20 @@ _TIMEOUT = 30.0
 
 
 class CardSource:
-    """Request bodies, each charging the next unused card of the service batch. Past the end of the batch it
-    wraps around, so those charges are declined (402) and show up as such in the outcomes."""
+    """Request bodies, each charging the next unused card of a batch (the service's or the floor's). Past the end
+    of the batch it wraps around, so those charges are declined (402) and show up as such in the outcomes.
+    `taken` is shared with `bench.wrk_load`, which moves it past the cards a wrk run used."""
 
-    def __init__(self, cards: int) -> None:
+    def __init__(self, cards: int, batch: str = SERVICE_BATCH) -> None:
         self.cards = cards
+        self.batch = batch
         self.taken = 0
 
     def next_body(self) -> bytes:
         number = self.taken % self.cards + 1
         self.taken += 1
         return json.dumps(
-            {"card_id": card_id(SERVICE_BATCH, number), "amount": CHARGE_AMOUNT, "currency": CURRENCY}
+            {"card_id": card_id(self.batch, number), "amount": CHARGE_AMOUNT, "currency": CURRENCY}
         ).encode()
 
 

@@ -36,6 +36,7 @@ class Summary:
     cpu: dict[str, Any] = field(default_factory=dict)  # filled in by the caller
     postgres_events: dict[str, int] = field(default_factory=dict)  # likewise: checkpoints, autovacuums
     timeline: list[dict[str, float]] = field(default_factory=list)  # per second: where a tail came from
+    unanswered: int = 0  # requests sent and never answered (wrk stops with some in flight): approved or not
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}

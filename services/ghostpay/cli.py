@@ -67,8 +67,9 @@ def _server_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Conf
     )
 
 
-def _run_uvicorn(app: Any, host: str, port: int, metrics_port: int | None = None) -> None:
-    """Serve `app` until SIGINT/SIGTERM; with `metrics_port`, the metrics too, on that port."""
+def run_server(app: Any, host: str, port: int, metrics_port: int | None = None) -> None:
+    """Serve `app` until SIGINT/SIGTERM; with `metrics_port`, the metrics too, on that port. The benchmark's floor
+    app (`bench.floor_app`) is served by this too, so both stand on the same server stack."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _ignore_signal)
     config = _server_config(app, host, port, lifespan="on", timeout_graceful_shutdown=10)
@@ -163,7 +164,7 @@ def _dev(host: str, port: int, data_dir: Path) -> None:
     telemetry.configure_logging(settings.log_level)
     try:
         asyncio.run(db.migrate(settings.database_url))
-        _run_uvicorn(app_module.create_app(settings, tracer_provider=_tracer_provider("dev")), host, port)
+        run_server(app_module.create_app(settings, tracer_provider=_tracer_provider("dev")), host, port)
     finally:
         if redis is not None:
             redis.stop()
@@ -189,7 +190,7 @@ def serve(service: str, host: str, port: int, metrics_port: int) -> None:
     telemetry.configure_logging(settings.log_level)
     chosen = [cast(app_module.ServiceName, service)]
     app = app_module.create_app(settings, chosen, metrics_route=False, tracer_provider=_tracer_provider(service))
-    _run_uvicorn(app, host, port, metrics_port)
+    run_server(app, host, port, metrics_port)
 
 
 @main.command()

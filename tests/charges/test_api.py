@@ -125,3 +125,12 @@ async def test_charges_list_by_card_and_paginate(api: Api) -> None:
         )
     ).json()
     assert not rest["has_more"] and [c["charge_id"] for c in rest["data"]] == [ids[0]]
+
+
+async def test_a_role_that_may_not_charge_is_refused_before_its_body_is_validated(api: Api) -> None:
+    user = await api.user()
+    invalid = await api.http.post("/charges", json={"card_id": 7}, headers=user["headers"])
+    assert invalid.status_code == 403, invalid.text  # not a 422 that would describe the body to this caller
+    assert invalid.json()["code"] == "forbidden"
+    anonymous = await api.http.post("/charges", json={"card_id": 7})
+    assert anonymous.status_code == 401, anonymous.text

@@ -5,17 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from ghostpay.charges import service, store
 from ghostpay.core import problems
 from ghostpay.core.api_models import CursorQuery, Identifier, LimitQuery, MoneyModel, Page, Text
-from ghostpay.core.deps import CallerDep, RuntimeDep, require_roles
-from ghostpay.core.tokens import Principal
+from ghostpay.core.deps import BEARER_SECURED, CallerDep, RuntimeDep, admits, caller_in, runtime_of
+from ghostpay.core.settings import Role
 
 router = APIRouter(tags=["charges"])
-Charger = Annotated[Principal, Depends(require_roles("admin", "merchant"))]
+CHARGER_ROLES: tuple[Role, ...] = ("admin", "merchant")
 
 
 class ChargeCreate(MoneyModel):
@@ -42,15 +42,19 @@ class ChargeDetail(Charge):
     response_model=Charge,
     responses=problems.documented(400, 402, 409),
     summary="Charge a single-use card",
+    openapi_extra=BEARER_SECURED,  # the hot path: caller and runtime read without sub-dependencies (core.deps)
 )
+@admits(*CHARGER_ROLES)
 async def create_charge(
     body: ChargeCreate,
+    request: Request,
     response: Response,
-    runtime: RuntimeDep,
-    caller: Charger,
     idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
 ) -> Charge:
-    result = await service.create_charge(runtime, caller, body.card_id, body.amount, body.currency, idempotency_key)
+    caller = caller_in(request, CHARGER_ROLES)
+    result = await service.create_charge(
+        runtime_of(request), caller, body.card_id, body.amount, body.currency, idempotency_key
+    )
     if result.replayed:
         response.headers[service.REPLAYED_HEADER] = "true"
     return Charge.model_validate(result.charge, from_attributes=True)

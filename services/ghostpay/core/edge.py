@@ -15,6 +15,7 @@ connection, so the server does not go on reading (and discarding) the rest.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghostpay.core import problems, revocation, telemetry, tracing
 from ghostpay.core.bodies import BodyTooLarge, LimitedBody, declared_length
-from ghostpay.core.deps import missing_principal, route_needs_principal
+from ghostpay.core.deps import admitted_roles, missing_principal, role_refused, route_needs_principal
 from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.settings import RateLimitedRole
@@ -61,11 +62,17 @@ class GuardedRoutes:
 
 
 def refuse_before_body(scope: Scope, headers: Headers, limit: int, guarded: GuardedRoutes) -> Any:
-    """A 401 for a route that needs a caller and has none, a 413 for a declared length over the limit; else None."""
+    """A 401 for a route that needs a caller and has none, a 403 for a caller whose role an `admits`-marked route
+    does not let in, a 413 for a declared length over the limit; else None."""
     state = scope["state"]
-    if "principal" not in state and (route := guarded.guarded_route(scope)) is not None:
-        scope["route"] = route  # refused before routing: the metrics still name the route template
-        return problems.from_domain_error(missing_principal(state))
+    if (route := guarded.guarded_route(scope)) is not None:
+        principal = state.get("principal")
+        roles = admitted_roles(route)
+        if principal is None or (roles is not None and principal.role not in roles):
+            scope["route"] = route  # refused before routing: the metrics still name the route template
+            if principal is None:
+                return problems.from_domain_error(missing_principal(state))
+            return problems.from_domain_error(role_refused(principal.role))
     length = declared_length(headers)
     if length is not None and length > limit:
         return problems.problem_response(413, "body_too_large", HTTPStatus(413).phrase, BodyTooLarge(limit).detail)
@@ -156,9 +163,10 @@ class EdgeMiddleware:
     def _record(scope: Scope, runtime: Runtime, status: int, seconds: float) -> None:
         service, route = route_labels(scope, runtime.service_name)
         method = scope["method"]
-        telemetry.HTTP_REQUESTS.labels(service, route, method, str(status), runtime.settings.version).inc()
-        telemetry.HTTP_DURATION.labels(service, route, method, runtime.settings.version).observe(seconds)
-        if scope["path"] not in OPS_PATHS:
+        requests, duration = _request_series(service, route, method, status, runtime.settings.version)
+        requests.inc()
+        duration.observe(seconds)
+        if scope["path"] not in OPS_PATHS and log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %s",
                 method,
@@ -172,3 +180,14 @@ class EdgeMiddleware:
                     "duration_ms": round(seconds * 1000, 2),
                 },
             )
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_series(service: str, route: str, method: str, status: int, version: str) -> tuple[Any, Any]:
+    """The two series a request is counted in. `labels()` validates and looks its series up under a lock on every
+    call; the series themselves stay registered, so remembering them loses no count (bounded: route templates,
+    methods and statuses are few, and a series dropped from here is looked up again)."""
+    return (
+        telemetry.HTTP_REQUESTS.labels(service, route, method, str(status), version),
+        telemetry.HTTP_DURATION.labels(service, route, method, version),
+    )

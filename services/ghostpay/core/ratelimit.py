@@ -27,7 +27,7 @@ from ghostpay.core.errors import Unavailable
 from ghostpay.core.settings import RateLimit
 
 log = logging.getLogger("ghostpay.ratelimit")
-_SCRIPT = resources.files("ghostpay.core").joinpath("gcra.lua").read_text()
+SCRIPT = resources.files("ghostpay.core").joinpath("gcra.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def decision_from_script(reply: list[Any], policy: RateLimit) -> Decision:
 class RateLimiter:
     def __init__(self, client: aioredis.Redis, fail_closed: bool, policy_key: str | None = None) -> None:
         self._client = client
-        self._script = client.register_script(_SCRIPT)
+        self._script = client.register_script(SCRIPT)
         self._fail_closed = fail_closed
         self._policy_key = policy_key  # the instance's live policy (set by the operator), or None: defaults only
         self._last_warning = 0.0

@@ -1,0 +1,124 @@
+"""The charge benchmark's pieces that need no servers: the wrk script's card cycling (run in a Lua 5.1, the
+language of wrk's LuaJIT, by lupa), the reading of its report, the profile's ranking, the report's headline
+keys, and the PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import lupa.lua51
+from bench.environment import card_id
+from bench.stats import Summary
+
+from bench import charge_bench, plot, profile, wrk_load
+
+
+def _wrk_thread(lua: Any, index: int, args: list[str]) -> Any:
+    """One wrk thread's Lua state, as wrk sets it up: the script loaded, `index` set, `init(args)` called."""
+    lua.execute("wrk = {format = function(method, path, headers, body) return body end}")
+    lua.execute(wrk_load.SCRIPT.read_text())
+    lua.globals().index = index
+    lua.globals().init(lua.table_from({i + 1: a for i, a in enumerate(args)}))
+    return lua.globals()
+
+
+def test_the_wrk_script_charges_each_card_once_across_threads() -> None:
+    threads, cards, offset = 2, 10, 3
+    args = ["tok", "f", str(offset), str(cards), "1999", "USD", str(threads)]
+    seen = []
+    for index in range(threads):
+        script = _wrk_thread(lupa.lua51.LuaRuntime(), index, args)
+        seen += [json.loads(script.request())["card_id"] for _ in range(3)]
+        assert script.sent == 3
+    assert sorted(seen) == sorted(card_id("f", n) for n in range(offset + 1, offset + 7))
+    # Past the batch it wraps around (those charges are declined): thread 1's 4th card is 3 + 3 * 2 + 1 + 1 = 11.
+    assert json.loads(script.request()) == {"card_id": card_id("f", 1), "amount": 1999, "currency": "USD"}
+
+
+def test_the_wrk_script_counts_statuses_and_answers_per_second() -> None:
+    script = _wrk_thread(lupa.lua51.LuaRuntime(), 0, ["tok", "s", "0", "5", "1999", "USD", "1"])
+    for status in (201, 201, 402):
+        script.response(status, None, "")
+    assert dict(script.statuses) == {201: 2, 402: 1}
+    assert sum(dict(script.per_second).values()) == 3
+
+
+def _wrk_report() -> dict[str, Any]:
+    return {
+        "duration_us": 2_000_000,
+        "answered": 30,
+        "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 1},
+        "latency_us": {"p50": 1500, "p95": 4000, "p99": 9000, "mean": 1800.5, "max": 12000},
+        "threads": [
+            {"sent": 17, "statuses": {"201": 15}, "per_second": {"1000": 10, "1001": 5}},
+            {"sent": 16, "statuses": {"201": 14, "402": 1}, "per_second": {"1000": 9, "1001": 6}},
+        ],
+    }
+
+
+def test_a_wrk_report_becomes_a_summary() -> None:
+    summary = wrk_load.summary_of(_wrk_report(), "floor", 4)
+    assert (summary.ok, summary.operations, summary.throughput) == (29, 30, 14.5)
+    assert (summary.p50_ms, summary.p99_ms, summary.max_ms) == (1.5, 9.0, 12.0)
+    assert summary.outcomes == {"201": 29, "402": 1, "timeout": 1}
+    assert summary.timeline == [{"second": 0, "ops": 19}, {"second": 1, "ops": 11}]
+    assert summary.unanswered == 3  # 33 sent, 30 answered: the service may have approved those
+
+
+def test_wrk_gets_the_card_range_and_thread_count() -> None:
+    command = wrk_load.command("http://127.0.0.1:1", "tok", "s", 40, 100, 1, 3)
+    assert command[-7:] == ["tok", "s", "40", "100", "1999", "USD", "1"]
+    assert "--connections=1" in command and "--threads=1" in command and "--duration=3s" in command
+
+
+def test_the_profile_ranks_frames_by_own_and_inclusive_samples() -> None:
+    collapsed = "main;loop;handler;sql 6\nmain;loop;handler;json 2\nmain;loop;idle_check 2\nbroken line\n"
+    ranked = profile.costliest(collapsed, top=2)
+    assert ranked["samples"] == 10
+    assert [(r["frame"], r["share"]) for r in ranked["own"]] == [("sql", 0.6), ("json", 0.2)]
+    assert [r["frame"] for r in ranked["inclusive"]] == ["handler", "sql"]  # main and loop are in every sample
+    assert "60.0 %  sql" in "\n".join(profile.table(ranked))
+
+
+def _summary(label: str, throughput: float, service_cpu: float, floor_cpu: float) -> Summary:
+    cpu = {
+        name: {"cores": 0.0, "cpu_ms_per_op": value}
+        for name, value in {"service": service_cpu, "floor": floor_cpu, "loadgen": 0.05, "other": 0.0}.items()
+    }
+    timeline = [{"second": 0, "ops": throughput}, {"second": 1, "ops": throughput}]
+    return Summary(label, 16, 2.0, 20, 20, throughput, 1.0, 2.0, 3.0, 1.2, 4.0, cpu=cpu, timeline=timeline)
+
+
+def _report() -> dict[str, Any]:
+    args = argparse.Namespace(concurrency=16, seconds=2, out=Path("x.json"))
+    comparison = {
+        "concurrency": 16,
+        "service": _summary("service", 800, 0.4, 0.0),
+        "floor": _summary("floor", 1000, 0.0, 0.3),
+        "pgbench": _summary("pgbench", 4000, 0.0, 0.0),
+    }
+    half = {"service": _summary("service", 400, 0.5, 0.0), "pgbench": _summary("pgbench", 2000, 0.0, 0.0)}
+    half = {side: Summary(**{**s.__dict__, "target_rate": s.throughput}) for side, s in half.items()}
+    check = {"service": {"consistent": True}, "floor": {"consistent": True}, "pgbench": {}}
+    return charge_bench._report(args, [comparison], half, check)
+
+
+def test_the_report_has_the_floor_and_cpu_headlines_at_its_top_level() -> None:
+    report = _report()
+    assert report["floor_charges_per_second"] == 1000
+    assert report["ratio_service_to_floor"] == 0.8
+    assert report["service_cpu_ms_per_charge"] == 0.4
+    assert report["floor_cpu_ms_per_charge"] == 0.3
+    assert report["ratio_service_to_pgbench"] == 0.2
+    assert report["service_p99_ms_at_half_max_throughput"] == 3.0
+    lines = "\n".join(charge_bench.table(report))
+    assert "floor   POST /charges   c=16" in lines and "ratio service/floor" in lines
+
+
+def test_the_picture_is_written_beside_the_json(tmp_path: Path) -> None:
+    picture = plot.write_png(_report(), tmp_path / "bench.png")
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    assert [label for label, _ in plot.phases(_report())][:3] == ["service c=16", "floor c=16", "pgbench c=16"]

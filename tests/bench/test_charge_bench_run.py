@@ -1,0 +1,31 @@
+"""A short whole run of `make bench`'s benchmark (seconds, not minutes): every phase, the floor beside the
+service, wrk as the load generator, the database check, the JSON's headline keys and the PNG beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import charge_bench
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_short_run_reports_the_floor_and_stays_consistent(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["--concurrency", "4", "--seconds", "1", "--warmup", "1", "--cards", "3000", "--out", str(out)]
+    assert charge_bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["service_charges_per_second"] > 0 and report["floor_charges_per_second"] > 0
+    assert report["ratio_service_to_floor"] == pytest.approx(
+        report["service_charges_per_second"] / report["floor_charges_per_second"], rel=0.01
+    )
+    assert report["service_cpu_ms_per_charge"] > 0
+    assert report["service_p99_ms_at_half_max_throughput"] is not None
+    check = report["database_check"]
+    assert check["cards_approved_twice"] == 0
+    assert check["service"]["consistent"] and check["floor"]["consistent"]
+    assert check["floor"]["approved"] >= check["floor"]["answered_201"] > 0
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
