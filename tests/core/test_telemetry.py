@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Api
+from ghostpay.core.settings import Settings
+from tests.conftest import Api, in_process_api
 
 
 async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
@@ -42,3 +43,16 @@ async def test_responses_carry_a_w3c_traceparent(api: Api) -> None:
     incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     response = await api.http.get("/healthz", headers={"traceparent": incoming})
     assert response.headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+
+
+
+async def test_responses_name_the_version_that_answered(settings: Settings) -> None:
+    """`GhostPay-Version` (Settings.version, GHOSTPAY_VERSION) on every answer: health, API, and refusals alike."""
+    async with in_process_api(settings.model_copy(update={"version": "9.9.9-canary"})) as api:
+        merchant = await api.merchant()
+        answers = [
+            await api.http.get("/healthz"),
+            await api.http.get("/cards/nope", headers=merchant["headers"]),
+            await api.http.get("/cards/nope"),  # refused by the edge (401) before any route
+        ]
+    assert [a.headers.get("GhostPay-Version") for a in answers] == ["9.9.9-canary"] * 3

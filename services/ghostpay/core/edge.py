@@ -2,8 +2,9 @@
 
 Pure ASGI (no response buffering) so the hot path pays for nothing it does not use. For every API request
 it verifies the bearer token once, asks Redis once (the caller's budget, and whether its client was disabled:
-`core.revocation`), and adds `RateLimit-*` and `traceparent` headers to
-the response. Health and metrics endpoints skip auth and limits so probes and scrapes are never refused.
+`core.revocation`), and adds `RateLimit-*`, `traceparent` and `GhostPay-Version` (the release that answered,
+`GHOSTPAY_VERSION`) headers to the response. Health and metrics endpoints skip auth and limits so probes and
+scrapes are never refused.
 
 Before the app reads a byte of the body, a route that needs a caller gets its 401 here, and a Content-Length
 over `GHOSTPAY_MAX_BODY_BYTES` its 413; a body without one (chunked) is cut off with a 413 as soon as what was
@@ -31,6 +32,7 @@ from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.settings import RateLimitedRole
 
+VERSION_HEADER = "GhostPay-Version"
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = logging.getLogger("ghostpay.access")
 
@@ -85,7 +87,9 @@ class EdgeMiddleware:
         headers = Headers(scope=scope)
         trace_id, traceparent = telemetry.trace_from_traceparent(headers.get("traceparent"))
         telemetry.trace_id_var.set(trace_id)
-        extra_headers = {"traceparent": traceparent}
+        # Which release answered: the traffic tests of releases count it per request (cheap, and no secret:
+        # the same value labels the metrics).
+        extra_headers = {"traceparent": traceparent, VERSION_HEADER: runtime.settings.version}
         status_holder = [500]
         body = LimitedBody(receive, runtime.settings.max_body_bytes)
 
