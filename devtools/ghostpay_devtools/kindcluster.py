@@ -1,7 +1,8 @@
 """A real Kubernetes cluster in Docker containers: `ghostpay cluster up --kind` and `ghostpay cluster down --kind`.
 
 kind (built once from its Go module by `tools/kind/binaries.sh`) runs the cluster `ghostpay`: one control-plane
-node and two workers labelled `topology.kubernetes.io/zone` `zone-a` and `zone-b`, with host ports
+node and two workers in each of the zones `zone-a` and `zone-b` (label `topology.kubernetes.io/zone`; two per
+zone so that a drained worker's pods have somewhere to go in their own zone), with host ports
 127.0.0.1:30080-30083 mapped to the same NodePorts on the control-plane node (kube-proxy routes them to the pods,
 wherever they run). `up` installs and starts Docker Engine if needed (`tools/docker/ensure.sh`); `down` removes
 the node containers with Docker alone, building nothing.
@@ -41,6 +42,7 @@ OFFICIAL_IMAGE = f"kindest/node:{K8S_VERSION}"
 NODE_IMAGE_ENV = "GHOSTPAY_KIND_NODE_IMAGE"
 PULL_ENV = "GHOSTPAY_KIND_PULL"
 ZONES = ("zone-a", "zone-b")
+WORKERS_PER_ZONE = 2  # the services spread over zones with DoNotSchedule: a drain needs a second node in the zone
 NODE_PORTS = (30080, 30081, 30082, 30083)
 PULL_TIMEOUT = 30.0
 BUILD_TIMEOUT = 3600.0  # a cold build of the binaries and the node image (see tools/kind/)
@@ -147,7 +149,11 @@ def cluster_config(*, own_image: str | None) -> dict[str, object]:
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "nodes": [
             {"role": "control-plane", "extraPortMappings": mappings},
-            *({"role": "worker", "labels": {"topology.kubernetes.io/zone": zone}} for zone in ZONES),
+            *(
+                {"role": "worker", "labels": {"topology.kubernetes.io/zone": zone}}
+                for zone in ZONES
+                for _ in range(WORKERS_PER_ZONE)
+            ),
         ],
     }
     if own_image is not None:
