@@ -31,7 +31,7 @@ from ghostpay_devtools import kindcluster, localcluster
 GHOSTPAY = Path(sys.executable).parent / "ghostpay"
 UP_TIMEOUT = 3600.0  # the first run ever builds kind, the node binaries and the node image
 _HTTPSERVER = Path(__file__).parent / "httpserver"
-LOCK = Path("/tmp/ghostpay-kind-cluster.lock")
+LOCK = Path(f"/tmp/{kindcluster.CLUSTER_NAME}-kind-cluster.lock")  # one per cluster (GHOSTPAY_KIND_CLUSTER)
 
 
 @dataclass(frozen=True)

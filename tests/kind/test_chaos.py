@@ -34,7 +34,7 @@ from tests.image import docker
 from tests.kind import chaos
 from tests.kind.chaos import NAMESPACE, Report, Row
 from tests.kind.conftest import KindTestCluster, cluster_up
-from tests.kind.traffic import TIMEOUT, Attempt, Generator, Traffic, merchant_credentials
+from tests.kind.traffic import PORTS, TIMEOUT, Attempt, Generator, Traffic, merchant_credentials
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +76,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     _load_demo_images(kind_cluster)
     installed = helm.run(
         "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
+        *(f"--set=demo.nodePorts.{service}={port}" for service, port in PORTS.items()),
         kubeconfig=kind_cluster.kubeconfig,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
@@ -137,7 +138,7 @@ def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     started = time.monotonic()
     before = str(chaos.instance(setup.cluster)["spec"]["version"])
     version = chaos.version_image(setup.cluster, f"{STABLE}-chaos.canary")
-    services = {"charges": {"replicas": CANARY_REPLICAS, "nodePort": 30082}}
+    services = {"charges": {"replicas": CANARY_REPLICAS, "nodePort": PORTS["charges"]}}
     chaos.patch_spec(setup.cluster, {"services": services})
     chaos.wait(lambda: chaos.settled(setup.cluster, before), RELEASE, "four charges pods")
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
@@ -173,7 +174,7 @@ def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     if result.failed:
         problems.append(f"{result.failed} failed")
     row = _row(setup, "2 canary 10/50/100", result, started, problems, notes)
-    chaos.patch_spec(setup.cluster, {"services": {"charges": {"replicas": 2, "nodePort": 30082}}})
+    chaos.patch_spec(setup.cluster, {"services": {"charges": {"replicas": 2, "nodePort": PORTS["charges"]}}})
     assert (row.failed, row.double_approvals) == (0, 0), row
     assert not problems, notes
 
@@ -323,7 +324,9 @@ def _restart(cluster: KindTestCluster, name: str, command: list[str]) -> str:
     pod (its emptyDir, and so its data, stays). Returns the pod's name."""
     pod = chaos.pod_of(cluster, name)
     before = _restarts(cluster, pod)
-    cluster.kubectl("exec", pod, "-n", NAMESPACE, "--", *command)
+    # The exec session may end with the container it stops: its exit status says nothing; the restart count does.
+    exec_command = [str(cluster.kubectl_binary), f"--kubeconfig={cluster.kubeconfig}", "exec", pod, "-n", NAMESPACE]
+    subprocess.run([*exec_command, "--", *command], capture_output=True, timeout=60, check=False)
     chaos.wait(lambda: _restarts(cluster, pod) > before, 120, f"{name} restarted", interval=1.0)
     chaos.wait(lambda: _ready(chaos.get(cluster, "pod", pod)), 180, f"{name} Ready again", interval=1.0)
     return pod

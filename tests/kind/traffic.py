@@ -26,7 +26,9 @@ from typing import Any
 
 import httpx
 
-PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 30083}
+from ghostpay_devtools import kindcluster
+
+PORTS = dict(zip(("auth", "cards", "charges", "analytics"), kindcluster.NODE_PORTS, strict=True))
 VERSION_HEADER = "GhostPay-Version"
 TIMEOUT = 10.0  # per attempt: a request that takes longer counts as failed (and is retried)
 RETRIES = 3
