@@ -114,11 +114,18 @@ def check_database(cluster: KindTestCluster, traffic: Traffic) -> DatabaseCheck:
 # --- test-only versions of the image ---------------------------------------------------------------------
 
 
-def version_image(cluster: KindTestCluster, version: str, env: dict[str, str] | None = None) -> str:
-    """`ghostpay/ghostpay:<version>`: the built image, with `env` baked in (a test-only fault), loaded into the
-    cluster's nodes. Returns the version (spec.version)."""
-    base = kindcluster.ghostpay_image()
-    lines = [f"FROM {base}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
+def image_id(image: str) -> str:
+    """The image's id: what the versions are built FROM, since another tree may rebuild the same tag meanwhile."""
+    inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+    return subprocess.run(inspect, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def version_image(cluster: KindTestCluster, base: str, version: str, env: dict[str, str] | None = None) -> str:
+    """`ghostpay/ghostpay:<version>`: the image `base` (an id), with `env` baked in (a test-only fault), loaded
+    into the cluster's nodes. Returns the version (spec.version)."""
+    base_tag = f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"  # a name of our own for that id
+    subprocess.run(["docker", "tag", base, base_tag], capture_output=True, check=True, timeout=60)
+    lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
     with tempfile.TemporaryDirectory() as context:
         (Path(context) / "Containerfile").write_text("\n".join(lines) + "\n")
         tag = f"{REPOSITORY}:{version}"

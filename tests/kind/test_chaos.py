@@ -54,6 +54,10 @@ class Chaos:
     cluster: KindTestCluster
     merchant: dict[str, str]
     report: Report
+    base: str  # the id of the image built from this tree, which every test-only version is made FROM
+
+    def version(self, name: str, env: dict[str, str] | None = None) -> str:
+        return chaos.version_image(self.cluster, self.base, f"{STABLE}-chaos.{name}", env)
 
 
 def _load_demo_images(cluster: KindTestCluster) -> None:
@@ -71,7 +75,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     """The demo installed once, Healthy, with short release settings; a merchant for the traffic. At the end the
     table is printed and written, and the demo uninstalled."""
     report = Report()
-    docker.build()  # cached: the image with this tree's services (the GhostPay-Version header)
+    base = chaos.image_id(docker.build())  # cached: the image with this tree's services (GhostPay-Version)
     cluster_up(kind_cluster.dir)  # loads it if it was (re)built
     _load_demo_images(kind_cluster)
     installed = helm.run(
@@ -84,7 +88,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
         chaos.wait(lambda: chaos.settled(kind_cluster, STABLE), SETTLE, "the demo instance Healthy")
         chaos.patch_spec(kind_cluster, {"release": RELEASE_SETTINGS})
         merchant = asyncio.run(merchant_credentials(chaos.admin(kind_cluster), "chaos"))
-        yield Chaos(kind_cluster, merchant, report)
+        yield Chaos(kind_cluster, merchant, report, base)
     finally:
         print("\n" + report.table())
         report.write(Path(os.environ.get("GHOSTPAY_CHAOS_REPORT", ROOT / "build/chaos/report.json")))
@@ -119,7 +123,7 @@ def _release(setup: Chaos, version: str, *, extra: dict[str, object] | None = No
 
 def test_1_blue_green_release_drops_no_request(setup: Chaos) -> None:
     started = time.monotonic()
-    version = chaos.version_image(setup.cluster, f"{STABLE}-chaos.bluegreen")
+    version = setup.version("bluegreen")
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
     time.sleep(5)
     _release(setup, version, extra={"release": {**RELEASE_SETTINGS, "strategy": "BlueGreen"}})
@@ -137,7 +141,7 @@ def test_1_blue_green_release_drops_no_request(setup: Chaos) -> None:
 def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     started = time.monotonic()
     before = str(chaos.instance(setup.cluster)["spec"]["version"])
-    version = chaos.version_image(setup.cluster, f"{STABLE}-chaos.canary")
+    version = setup.version("canary")
     services = {"charges": {"replicas": CANARY_REPLICAS, "nodePort": PORTS["charges"]}}
     chaos.patch_spec(setup.cluster, {"services": services})
     chaos.wait(lambda: chaos.settled(setup.cluster, before), RELEASE, "four charges pods")
@@ -191,9 +195,7 @@ def test_3_broken_versions_roll_back_by_themselves(setup: Chaos, case: str) -> N
     started = time.monotonic()
     stable = str((chaos.instance(setup.cluster).get("status") or {})["activeVersion"])
     fault = BROKEN[case]["GHOSTPAY_FAULT"]
-    version = chaos.version_image(
-        setup.cluster, f"{STABLE}-chaos.{fault}", {**BROKEN[case], "GHOSTPAY_ENVIRONMENT": "development"}
-    )
+    version = setup.version(fault, {**BROKEN[case], "GHOSTPAY_ENVIRONMENT": "development"})
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
     time.sleep(5)
     settings = {**RELEASE_SETTINGS, "strategy": "BlueGreen", "progressDeadlineSeconds": BROKEN_DEADLINE}
@@ -221,7 +223,7 @@ def _operator_pods(cluster: KindTestCluster) -> list[str]:
 
 def test_4_the_operator_leader_deleted_mid_release(setup: Chaos) -> None:
     started = time.monotonic()
-    version = chaos.version_image(setup.cluster, f"{STABLE}-chaos.leader")
+    version = setup.version("leader")
     pods = _operator_pods(setup.cluster)
     assert len(pods) == 2, pods
     leader = max(pods, key=peering_priority)  # kopf peering: the highest priority is the active one

@@ -30,6 +30,7 @@ from ghostpay_devtools import kindcluster
 
 PORTS = dict(zip(("auth", "cards", "charges", "analytics"), kindcluster.NODE_PORTS, strict=True))
 VERSION_HEADER = "GhostPay-Version"
+NO_HEADER = "(no version header)"  # an answer from an image without it: a foreign build, which the report shows
 TIMEOUT = 10.0  # per attempt: a request that takes longer counts as failed (and is retried)
 RETRIES = 3
 RETRY_PAUSE = 0.5
@@ -208,7 +209,7 @@ def _attempt(kind: str, answer: httpx.Response, at: float) -> Attempt:
     return Attempt(
         kind,
         answer.status_code,
-        answer.headers.get(VERSION_HEADER),
+        answer.headers.get(VERSION_HEADER, NO_HEADER),
         at,
         code=code,
         remaining=int(remaining) if remaining is not None else None,
