@@ -92,6 +92,9 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     finally:
         print("\n" + report.table())
         report.write(Path(os.environ.get("GHOSTPAY_CHAOS_REPORT", ROOT / "build/chaos/report.json")))
+        # The instance first, while its operator still runs to remove its finalizer.
+        delete = ("delete", "ghostpayinstance", chaos.INSTANCE, "-n", NAMESPACE, "--timeout=180s", "--ignore-not-found")
+        kind_cluster.kubectl(*delete, timeout=200)
         helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
         kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
 
