@@ -91,7 +91,8 @@ class Traffic:
         return Counter(a.version for a in self.attempts if a.version and a.kind in kinds and start <= a.at < end)
 
     def failed_kinds(self) -> Counter[str]:
-        return Counter(f"{a.kind} {a.status or ''}{a.code or a.error}" for a in self.attempts if a.failed)
+        named = (" ".join(p for p in (a.kind, str(a.status or ""), a.code or a.error) if p) for a in self.attempts)
+        return Counter(name for name, attempt in zip(named, self.attempts, strict=True) if attempt.failed)
 
     def statuses(self) -> Counter[int]:
         return Counter(a.status for a in self.attempts)
