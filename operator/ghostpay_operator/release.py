@@ -11,9 +11,10 @@ desired pod template (its hash) differs from the stable one, on the other colour
 up beside the stable one (reachable through the preview Service), switches every Service at once when it is ready
 (and analysis passes), keeps the old colour for `scaleDownDelaySeconds`, then scales it to zero. Canary moves
 `canarySteps` percent of each service's pods to the new colour behind the same Service, holding each step
-`stepSeconds` from when all its pods are Ready. Not ready within `progressDeadlineSeconds` (of the release's start, or of the canary step), no
-analysis result by then either, failed analysis, or an abort → traffic stays on (or returns to) the stable
-colour, the new one goes to zero, and the release is marked rolled back until the spec changes again.
+`stepSeconds` from when all its pods are Ready. Not ready within `progressDeadlineSeconds` (of the release's
+start, or of the canary step), no analysis result by then either, failed analysis, or an abort → traffic stays on
+(or returns to) the stable colour, the new one goes to zero, and the release is marked rolled back until the spec
+changes again.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ async def test_a_postgresql_outage_answers_503_at_once_and_the_service_recovers(
         answers = [await api.http.post("/charges", json=charge, headers=keyed) for _ in range(3)]
         answers.append(await api.http.get(f"/cards/{before['card_id']}", headers=merchant["headers"]))
         waited = time.monotonic() - started
-        print(f"\n4 requests during the outage answered in {waited:.2f} s (connect timeout {db.CONNECT_TIMEOUT_SECONDS} s)")
+        print(f"\n4 requests in the outage answered in {waited:.2f} s (connect timeout {db.CONNECT_TIMEOUT_SECONDS} s)")
         assert [a.status_code for a in answers] == [503] * 4, [a.text for a in answers]
         problem = answers[0].json()
         assert answers[0].headers["content-type"].startswith("application/problem+json")
