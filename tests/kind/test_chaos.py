@@ -373,7 +373,16 @@ def test_6_postgresql_restarted_under_traffic(setup: Chaos) -> None:
     after = [a for a in result.attempts if a.at > recovered + 10]
     if any(a.failed for a in after):
         problems.append("failures 10 s after PostgreSQL was back")
+    unhandled = sorted(
+        {
+            line[-300:]
+            for pod in _service_pods(cluster)
+            for line in cluster.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).splitlines()
+            if "unhandled error" in line
+        }
+    )
     notes = [
+        *(f"server log: {line}" for line in unhandled),
         f"PostgreSQL restarted at {outage:.0f} s, Ready again at {recovered:.0f} s of traffic",
         f"failed attempts (503 problems, retried with the same Idempotency-Key): {result.failed}",
         f"outbox drained: {pending}",
