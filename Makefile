@@ -5,7 +5,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
 
-.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images wrk
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images wrk chaos
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -47,6 +47,13 @@ image:
 # The Helm chart's demo PostgreSQL and Redis images (demo.enabled), from Debian's packages on the same base.
 demo-images:
 	tools/demo-images/build.sh
+
+# The disruption suite (tests/kind/test_chaos.py) on the kind cluster, which it leaves running: releases, rollbacks,
+# operator failover, a drained worker, PostgreSQL and Redis restarts under real traffic; prints one table and
+# writes it to build/chaos/report.json.
+chaos: install docker kind helm
+	GHOSTPAY_CHAOS=1 GHOSTPAY_TEST_KIND_DIR=$${GHOSTPAY_TEST_KIND_DIR:-$(CURDIR)/.ghostpay/kind} \
+	  $(VENV)/bin/pytest tests/kind/test_chaos.py -p no:cacheprovider -s -q
 
 lint: install
 	$(VENV)/bin/ruff check services operator devtools tests bench load

@@ -1,7 +1,8 @@
 """A real Kubernetes cluster in Docker containers: `ghostpay cluster up --kind` and `ghostpay cluster down --kind`.
 
 kind (built once from its Go module by `tools/kind/binaries.sh`) runs the cluster `ghostpay`: one control-plane
-node and two workers labelled `topology.kubernetes.io/zone` `zone-a` and `zone-b`, with host ports
+node and two workers in each of the zones `zone-a` and `zone-b` (label `topology.kubernetes.io/zone`; two per
+zone so that a drained worker's pods have somewhere to go in their own zone), with host ports
 127.0.0.1:30080-30083 mapped to the same NodePorts on the control-plane node (kube-proxy routes them to the pods,
 wherever they run). `up` installs and starts Docker Engine if needed (`tools/docker/ensure.sh`); `down` removes
 the node containers with Docker alone, building nothing.
@@ -16,6 +17,8 @@ Node image, first match wins:
        machine needs (cgroupfs, cgroup v1, positive eviction thresholds, no conntrack sizing, etcd's image tag).
 
 The image `ghostpay/ghostpay:<package version>` (`make image`) is loaded into the nodes when Docker has it.
+GHOSTPAY_KIND_CLUSTER and GHOSTPAY_KIND_NODE_PORT_BASE (default `ghostpay` and 30080) name a second cluster with
+NodePorts of its own, for a test session while another one holds the machine's cluster.
 Layout of the directory (default `./.ghostpay/kind`): `kubeconfig` (the cluster's, for the host) and
 `kind.yaml` (the configuration handed to `kind create cluster`).
 """
@@ -35,13 +38,16 @@ import yaml
 from ghostpay_devtools import kindnetwork
 
 DEFAULT_DIR = Path(".ghostpay/kind")
-CLUSTER_NAME = "ghostpay"
+# Overridable for a second cluster beside the machine's one (`ghostpay`, contract §4): its own name and NodePorts.
+CLUSTER_NAME = os.environ.get("GHOSTPAY_KIND_CLUSTER", "ghostpay")
 K8S_VERSION = "v1.36.3"  # tools/kind/node/go.mod; kindest/node publishes the same tags
 OFFICIAL_IMAGE = f"kindest/node:{K8S_VERSION}"
 NODE_IMAGE_ENV = "GHOSTPAY_KIND_NODE_IMAGE"
 PULL_ENV = "GHOSTPAY_KIND_PULL"
 ZONES = ("zone-a", "zone-b")
-NODE_PORTS = (30080, 30081, 30082, 30083)
+WORKERS_PER_ZONE = 2  # the services spread over zones with DoNotSchedule: a drain needs a second node in the zone
+NODE_PORT_BASE = int(os.environ.get("GHOSTPAY_KIND_NODE_PORT_BASE", "30080"))
+NODE_PORTS = tuple(NODE_PORT_BASE + offset for offset in range(4))  # auth, cards, charges, analytics
 PULL_TIMEOUT = 30.0
 BUILD_TIMEOUT = 3600.0  # a cold build of the binaries and the node image (see tools/kind/)
 UP_TIMEOUT = 600.0
@@ -147,7 +153,11 @@ def cluster_config(*, own_image: str | None) -> dict[str, object]:
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "nodes": [
             {"role": "control-plane", "extraPortMappings": mappings},
-            *({"role": "worker", "labels": {"topology.kubernetes.io/zone": zone}} for zone in ZONES),
+            *(
+                {"role": "worker", "labels": {"topology.kubernetes.io/zone": zone}}
+                for zone in ZONES
+                for _ in range(WORKERS_PER_ZONE)
+            ),
         ],
     }
     if own_image is not None:

@@ -67,12 +67,15 @@ def _server_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Conf
     )
 
 
-def run_server(app: Any, host: str, port: int, metrics_port: int | None = None) -> None:
-    """Serve `app` until SIGINT/SIGTERM; with `metrics_port`, the metrics too, on that port. The benchmark's floor
-    app (`bench.floor_app`) is served by this too, so both stand on the same server stack."""
+def run_server(
+    app: Any, host: str, port: int, metrics_port: int | None = None, shutdown_timeout: int = 10
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then let requests in flight finish for up to `shutdown_timeout` s; with
+    `metrics_port`, the metrics too, on that port. The benchmark's floor app (`bench.floor_app`) is served by this
+    too, so both stand on the same server stack."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _ignore_signal)
-    config = _server_config(app, host, port, lifespan="on", timeout_graceful_shutdown=10)
+    config = _server_config(app, host, port, lifespan="on", timeout_graceful_shutdown=shutdown_timeout)
     if metrics_port is None:
         uvicorn.Server(config).run()
         return
@@ -184,13 +187,21 @@ def _dev(host: str, port: int, data_dir: Path) -> None:
     type=click.IntRange(1, 65535),
     help="Where GET /metrics is served (not on PORT, which the operator's Services expose)",
 )
-def serve(service: str, host: str, port: int, metrics_port: int) -> None:
+@click.option(
+    "--shutdown-timeout",
+    envvar="GHOSTPAY_SHUTDOWN_TIMEOUT_SECONDS",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 600),
+    help="After SIGTERM, how long requests in flight may take to finish (the operator sizes the pod's grace to it)",
+)
+def serve(service: str, host: str, port: int, metrics_port: int, shutdown_timeout: int) -> None:
     """Run one service (the container entrypoint); configuration comes from GHOSTPAY_* variables."""
     settings = Settings()
     telemetry.configure_logging(settings.log_level)
     chosen = [cast(app_module.ServiceName, service)]
     app = app_module.create_app(settings, chosen, metrics_route=False, tracer_provider=_tracer_provider(service))
-    run_server(app, host, port, metrics_port)
+    run_server(app, host, port, metrics_port, shutdown_timeout)
 
 
 @main.command()

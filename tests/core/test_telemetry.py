@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry
 
 from ghostpay import __version__
 from ghostpay.core import telemetry
-from tests.conftest import Api
+from ghostpay.core.settings import Settings
+from tests.conftest import Api, in_process_api
 
 
 async def test_metrics_use_route_templates_not_raw_paths(api: Api) -> None:
@@ -107,3 +108,14 @@ def test_the_key_max_age_is_exported_once_set() -> None:
     keys.active_kid = lambda: "ghostpay-jwt-3"
     assert registry.get_sample_value("ghostpay_signing_key_max_age_seconds") == 90000.0
     assert registry.get_sample_value("ghostpay_signing_key_info", {"kid": "ghostpay-jwt-3"}) == 1.0
+
+async def test_responses_name_the_version_that_answered(settings: Settings) -> None:
+    """`GhostPay-Version` (Settings.version, GHOSTPAY_VERSION) on every answer: health, API, and refusals alike."""
+    async with in_process_api(settings.model_copy(update={"version": "9.9.9-canary"})) as api:
+        merchant = await api.merchant()
+        answers = [
+            await api.http.get("/healthz"),
+            await api.http.get("/cards/nope", headers=merchant["headers"]),
+            await api.http.get("/cards/nope"),  # refused by the edge (401) before any route
+        ]
+    assert [a.headers.get("GhostPay-Version") for a in answers] == ["9.9.9-canary"] * 3

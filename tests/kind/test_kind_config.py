@@ -13,16 +13,17 @@ from ghostpay import cli
 from ghostpay_devtools import kindcluster, kindnetwork, localcluster
 
 
-def test_the_cluster_has_a_control_plane_with_the_node_ports_and_one_worker_per_zone() -> None:
+def test_the_cluster_has_a_control_plane_with_the_node_ports_and_two_workers_per_zone() -> None:
     config = kindcluster.cluster_config(own_image=None)
     nodes = config["nodes"]
     assert isinstance(nodes, list)
-    assert [node["role"] for node in nodes] == ["control-plane", "worker", "worker"]
+    assert [node["role"] for node in nodes] == ["control-plane", "worker", "worker", "worker", "worker"]
     mappings = nodes[0]["extraPortMappings"]
     assert [(m["containerPort"], m["hostPort"], m["listenAddress"]) for m in mappings] == [
         (port, port, "127.0.0.1") for port in (30080, 30081, 30082, 30083)
     ]
-    assert [node["labels"]["topology.kubernetes.io/zone"] for node in nodes[1:]] == ["zone-a", "zone-b"]
+    zones = [node["labels"]["topology.kubernetes.io/zone"] for node in nodes[1:]]
+    assert zones == ["zone-a", "zone-a", "zone-b", "zone-b"]  # a drained worker leaves one in its zone
     # On kindest/node, kind's own CNI and kubeadm settings stay.
     assert "networking" not in config
     assert "kubeadmConfigPatches" not in config

@@ -31,6 +31,19 @@ def _topology_spread(spec: InstanceSpec, selector: dict[str, str]) -> list[dict[
     ]
 
 
+READINESS_PERIOD_SECONDS, READINESS_FAILURES = 5, 3
+LIVENESS_PERIOD_SECONDS, LIVENESS_FAILURES = 10, 3
+# A pod being stopped (a release scaling a colour down, a drain, an eviction) leaves its Service's endpoints when
+# it starts terminating, but each node's kube-proxy drops it only when it next syncs: for a moment new connections
+# still reach it. The preStop sleep keeps the server accepting for two readiness periods, time enough for every
+# node to stop routing to it; only then does SIGTERM arrive, and the server stops accepting, lets the requests in
+# flight finish (up to SHUTDOWN_SECONDS, `ghostpay serve --shutdown-timeout`) and exits. The grace period covers
+# both, with a margin, so the kubelet never has to SIGKILL a server still answering.
+PRE_STOP_SECONDS = 2 * READINESS_PERIOD_SECONDS
+SHUTDOWN_SECONDS = 2 * READINESS_PERIOD_SECONDS
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + SHUTDOWN_SECONDS + READINESS_PERIOD_SECONDS
+
+
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -49,7 +62,11 @@ SCRAPE_ANNOTATIONS = {
 
 
 def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
-    values = {"GHOSTPAY_VERSION": spec.version, "GHOSTPAY_METRICS_PORT": str(pods.METRICS_PORT)}
+    values = {
+        "GHOSTPAY_VERSION": spec.version,
+        "GHOSTPAY_METRICS_PORT": str(pods.METRICS_PORT),
+        "GHOSTPAY_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_SECONDS),
+    }
     return {
         "name": service,
         "image": spec.image_ref,
@@ -59,8 +76,10 @@ def service_container(spec: InstanceSpec, service: str) -> dict[str, Any]:
             {"name": "metrics", "containerPort": pods.METRICS_PORT, "protocol": "TCP"},
         ],
         **pods.environment(spec, service, values),
-        "readinessProbe": _probe("/readyz", 5, 3),
-        "livenessProbe": _probe("/healthz", 10, 3),
+        "readinessProbe": _probe("/readyz", READINESS_PERIOD_SECONDS, READINESS_FAILURES),
+        "livenessProbe": _probe("/healthz", LIVENESS_PERIOD_SECONDS, LIVENESS_FAILURES),
+        # Kubernetes' own sleep action: the image needs no `sleep` binary.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "resources": spec.services[service].resources,
         "securityContext": pods.container_security_context(),
         "volumeMounts": pods.volume_mounts(spec, service),
@@ -84,7 +103,7 @@ def _pod_template(spec: InstanceSpec, service: str, color: str) -> dict[str, Any
             service_account=names.workload_account(spec, service),
             token=spec.vault is not None,  # the service logs in to Vault with its ServiceAccount token
             topologySpreadConstraints=_topology_spread(spec, selector),
-            terminationGracePeriodSeconds=30,
+            terminationGracePeriodSeconds=TERMINATION_GRACE_SECONDS,
         ),
     }
 

@@ -27,6 +27,11 @@ async def _no_session_reset(_: asyncpg.Connection) -> None:
     asyncpg still rolls back a transaction left open."""
 
 
+# A new connection that PostgreSQL does not accept by then fails the request (a 503): a client never waits for
+# asyncpg's default of a minute while the database is away.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
 async def create_pool(
     settings: Settings, init: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]] | None = None
 ) -> asyncpg.Pool:
@@ -36,6 +41,7 @@ async def create_pool(
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         command_timeout=30,
+        timeout=CONNECT_TIMEOUT_SECONDS,
         reset=_no_session_reset,
         init=init,
     )

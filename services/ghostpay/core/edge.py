@@ -2,10 +2,11 @@
 
 Pure ASGI (no response buffering) so the hot path pays for nothing it does not use. For every API request
 it verifies the bearer token once, asks Redis once (the caller's budget, and whether its client was disabled:
-`core.revocation`), and adds `RateLimit-*` and `traceparent` headers to
-the response. Health and metrics endpoints skip auth and limits so probes and scrapes are never refused.
-The response's `traceparent` (and the trace and span ids in the request's log lines) are those of the
-OpenTelemetry server span when tracing is on (`core.tracing`), else the caller's W3C trace continued by hand.
+`core.revocation`), and adds `RateLimit-*`, `traceparent` and `GhostPay-Version` (the release that answered,
+`GHOSTPAY_VERSION`) headers to the response. Health and metrics endpoints skip auth and limits so probes and
+scrapes are never refused. The response's `traceparent` (and the trace and span ids in the request's log lines)
+are those of the OpenTelemetry server span when tracing is on (`core.tracing`), else the caller's W3C trace
+continued by hand.
 
 Before the app reads a byte of the body, a route that needs a caller gets its 401 here, and a Content-Length
 over `GHOSTPAY_MAX_BODY_BYTES` its 413; a body without one (chunked) is cut off with a 413 as soon as what was
@@ -34,6 +35,7 @@ from ghostpay.core.errors import DomainError, RateLimited, Unauthorized
 from ghostpay.core.runtime import Runtime
 from ghostpay.core.settings import RateLimitedRole
 
+VERSION_HEADER = "GhostPay-Version"
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = logging.getLogger("ghostpay.access")
 
@@ -95,7 +97,9 @@ class EdgeMiddleware:
         trace_id, span_id, traceparent = telemetry.request_trace(headers.get("traceparent"))
         telemetry.trace_id_var.set(trace_id)
         telemetry.span_id_var.set(span_id)
-        extra_headers = {"traceparent": traceparent}
+        # Which release answered: the traffic tests of releases count it per request (cheap, and no secret:
+        # the same value labels the metrics).
+        extra_headers = {"traceparent": traceparent, VERSION_HEADER: runtime.settings.version}
         status_holder = [500]
         body = LimitedBody(receive, runtime.settings.max_body_bytes)
 

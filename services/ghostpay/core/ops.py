@@ -32,8 +32,11 @@ async def _probe(name: str, check: object) -> tuple[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: PostgreSQL and Redis answer",
-    description="503 `not_ready` (a problem document whose `checks` say which dependency does not answer).",
+    summary="Readiness: PostgreSQL answers (and Redis, when the rate limiter fails closed)",
+    description="503 `not_ready` (a problem document whose `checks` say which dependency does not answer). Redis "
+    "is reported in `checks` either way, but with the rate limiter failing open (the default) a Redis outage "
+    "does not make the process unready: it answers 200 with `status` `degraded`, and requests go through without "
+    "limits, as the policy says.",
     responses=problems.documented(503),
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
@@ -45,11 +48,15 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     )
     if faults.blocks_readiness(runtime.settings):
         checks["fault"] = "never-ready (GHOSTPAY_FAULT)"
-    failing = [name for name, state in checks.items() if state != "ok"]
+    # Failing open, requests are served without Redis: were Redis to decide readiness, an outage of the one Redis
+    # would take every pod out of its Service at once, and refuse every request the policy lets through.
+    optional = () if runtime.settings.rate_limit_fail_closed else ("redis",)
+    failing = [name for name, state in checks.items() if state != "ok" and name not in optional]
     if failing:
         detail = f"Not ready: {', '.join(failing)} does not answer."
         return problems.problem_response(503, "not_ready", "Service Unavailable", detail, checks=checks)
-    return JSONResponse({"status": "ready", "checks": checks})
+    status = "ready" if all(state == "ok" for state in checks.values()) else "degraded"
+    return JSONResponse({"status": status, "checks": checks})
 
 
 @metrics_router.get(

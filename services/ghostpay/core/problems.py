@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +21,17 @@ from starlette.routing import Match, Route
 from ghostpay.core import errors
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# PostgreSQL gone or restarting: a refused or broken connection, "shutting down", "starting up". The request's
+# answer is then a 503 the client may retry (a charge with the same Idempotency-Key: exactly once either way),
+# given at once, not a 500 that reads like a bug.
+DATABASE_UNAVAILABLE = (
+    ConnectionError,
+    TimeoutError,  # a connection not accepted within db.CONNECT_TIMEOUT_SECONDS
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
 log = logging.getLogger("ghostpay.problems")
 
 
@@ -140,6 +152,14 @@ def install(app: FastAPI, routers: Iterable[APIRouter]) -> None:
         if status == 405:
             headers["Allow"] = _allowed_methods(routes, request)
         return problem_response(status, code, phrase, detail, headers)
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("PostgreSQL unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        detail = "The database is unavailable; retry shortly (a charge with the same Idempotency-Key)."
+        return problem_response(503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"})
+
+    for unavailable in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -197,3 +197,22 @@ def test_finding_9e_metrics_have_their_own_port_which_no_service_exposes(plan: r
 def test_pod_annotations_can_override_the_scrape_annotations() -> None:
     deployment = _children(podAnnotations={"prometheus.io/scrape": "false"}).deployments[0]
     assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
+
+
+@pytest.mark.parametrize("service", specs.SERVICES)
+def test_stopping_pods_leave_the_endpoints_before_they_stop_serving(service: str) -> None:
+    """Endpoints removed before SIGTERM: a preStop sleep of two readiness periods (every kube-proxy has dropped
+    the pod by then), a graceful shutdown the server is told about, and a grace period covering both."""
+    [deployment] = [
+        d for d in _children().deployments if d["metadata"]["labels"]["app.kubernetes.io/component"] == service
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    probe = container["readinessProbe"]
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    shutdown = int(env["GHOSTPAY_SHUTDOWN_TIMEOUT_SECONDS"])
+    assert pre_stop >= 2 * probe["periodSeconds"]
+    assert shutdown >= probe["periodSeconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + shutdown
+    assert (pre_stop, shutdown, pod["terminationGracePeriodSeconds"]) == (10, 10, 25)

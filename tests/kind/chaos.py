@@ -1,0 +1,182 @@
+"""The disruption suite's parts that are not traffic: the demo instance on kind, its releases, the database check
+afterwards, test-only versions of the image, and the report (one table, also written as JSON).
+
+Test-only versions: a release is `spec.version` → the image `ghostpay/ghostpay:<version>`, and the operator sets
+GHOSTPAY_VERSION to it (so each answer's `GhostPay-Version` names it). A healthy new version is the built image
+under another tag; a broken one is a one-line image FROM it with `ENV GHOSTPAY_FAULT=… GHOSTPAY_ENVIRONMENT=
+development` (the services refuse a fault in production). The fault lives only in these local tags: the CRD has
+no field a user could set it with by mistake.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ghostpay_devtools import kindcluster
+from tests.kind.conftest import KindTestCluster
+from tests.kind.traffic import Traffic
+
+NAMESPACE = "gp-chaos"
+INSTANCE = "payments"
+REPOSITORY = "ghostpay/ghostpay"
+
+
+def wait(probe: Callable[[], Any], timeout: float, what: str, interval: float = 2.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := probe():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def get(cluster: KindTestCluster, *args: str) -> Any:
+    return json.loads(cluster.kubectl("get", *args, "-n", NAMESPACE, "-o", "json"))
+
+
+def instance(cluster: KindTestCluster) -> dict[str, Any]:
+    found: dict[str, Any] = get(cluster, "ghostpayinstance", INSTANCE)
+    return found
+
+
+def patch_spec(cluster: KindTestCluster, spec: dict[str, Any]) -> None:
+    patch = json.dumps({"spec": spec})
+    cluster.kubectl("patch", "ghostpayinstance", INSTANCE, "-n", NAMESPACE, "--type=merge", "-p", patch)
+
+
+def settled(cluster: KindTestCluster, version: str, phase: str = "Healthy") -> dict[str, Any] | None:
+    """The instance's status once it is at `phase` with every pod ready and traffic on `version` (for a
+    rollback: the stable one); else None."""
+    status = instance(cluster).get("status") or {}
+    if status.get("phase") != phase or status.get("readyReplicas") != status.get("replicas", -1):
+        return None
+    if status.get("activeVersion") != version:
+        return None
+    return status
+
+
+def release_outcome(cluster: KindTestCluster) -> dict[str, Any]:
+    outcome: dict[str, Any] = (instance(cluster).get("status") or {}).get("release") or {}
+    return outcome
+
+
+def admin(cluster: KindTestCluster) -> dict[str, str]:
+    secret = get(cluster, "secret", f"{INSTANCE}-admin")
+    return {key: base64.b64decode(secret["data"][key]).decode() for key in ("client_id", "client_secret")}
+
+
+def pod_of(cluster: KindTestCluster, name: str) -> str:
+    pods = get(cluster, "pods", "-l", f"app.kubernetes.io/name={name}")["items"]
+    running = [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
+    assert running, f"no pod of {name}"
+    return str(running[0])
+
+
+def psql(cluster: KindTestCluster, query: str) -> list[list[str]]:
+    """Rows of `query` on the demo's PostgreSQL (over the pod's own socket, where its superuser is trusted)."""
+    pod = pod_of(cluster, f"{INSTANCE}-postgres")
+    out = cluster.kubectl(
+        "exec", pod, "-n", NAMESPACE, "--", "psql", "-h", "/var/run/postgresql", "-U", "ghostpay", "-d", "ghostpay",
+        "-At", "-F", "\t", "-c", query,
+    )  # fmt: skip
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    missing: int  # approved charges the clients were told of, not approved in the database
+    double_approved_cards: int  # cards with two approved charges, among those the traffic used
+    outbox_pending: int  # events not yet drained into analytics
+
+
+def check_database(cluster: KindTestCluster, traffic: Traffic) -> DatabaseCheck:
+    """Every approved charge a client saw is there, approved; no card of this run approved twice."""
+    told = {charge for charges in traffic.approved.values() for charge in charges}
+    cards = sorted(traffic.approved) or ["-"]
+    listed = ",".join(f"'{card}'" for card in cards)  # ids made by the server (ULID-like), never user text
+    rows = psql(cluster, f"SELECT charge_id, card_id FROM charges WHERE status = 'approved' AND card_id IN ({listed})")
+    stored = {row[0] for row in rows}
+    per_card: dict[str, int] = {}
+    for _, card in rows:
+        per_card[card] = per_card.get(card, 0) + 1
+    pending = int(psql(cluster, "SELECT count(*) FROM outbox")[0][0])
+    return DatabaseCheck(len(told - stored), sum(n > 1 for n in per_card.values()), pending)
+
+
+# --- test-only versions of the image ---------------------------------------------------------------------
+
+
+def image_id(image: str) -> str:
+    """The image's id: what the versions are built FROM, since another tree may rebuild the same tag meanwhile."""
+    inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+    return subprocess.run(inspect, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def version_image(cluster: KindTestCluster, base: str, version: str, env: dict[str, str] | None = None) -> str:
+    """`ghostpay/ghostpay:<version>`: the image `base` (an id), with `env` baked in (a test-only fault), loaded
+    into the cluster's nodes. Returns the version (spec.version)."""
+    base_tag = f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"  # a name of our own for that id
+    subprocess.run(["docker", "tag", base, base_tag], capture_output=True, check=True, timeout=60)
+    lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Containerfile").write_text("\n".join(lines) + "\n")
+        tag = f"{REPOSITORY}:{version}"
+        build = ["docker", "build", "-q", "-t", tag, "-f", f"{context}/Containerfile", context]
+        subprocess.run(build, capture_output=True, check=True, timeout=300)
+    load = [str(cluster.kind), "load", "docker-image", tag, "--name", kindcluster.CLUSTER_NAME]
+    subprocess.run(load, capture_output=True, check=True, timeout=600)
+    return version
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    sent: int
+    failed: int
+    double_approvals: int
+    versions_seen: dict[str, int]
+    verdict: str  # "met" or what was not
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    def table(self) -> str:
+        header = ("scenario", "sent", "failed", "double approvals", "versions seen", "verdict")
+        lines = [
+            (r.scenario, str(r.sent), str(r.failed), str(r.double_approvals), _versions(r.versions_seen), r.verdict)
+            for r in self.rows
+        ]
+        widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
+        out = [" | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in [header, *lines]]
+        out.insert(1, "-+-".join("-" * w for w in widths))
+        out.append(f"suite: {time.monotonic() - self.started:.0f} s")
+        return "\n".join(out)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {"seconds": round(time.monotonic() - self.started), "rows": [asdict(r) for r in self.rows]}
+        path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _versions(seen: dict[str, int]) -> str:
+    return ", ".join(f"{v} ({n})" for v, n in sorted(seen.items()))
