@@ -89,6 +89,7 @@ def up(directory: Path = DEFAULT_DIR, *, timeout: float = UP_TIMEOUT) -> KindClu
         own = image if is_own_image(image) else None
         config.write_text(yaml.safe_dump(cluster_config(own_image=own), sort_keys=False))
         _log(f"creating kind cluster {CLUSTER_NAME} from {image}")
+        _raise_inotify_limits()
         started = time.monotonic()
         _kind(kind, "delete", "cluster", "--name", CLUSTER_NAME)  # leftovers of a cluster that half-exists
         _kind(
@@ -243,6 +244,23 @@ def _running_image() -> str:
 
 
 # --- processes -----------------------------------------------------------------------------------
+
+
+# kind's "known issues": every node runs a kubelet, kube-proxy and containerd that each take inotify instances from
+# the host's one per-user budget; with five nodes the default 128 runs out ("too many open files" in kube-proxy).
+INOTIFY_LIMITS = {"fs.inotify.max_user_instances": 512, "fs.inotify.max_user_watches": 524288}
+
+
+def _raise_inotify_limits() -> None:
+    """Raises the host's inotify limits to kind's recommended values where they are lower (as root; else says so)."""
+    for key, wanted in INOTIFY_LIMITS.items():
+        path = Path("/proc/sys") / key.replace(".", "/")
+        try:
+            if int(path.read_text()) < wanted:
+                path.write_text(str(wanted))
+                _log(f"raised {key} to {wanted} (kind's recommendation for several nodes)")
+        except (OSError, ValueError) as exc:
+            _log(f"could not raise {key} to {wanted} ({exc}): nodes may fail with 'too many open files'")
 
 
 def _script(name: str, *args: str) -> str:
