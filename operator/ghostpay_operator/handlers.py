@@ -1,27 +1,39 @@
-"""kopf wiring, and nothing else: which events start a reconcile pass, retries with back-off, peering, events.
+"""kopf wiring, and nothing else: which events start a reconcile pass, the watch-fed caches a pass reads, retries
+with back-off, peering, events.
 
 - an instance's own watch events (create, spec change, and the periodic re-list) → reconcile it;
 - events of the Deployments and Jobs it owns (and of its CronJob's key-rotation Jobs) → reconcile the owner, so
   status follows pods and rotations;
 - a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised.
 
-Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster.
+Caches: one kopf index per kind the operator owns (`kube.WATCHED`, its watch filtered by the API server to the
+operator's managed-by label) holds its children by (namespace, instance), and one holds the instances. A pass reads
+its children from them instead of listing; it takes the instance from its cache only when that copy is the version
+its own last read or write answered (`Kube.knows`), and otherwise GETs it. kopf calls no handler before every
+index has been filled from its watch's first listing.
+
+Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster as the
+watches and its reads show it, never from what an earlier pass concluded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import zlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import kopf
 from lightkube import ApiError
 
 from ghostpay_operator import decide, reconcile
 from ghostpay_operator.builders import meta, rotation
-from ghostpay_operator.kube import Kube, namespace_terminating
+from ghostpay_operator.kinds import Manifest
+from ghostpay_operator.kube import WATCHED, Kube, namespace_terminating
+from ghostpay_operator.observe import Owned
 from ghostpay_operator.spec import GROUP, PLURAL, VERSION
 
 RESYNC_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_RESYNC_SECONDS", "30"))
@@ -30,6 +42,7 @@ MAX_BACKOFF_SECONDS = 60.0
 # every Deployment) costs one pass, not one each: fewer API requests, and the status is at most this much later.
 FOLD_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_FOLD_SECONDS", "1.0"))
 log = logging.getLogger("ghostpay_operator")
+_OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
 
 
 def peering_priority(identity: str) -> int:
@@ -47,16 +60,57 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
     settings.persistence.finalizer = "ghostpay.io/operator"
     settings.watching.server_timeout = 300
+    # The API server sends the child watches only what the operator made (kopf's `labels=` filters client-side).
+    for group, version, plural in WATCHED.values():
+        settings.watching.label_selectors[group, version, plural] = f"app.kubernetes.io/managed-by={meta.MANAGED_BY}"
     memo.kube = Kube.connect()
     memo.locks = {}
     memo.waiting = set()
     memo.failures = {}
 
 
+def index_id(kind: str) -> str:
+    """The name of the cache of `kind` (kopf passes each index to handlers as a keyword argument of its name)."""
+    return f"owned_{kind.lower()}"
+
+
+def _by_instance(body: kopf.Body, **_: Any) -> dict[tuple[str, str], Manifest]:
+    """A child, under (its namespace, its instance label), copied: kopf may reuse the body it hands out."""
+    metadata = body["metadata"]
+    instance = (metadata.get("labels") or {}).get("app.kubernetes.io/instance")
+    return {(metadata["namespace"], instance): copy.deepcopy(dict(body))} if instance else {}
+
+
+for _kind, (_group, _version, _plural) in WATCHED.items():
+    kopf.index(_group, _version, _plural, labels=_OWNED, id=index_id(_kind))(_by_instance)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def instances(body: kopf.Body, **_: Any) -> dict[str, Manifest]:
+    """Each instance by uid, as its watch last saw it."""
+    return {body["metadata"]["uid"]: copy.deepcopy(dict(body))}
+
+
+def _owned(indices: Mapping[str, Any]) -> Owned:
+    return {kind: indices[index_id(kind)] for kind in WATCHED}
+
+
+async def _instance(
+    namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any]
+) -> Manifest | None:
+    """The instance's latest version: the watch's copy when it is what this operator last read or wrote (so it holds
+    the last status written), else a GET."""
+    cached = next(iter(indices["instances"].get(uid, ())), None)
+    if cached is not None and memo.kube.knows(cached):
+        return cached  # type: ignore[no-any-return]
+    return await memo.kube.instance(namespace, name)  # type: ignore[no-any-return]
+
+
 async def _reconcile(
-    namespace: str, name: str, uid: str, memo: kopf.Memo, full: bool = True
+    namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any], full: bool = True
 ) -> reconcile.Outcome | None:
-    """One pass for the instance, on its latest version (read after the lock, so never from a stale event).
+    """One pass for the instance, on its latest version (taken after the lock, so never from a stale event);
+    `indices`: the handler's keyword arguments, which carry the caches.
 
     Triggers that arrive while a pass is already waiting are folded into it, and a child's event waits
     FOLD_SECONDS first: a burst of pod events costs one pass, not one each. Returns None when folded or when the
@@ -69,11 +123,11 @@ async def _reconcile(
     lock: asyncio.Lock = memo.locks.setdefault(uid, asyncio.Lock())
     async with lock:
         memo.waiting.discard((uid, full))
-        body = await memo.kube.instance(namespace, name)
+        body = await _instance(namespace, name, uid, memo, indices)
         if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
             return None
         try:
-            outcome = await reconcile.reconcile(memo.kube, body, full=full)
+            outcome = await reconcile.reconcile(memo.kube, _owned(indices), body, full=full)
         except ApiError as exc:
             # The namespace controller deletes Deployments before it reaches the instance: their events start a
             # pass that would recreate them in a namespace already going away.
@@ -82,7 +136,7 @@ async def _reconcile(
             log.warning("namespace %s is being deleted: stopped reconciling %s", namespace, name)
             return None
     for event in outcome.events:
-        kopf.event(kopf.Body(body), type=event.type, reason=event.reason, message=event.message)
+        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=event.type, reason=event.reason, message=event.message)
     return outcome
 
 
@@ -96,20 +150,20 @@ def _live(body: kopf.Body) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     # Our own status writes come back as events too: only the first sight of an instance (type None: the
     # operator's initial listing) or a spec it has not yet observed needs a pass.
     unobserved = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
     command = bool(set(body["metadata"].get("annotations") or {}) & set(decide.COMMANDS))
     if type != "DELETED" and _live(body) and (type is None or unobserved or command):
-        await _reconcile(*_key(body), memo)
+        await _reconcile(*_key(body), memo, indices)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def resync(body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if not _live(body):
         return
-    outcome = await _reconcile(*_key(body), memo)
+    outcome = await _reconcile(*_key(body), memo, indices)
     uid = body["metadata"]["uid"]
     if outcome is None:
         return
@@ -132,22 +186,20 @@ def _instance_of(body: kopf.Body) -> tuple[str, str] | None:
     return (name, uid) if name and uid else None
 
 
-async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
+async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
     instance = _instance_of(body)
     if instance is not None:
-        await _reconcile(body["metadata"]["namespace"], *instance, memo, full=False)
+        await _reconcile(body["metadata"]["namespace"], *instance, memo, indices, full=False)
 
-
-_OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
-async def deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if type in ("MODIFIED", "DELETED"):
-        await _reconcile_owner(body, memo)
+        await _reconcile_owner(body, memo, indices)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
-async def job_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if type == "MODIFIED":
-        await _reconcile_owner(body, memo)
+        await _reconcile_owner(body, memo, indices)

@@ -25,7 +25,7 @@ class Observation:
     spec: specs.InstanceSpec
     previous: InstanceStatus  # its status, without kopf's own bookkeeping
     full: bool  # False: a workloads-only pass (after an owned Deployment or Job changed)
-    children: dict[str, dict[str, Manifest]]  # kind -> name -> live object, for the kinds this pass looks at
+    children: dict[str, dict[str, Manifest]]  # kind -> name -> live object, every kind it owns but Secrets
     key_secrets: dict[str, Manifest]  # the local key store's Secrets that exist (full passes without Vault)
     referenced_problem: st.Problem | None  # the database or Redis Secret the spec names is missing or invalid
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
