@@ -3,7 +3,8 @@ with back-off, peering, events.
 
 - an instance's own watch events (create, spec change, and the periodic re-list) → reconcile it;
 - events of the Deployments and Jobs it owns (and of its CronJob's key-rotation Jobs) → reconcile the owner, so
-  status follows pods and rotations;
+  status follows pods and rotations — only when what a pass reads of the child changed, not on a controller's
+  bookkeeping update;
 - a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised.
 
 Caches: one kopf index per kind the operator owns (`kube.WATCHED`, its watch filtered by the API server to the
@@ -29,7 +30,7 @@ from typing import Any, cast
 import kopf
 from lightkube import ApiError
 
-from ghostpay_operator import decide, reconcile
+from ghostpay_operator import decide, readings, reconcile
 from ghostpay_operator.builders import meta, rotation
 from ghostpay_operator.kinds import Manifest
 from ghostpay_operator.kube import WATCHED, Kube, namespace_terminating
@@ -67,6 +68,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.locks = {}
     memo.waiting = set()
     memo.failures = {}
+    memo.readings = {}  # child uid -> what a pass reads of it, as of the last event that started or joined a pass
 
 
 def index_id(kind: str) -> str:
@@ -186,9 +188,24 @@ def _instance_of(body: kopf.Body) -> tuple[str, str] | None:
     return (name, uid) if name and uid else None
 
 
-async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
+def _news(type: str, body: kopf.Body, memo: kopf.Memo) -> bool:
+    """Whether a child's event can change what a pass concludes: not when what a pass reads of the child
+    (`readings.child_reading`) is what it was at the child's last event that started or joined a pass — that pass
+    starts after that event, so it reads the child as it is now. Controllers' bookkeeping updates cost no pass."""
+    uid = body["metadata"]["uid"]
+    if type == "DELETED":
+        memo.readings.pop(uid, None)
+        return True
+    reading = readings.child_reading(dict(body))
+    if memo.readings.get(uid) == reading:
+        return False
+    memo.readings[uid] = reading
+    return True
+
+
+async def _reconcile_owner(type: str, body: kopf.Body, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
     instance = _instance_of(body)
-    if instance is not None:
+    if instance is not None and _news(type, body, memo):
         await _reconcile(body["metadata"]["namespace"], *instance, memo, indices, full=False)
 
 
@@ -196,10 +213,10 @@ async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo, indices: Mapping[st
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
 async def deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if type in ("MODIFIED", "DELETED"):
-        await _reconcile_owner(body, memo, indices)
+        await _reconcile_owner(type, body, memo, indices)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
 async def job_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if type == "MODIFIED":
-        await _reconcile_owner(body, memo, indices)
+        await _reconcile_owner(type, body, memo, indices)

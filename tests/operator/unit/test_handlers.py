@@ -120,3 +120,33 @@ async def test_a_pass_takes_the_instance_from_its_watch_only_when_that_is_the_ve
     read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(8)))
     assert client.gets == 2  # it has
     assert [i["metadata"]["resourceVersion"] for i in read if i] == ["7", "7", "8", "8"]
+
+
+def _deployment(**status: int) -> dict[str, Any]:
+    metadata = {"name": "payments-cards-blue", "uid": "d-1", "generation": 2, "labels": {}, "annotations": {}}
+    return {"kind": "Deployment", "metadata": metadata, "spec": {"replicas": 2}, "status": status}
+
+
+def _job(**status: Any) -> dict[str, Any]:
+    metadata = {"name": "payments-migrate-1", "uid": "j-1", "labels": {}}
+    return {"kind": "Job", "metadata": metadata, "spec": {}, "status": status}
+
+
+def test_a_childs_event_starts_a_pass_only_when_what_a_pass_reads_of_it_changed() -> None:
+    memo = kopf.Memo(readings={})
+    rolling = _deployment(observedGeneration=2, updatedReplicas=2, readyReplicas=1)
+    assert handlers._news("MODIFIED", kopf.Body(rolling), memo)
+    assert not handlers._news(
+        "MODIFIED", kopf.Body({**rolling, "status": {**rolling["status"], "availableReplicas": 1}}), memo
+    )
+    assert handlers._news(
+        "MODIFIED", kopf.Body(_deployment(observedGeneration=2, updatedReplicas=2, readyReplicas=2)), memo
+    )
+    assert handlers._news("DELETED", kopf.Body(rolling), memo)  # always news, and forgotten
+    assert memo.readings == {}
+
+    running = _job(active=1)
+    assert handlers._news("MODIFIED", kopf.Body(running), memo)
+    assert not handlers._news("MODIFIED", kopf.Body(_job(active=1, ready=1)), memo)
+    done = {"succeeded": 1, "completionTime": "2026-01-01T00:00:00Z"}
+    assert handlers._news("MODIFIED", kopf.Body(_job(**done)), memo)
