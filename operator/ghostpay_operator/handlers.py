@@ -68,6 +68,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.locks = {}
     memo.waiting = set()
     memo.failures = {}
+    memo.background = set()  # passes started by children's events, still running
     memo.readings = {}  # child uid -> what a pass reads of it, as of the last event that started or joined a pass
 
 
@@ -203,11 +204,22 @@ def _news(type: str, body: kopf.Body, memo: kopf.Memo) -> bool:
     return True
 
 
+def _finished(memo: kopf.Memo, task: asyncio.Task[Any]) -> None:
+    memo.background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "a pass after a child's event failed (the next event or the resync retries it)", exc_info=task.exception()
+        )
+
+
 async def _reconcile_owner(type: str, body: kopf.Body, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
+    """A workloads-only pass for the child's instance, in the background: kopf indexes a child's next events only
+    once its handler has returned, and the pass (FOLD_SECONDS later) must read the child as it is then."""
     instance = _instance_of(body)
     if instance is not None and _news(type, body, memo):
-        await _reconcile(body["metadata"]["namespace"], *instance, memo, indices, full=False)
-
+        task = asyncio.create_task(_reconcile(body["metadata"]["namespace"], *instance, memo, indices, full=False))
+        memo.background.add(task)  # kept until done: the event loop holds tasks only weakly
+        task.add_done_callback(lambda done: _finished(memo, done))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
