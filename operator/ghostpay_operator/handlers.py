@@ -1,29 +1,41 @@
-"""kopf wiring, and nothing else: which events start a reconcile pass, retries with back-off, peering, events.
+"""kopf wiring, and nothing else: which events start a reconcile pass, the watch-fed caches a pass reads, retries
+with back-off, peering, events.
 
 - an instance's own watch events (create, spec change, and the periodic re-list) → reconcile it;
 - events of the Deployments and Jobs it owns (and of its CronJob's key-rotation Jobs) → reconcile the owner, so
-  status follows pods and rotations;
+  status follows pods and rotations — only when what a pass reads of the child changed, not on a controller's
+  bookkeeping update;
 - a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised.
 
-Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster.
+Caches: one kopf index per kind the operator owns (`kube.WATCHED`, its watch filtered by the API server to the
+operator's managed-by label) holds its children by (namespace, instance), and one holds the instances. A pass reads
+its children from them instead of listing; it takes the instance from its cache only when that copy is the version
+its own last read or write answered (`Kube.knows`), and otherwise GETs it. kopf calls no handler before every
+index has been filled from its watch's first listing.
+
+Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster as the
+watches and its reads show it, never from what an earlier pass concluded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import zlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import kopf
 from lightkube import ApiError
 
-from ghostpay_operator import decide, metrics, reconcile
+from ghostpay_operator import decide, metrics, readings, reconcile
 from ghostpay_operator import spec as specs
 from ghostpay_operator.builders import meta, rotation
-from ghostpay_operator.kube import Kube, namespace_terminating
-from ghostpay_operator.readings import without_kopf
+from ghostpay_operator.kinds import Manifest
+from ghostpay_operator.kube import WATCHED, Kube, namespace_terminating
+from ghostpay_operator.observe import Owned
 from ghostpay_operator.spec import GROUP, PLURAL, VERSION
 
 RESYNC_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_RESYNC_SECONDS", "30"))
@@ -32,6 +44,7 @@ MAX_BACKOFF_SECONDS = 60.0
 # every Deployment) costs one pass, not one each: fewer API requests, and the status is at most this much later.
 FOLD_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_FOLD_SECONDS", "1.0"))
 log = logging.getLogger("ghostpay_operator")
+_OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
 
 
 def peering_priority(identity: str) -> int:
@@ -49,16 +62,59 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
     settings.persistence.finalizer = "ghostpay.io/operator"
     settings.watching.server_timeout = 300
+    # The API server sends the child watches only what the operator made (kopf's `labels=` filters client-side).
+    for group, version, plural in WATCHED.values():
+        settings.watching.label_selectors[group, version, plural] = f"app.kubernetes.io/managed-by={meta.MANAGED_BY}"
     memo.kube = Kube.connect()
     memo.locks = {}
     memo.waiting = set()
     memo.failures = {}
+    memo.background = set()  # passes started by children's events, still running
+    memo.readings = {}  # child uid -> what a pass reads of it, as of the last event that started or joined a pass
+
+
+def index_id(kind: str) -> str:
+    """The name of the cache of `kind` (kopf passes each index to handlers as a keyword argument of its name)."""
+    return f"owned_{kind.lower()}"
+
+
+def _by_instance(body: kopf.Body, **_: Any) -> dict[tuple[str, str], Manifest]:
+    """A child, under (its namespace, its instance label), copied: kopf may reuse the body it hands out."""
+    metadata = body["metadata"]
+    instance = (metadata.get("labels") or {}).get("app.kubernetes.io/instance")
+    return {(metadata["namespace"], instance): copy.deepcopy(dict(body))} if instance else {}
+
+
+for _kind, (_group, _version, _plural) in WATCHED.items():
+    kopf.index(_group, _version, _plural, labels=_OWNED, id=index_id(_kind))(_by_instance)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def instances(body: kopf.Body, **_: Any) -> dict[str, Manifest]:
+    """Each instance by uid, as its watch last saw it."""
+    return {body["metadata"]["uid"]: copy.deepcopy(dict(body))}
+
+
+def _owned(indices: Mapping[str, Any]) -> Owned:
+    return {kind: indices[index_id(kind)] for kind in WATCHED}
+
+
+async def _instance(
+    namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any]
+) -> Manifest | None:
+    """The instance's latest version: the watch's copy when it is what this operator last read or wrote (so it holds
+    the last status written), else a GET."""
+    cached = next(iter(indices["instances"].get(uid, ())), None)
+    if cached is not None and memo.kube.knows(cached):
+        return cached  # type: ignore[no-any-return]
+    return await memo.kube.instance(namespace, name)  # type: ignore[no-any-return]
 
 
 async def _reconcile(
-    namespace: str, name: str, uid: str, memo: kopf.Memo, full: bool = True
+    namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any], full: bool = True
 ) -> reconcile.Outcome | None:
-    """One pass for the instance, on its latest version (read after the lock, so never from a stale event).
+    """One pass for the instance, on its latest version (taken after the lock, so never from a stale event);
+    `indices`: the handler's keyword arguments, which carry the caches.
 
     Triggers that arrive while a pass is already waiting are folded into it, and a child's event waits
     FOLD_SECONDS first: a burst of pod events costs one pass, not one each. Returns None when folded or when the
@@ -71,11 +127,11 @@ async def _reconcile(
     lock: asyncio.Lock = memo.locks.setdefault(uid, asyncio.Lock())
     async with lock:
         memo.waiting.discard((uid, full))
-        body = await memo.kube.instance(namespace, name)
+        body = await _instance(namespace, name, uid, memo, indices)
         if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
             return None
         try:
-            outcome = await reconcile.reconcile(memo.kube, body, full=full)
+            outcome = await reconcile.reconcile(memo.kube, _owned(indices), body, full=full)
         except ApiError as exc:
             # The namespace controller deletes Deployments before it reaches the instance: their events start a
             # pass that would recreate them in a namespace already going away.
@@ -88,14 +144,16 @@ async def _reconcile(
             metrics.record_error(namespace, name, type(exc).__name__)
             raise
     problem = outcome.problem.reason if outcome.problem else None
-    previous = without_kopf(body.get("status") or {})
-    rotation = (body.get("spec") or {}).get("keyRotation")
-    schedule = rotation.get("schedule", specs.DEFAULT_ROTATION_SCHEDULE) if isinstance(rotation, dict) else None
+    previous = readings.without_kopf(body.get("status") or {})
+    key_rotation = (body.get("spec") or {}).get("keyRotation")
+    schedule = (
+        key_rotation.get("schedule", specs.DEFAULT_ROTATION_SCHEDULE) if isinstance(key_rotation, dict) else None
+    )
     metrics.record_pass(
         namespace, name, previous, outcome.status, problem, outcome.events, outcome.analysis, schedule
     )
     for event in outcome.events:
-        kopf.event(kopf.Body(body), type=event.type, reason=event.reason, message=event.message)
+        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=event.type, reason=event.reason, message=event.message)
     return outcome
 
 
@@ -109,7 +167,7 @@ def _live(body: kopf.Body) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     # Our own status writes come back as events too: only the first sight of an instance (type None: the
     # operator's initial listing) or a spec it has not yet observed needs a pass.
     unobserved = (body.get("status") or {}).get("observedGeneration") != body["metadata"].get("generation")
@@ -117,14 +175,14 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any
     if type == "DELETED":
         metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
     elif _live(body) and (type is None or unobserved or command):
-        await _reconcile(*_key(body), memo)
+        await _reconcile(*_key(body), memo, indices)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def resync(body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if not _live(body):
         return
-    outcome = await _reconcile(*_key(body), memo)
+    outcome = await _reconcile(*_key(body), memo, indices)
     uid = body["metadata"]["uid"]
     if outcome is None:
         return
@@ -147,22 +205,46 @@ def _instance_of(body: kopf.Body) -> tuple[str, str] | None:
     return (name, uid) if name and uid else None
 
 
-async def _reconcile_owner(body: kopf.Body, memo: kopf.Memo) -> None:
+def _news(type: str, body: kopf.Body, memo: kopf.Memo) -> bool:
+    """Whether a child's event can change what a pass concludes: not when what a pass reads of the child
+    (`readings.child_reading`) is what it was at the child's last event that started or joined a pass — that pass
+    starts after that event, so it reads the child as it is now. Controllers' bookkeeping updates cost no pass."""
+    uid = body["metadata"]["uid"]
+    if type == "DELETED":
+        memo.readings.pop(uid, None)
+        return True
+    reading = readings.child_reading(dict(body))
+    if memo.readings.get(uid) == reading:
+        return False
+    memo.readings[uid] = reading
+    return True
+
+
+def _finished(memo: kopf.Memo, task: asyncio.Task[Any]) -> None:
+    memo.background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "a pass after a child's event failed (the next event or the resync retries it)", exc_info=task.exception()
+        )
+
+
+async def _reconcile_owner(type: str, body: kopf.Body, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
+    """A workloads-only pass for the child's instance, in the background: kopf indexes a child's next events only
+    once its handler has returned, and the pass (FOLD_SECONDS later) must read the child as it is then."""
     instance = _instance_of(body)
-    if instance is not None:
-        await _reconcile(body["metadata"]["namespace"], *instance, memo, full=False)
-
-
-_OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
+    if instance is not None and _news(type, body, memo):
+        task = asyncio.create_task(_reconcile(body["metadata"]["namespace"], *instance, memo, indices, full=False))
+        memo.background.add(task)  # kept until done: the event loop holds tasks only weakly
+        task.add_done_callback(lambda done: _finished(memo, done))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
-async def deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def deployment_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if type in ("MODIFIED", "DELETED"):
-        await _reconcile_owner(body, memo)
+        await _reconcile_owner(type, body, memo, indices)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
-async def job_changed(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def job_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indices: Any) -> None:
     if type == "MODIFIED":
-        await _reconcile_owner(body, memo)
+        await _reconcile_owner(type, body, memo, indices)

@@ -1,9 +1,12 @@
 """The operator package's only door to the Kubernetes API (lightkube): every client it uses is made here.
 
-`Kube` is the reconcile pass's facade (async): list what an instance owns, apply a manifest with server-side apply
-under one field manager, create, scale, delete, read Secrets, write status; it counts its write requests so tests
-and benchmarks can show that an idle resync writes nothing, and every request it sends in
-`metrics.API_REQUESTS` (by verb and kind). `sync_client` gives the blocking client of the
+`Kube` is the reconcile pass's facade (async): apply a manifest with server-side apply under one field manager,
+create, scale, delete, read Secrets and instances by name, write status; it counts its write requests so tests
+and benchmarks can show that an idle resync writes nothing, and remembers the resourceVersion each read or write
+of an instance answered (`knows`), so that the watch's copy of an instance can stand in for a GET once it is that
+new; every request it sends is counted in `metrics.API_REQUESTS` (by verb and kind). What the
+operator owns is not listed here but watched: kopf's watches (`handlers`, over the kinds of
+`WATCHED`) keep the caches a pass reads its children from. `sync_client` gives the blocking client of the
 key-rotation Job (`keysecret`), and `instance_tree` reads what `ghostpay status` shows.
 """
 
@@ -17,10 +20,8 @@ import httpx2
 from lightkube import ApiError, AsyncClient, Client, codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.batch_v1 import CronJob, Job
-from lightkube.resources.core_v1 import ConfigMap, Secret, Service, ServiceAccount
-from lightkube.resources.policy_v1 import PodDisruptionBudget
-from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
+from lightkube.resources.batch_v1 import CronJob
+from lightkube.resources.core_v1 import Secret
 from lightkube.types import CascadeType, PatchType
 
 from ghostpay_operator import metrics
@@ -35,17 +36,18 @@ MONITORING_KINDS: dict[str, Any] = {
     "ServiceMonitor": create_namespaced_resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
     "PrometheusRule": create_namespaced_resource("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
 }
-OWNED_KINDS: dict[str, Any] = {
-    "ServiceAccount": ServiceAccount,
-    "ConfigMap": ConfigMap,
-    "Secret": Secret,
-    "Service": Service,
-    "PodDisruptionBudget": PodDisruptionBudget,
-    "Deployment": Deployment,
-    "Job": Job,
-    "CronJob": CronJob,
-    "Role": Role,
-    "RoleBinding": RoleBinding,
+# The kinds the operator owns and watches (all but Secrets, which its role may only read by name), as kopf names
+# their API resources: kind -> (group, version, plural).
+WATCHED: dict[str, tuple[str, str, str]] = {
+    "ServiceAccount": ("", "v1", "serviceaccounts"),
+    "ConfigMap": ("", "v1", "configmaps"),
+    "Service": ("", "v1", "services"),
+    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "Job": ("batch", "v1", "jobs"),
+    "CronJob": ("batch", "v1", "cronjobs"),
+    "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 }
 
 
@@ -62,21 +64,24 @@ class Kube:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
         self.writes: Counter[str] = Counter()
+        self._versions: dict[tuple[str, str], str] = {}  # (namespace, name) -> an instance's resourceVersion
+
+    def _saw(self, obj: Manifest) -> Manifest:
+        metadata = obj["metadata"]
+        self._versions[metadata["namespace"], metadata["name"]] = metadata["resourceVersion"]
+        return obj
+
+    def knows(self, instance: Manifest) -> bool:
+        """Whether `instance` (the watch's copy) is the version this facade last read or wrote: then it holds the
+        pass's own last status write, and nothing newer was seen through here."""
+        metadata = instance["metadata"]
+        known: str | None = self._versions.get((metadata["namespace"], metadata["name"]))
+        return known is not None and known == metadata.get("resourceVersion")
 
     @staticmethod
     def connect() -> Kube:
         """A facade over a client for the current kubeconfig (or the pod's ServiceAccount)."""
         return Kube(AsyncClient(field_manager=meta.FIELD_MANAGER))
-
-    async def owned(self, kind: str, namespace: str, instance: str) -> dict[str, Manifest]:
-        """Objects of `kind` the operator made for `instance`, by name (one LIST request)."""
-        labels: dict[str, Any] = meta.owned_selector(instance)
-        found: dict[str, Manifest] = {}
-        metrics.api_request("list", kind)
-        async for obj in self._client.list(OWNED_KINDS[kind], namespace=namespace, labels=labels):
-            manifest = obj.to_dict()
-            found[manifest["metadata"]["name"]] = manifest
-        return found
 
     async def monitoring(self, namespace: str, instance: str) -> dict[str, dict[str, Manifest]] | None:
         """The instance's ServiceMonitor and PrometheusRule by kind and name (one LIST each), or None when the
@@ -139,7 +144,8 @@ class Kube:
         self.writes["GhostPayInstance"] += 1
         metrics.api_request("patch", "GhostPayInstance")
         patch = {"metadata": {"annotations": dict.fromkeys(keys)}}
-        await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
+        obj = await self._client.patch(GhostPayInstance, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
+        self._saw(obj.to_dict())  # type: ignore[no-untyped-call]
 
     async def scale(self, namespace: str, name: str, replicas: int) -> Manifest:
         """Resize a Deployment without touching its template (the other colour keeps the version it runs); returns
@@ -173,7 +179,8 @@ class Kube:
         return await self._get(Secret, namespace, name)
 
     async def instance(self, namespace: str, name: str) -> Manifest | None:
-        return await self._get(GhostPayInstance, namespace, name)
+        found = await self._get(GhostPayInstance, namespace, name)
+        return None if found is None else self._saw(found)
 
     async def write_status(
         self, namespace: str, name: str, status: InstanceStatus, previous: InstanceStatus | None = None
@@ -184,9 +191,10 @@ class Kube:
         metrics.api_request("patch", "GhostPayInstance/status")
         log.info("writing status of %s/%s: %s", namespace, name, status.get("phase"))
         patch: dict[str, Any] = {**dict.fromkeys(previous or {}), **status}
-        await self._client.patch(
+        obj = await self._client.patch(
             GhostPayInstance.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
         )
+        self._saw(obj.to_dict())  # type: ignore[no-untyped-call]
 
 
 def sync_client(field_manager: str) -> Client:

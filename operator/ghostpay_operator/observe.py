@@ -1,13 +1,16 @@
-"""observe: the only code of a reconcile pass that reads — the API server through `kube.Kube`, Prometheus through
-`analysis`, the database through `database` — building one frozen `Observation` that `decide` works from.
+"""observe: the only code of a reconcile pass that reads — the API server through `kube.Kube` and the watch-fed
+caches (`Owned`), Prometheus through `analysis`, the database through `database` — building one frozen
+`Observation` that `decide` works from.
 
-Children are read one LIST per kind by the instance's labels, never object by object; Secrets are read by name,
-since the operator's role may not list Secrets. The database and Prometheus are asked only when the answer can
-matter: the database only before a new key store would be made, Prometheus only while a release's new colour is up.
+Children come from the caches the operator's watches keep (kopf indices, declared in `handlers`): no request at
+all, never object by object. Secrets are read by name, since the operator's role may not list or watch Secrets.
+The database and Prometheus are asked only when the answer can matter: the database only before a new key store
+would be made, Prometheus only while a release's new colour is up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from ghostpay_operator import analysis, database, readings
@@ -20,17 +23,15 @@ from ghostpay_operator.readings import Observation, spec_problem, without_kopf
 from ghostpay_operator.releaseplan import Release
 from ghostpay_operator.vocabulary import COLORS, IN_PROGRESS, AnalysisResult, other
 
-SUPPORTING_KINDS = ("ServiceAccount", "ConfigMap", "PodDisruptionBudget", "CronJob")
-KEY_ROTATION_ACCESS_KINDS = ("Role", "RoleBinding")  # listed only with spec.keyRotation: they go with the CronJob
-ROUTING_AND_WORKLOAD_KINDS = ("Service", "Deployment", "Job")
+# The watch-fed caches of what the operator owns, all kinds but Secrets: kind -> (namespace, instance) -> the live
+# objects (`handlers` declares them as kopf indices; a unit test passes plain dicts).
+Owned = Mapping[str, Mapping[tuple[str, str], Collection[Manifest]]]
 
 
-async def _children(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, dict[str, Manifest]]:
-    """What the instance owns, one LIST per kind; a workloads-only pass skips the supporting kinds."""
-    kinds: tuple[str, ...] = SUPPORTING_KINDS + ROUTING_AND_WORKLOAD_KINDS if full else ROUTING_AND_WORKLOAD_KINDS
-    if full and spec.key_rotation is not None:
-        kinds += KEY_ROTATION_ACCESS_KINDS
-    return {kind: await kube.owned(kind, spec.namespace, spec.name) for kind in kinds}
+def _children(owned: Owned, spec: specs.InstanceSpec) -> dict[str, dict[str, Manifest]]:
+    """What the instance owns, by kind and name, as the watches last saw it (no request)."""
+    key = (spec.namespace, spec.name)
+    return {kind: {o["metadata"]["name"]: o for o in cache.get(key, ())} for kind, cache in owned.items()}
 
 
 async def _key_secrets(kube: Kube, spec: specs.InstanceSpec, full: bool) -> dict[str, Manifest]:
@@ -92,10 +93,10 @@ async def _analysis(
     return await analysis.judged(url, current.version, stable_version, spec.release)
 
 
-async def observe(kube: Kube, body: Manifest, now: datetime, full: bool) -> Observation:
+async def observe(kube: Kube, owned: Owned, body: Manifest, now: datetime, full: bool) -> Observation:
     spec = specs.parse(body)
     previous = without_kopf(body.get("status") or {})
-    children = await _children(kube, spec, full)
+    children = _children(owned, spec)
     monitoring = await kube.monitoring(spec.namespace, spec.name) if full else None  # Prometheus Operator's kinds
     key_secrets = await _key_secrets(kube, spec, full)
     referenced_problem, dsn, redis_url = await _referenced_secrets(kube, spec)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ghostpay_operator import spec as specs
 from ghostpay_operator import status as st
-from ghostpay_operator.builders import names, rotation, schedule, workloads
+from ghostpay_operator.builders import meta, names, rotation, schedule, workloads
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.releaseplan import NO_DEPLOYMENTS, ColorState
 from ghostpay_operator.spec import SERVICES, InstanceSpec
@@ -25,7 +25,7 @@ class Observation:
     spec: specs.InstanceSpec
     previous: InstanceStatus  # its status, without kopf's own bookkeeping
     full: bool  # False: a workloads-only pass (after an owned Deployment or Job changed)
-    children: dict[str, dict[str, Manifest]]  # kind -> name -> live object, for the kinds this pass looks at
+    children: dict[str, dict[str, Manifest]]  # kind -> name -> live object, every kind it owns but Secrets
     key_secrets: dict[str, Manifest]  # the local key store's Secrets that exist (full passes without Vault)
     referenced_problem: st.Problem | None  # the database or Redis Secret the spec names is missing or invalid
     database_holds_local_keys: bool | None  # asked only when no key store part exists (see `keystore.plan`)
@@ -100,6 +100,20 @@ def deployment_state(deployment: Manifest) -> st.DeploymentState:
         updated=status.get("updatedReplicas", 0),
         current=status.get("observedGeneration", 0) >= generation,
     )
+
+
+def child_reading(child: Manifest) -> tuple[Any, ...]:
+    """All that a pass reads of a Deployment or a Job (the readers above, and the hashes `decide` compares). Two
+    versions of a child that read the same cannot lead a pass to different writes or status: a change elsewhere (a
+    controller's bookkeeping, such as available replicas, condition heartbeats, a Job's active pods) is no news."""
+    annotations = child["metadata"].get("annotations") or {}
+    hashes = (child["kind"], annotations.get(meta.SPEC_HASH), annotations.get(workloads.TEMPLATE_HASH))
+    if child["kind"] == "Deployment":
+        return (*hashes, deployment_state(child))
+    finished = sorted((kind, c.get("lastTransitionTime")) for kind, c in _true_conditions(child).items())
+    component = child["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+    completed = (child.get("status") or {}).get("completionTime")
+    return (*hashes, component, migration_state(child), tuple(finished), completed)
 
 
 def color_state(spec: InstanceSpec, deployments: dict[str, Manifest], color: Color) -> ColorState:

@@ -3,7 +3,8 @@
 `observe` reads (the only code that does), `decide` is pure (observation in, actions out; then the status and
 events from what the writes answered), `act` writes through `kube.Kube` in an order written in one place and the
 status once, only if it changed. Called by the kopf handlers; knows nothing of kopf. Every pass starts from the
-cluster and the resource's status, never from memory, so an operator killed mid-pass resumes where it stopped.
+cluster (as the operator's watches and its reads show it) and the resource's status, never from what an earlier
+pass concluded, so an operator killed mid-pass resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ghostpay_operator.act import act
 from ghostpay_operator.decide import decide
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
-from ghostpay_operator.observe import observe
+from ghostpay_operator.observe import Owned, observe
 from ghostpay_operator.vocabulary import AnalysisResult, Event
 
 
@@ -28,9 +29,12 @@ class Outcome:
     analysis: AnalysisResult | None = None  # the release analysis of the pass, when one was measured
 
 
-async def reconcile(kube: Kube, body: Manifest, now: datetime | None = None, full: bool = True) -> Outcome:
-    """A full pass checks and applies everything; a workloads-only pass (`full=False`, after an owned Deployment or
-    Job changed) skips the supporting objects (ServiceAccount, ConfigMap, budgets, key Secrets, key rotation)."""
-    observation = await observe(kube, body, now or datetime.now(UTC), full)
+async def reconcile(
+    kube: Kube, owned: Owned, body: Manifest, now: datetime | None = None, full: bool = True
+) -> Outcome:
+    """`owned`: the watch-fed caches of the instance's children (see `observe`). A full pass checks and applies
+    everything; a workloads-only pass (`full=False`, after an owned Deployment or Job changed) skips the supporting
+    objects (ServiceAccount, ConfigMap, budgets, key Secrets, key rotation)."""
+    observation = await observe(kube, owned, body, now or datetime.now(UTC), full)
     status, problem, events = await act(kube, observation, decide(observation))
     return Outcome(status, problem, events, observation.analysis)

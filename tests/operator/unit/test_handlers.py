@@ -3,15 +3,17 @@ CronJob, not the instance) the instance named by its labels and annotation."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import kopf
 import pytest
-from lightkube import ApiError
+from lightkube import ApiError, AsyncClient
 from lightkube.models import meta_v1
 
 from ghostpay_operator import handlers
 from ghostpay_operator.builders import rotation
+from ghostpay_operator.kube import Kube
 
 
 def test_an_owned_child_belongs_to_its_owner() -> None:
@@ -62,9 +64,89 @@ async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
 
     monkeypatch.setattr(handlers.reconcile, "reconcile", refused)
     memo = kopf.Memo(kube=_Kube(), locks={}, waiting=set())
+    indices: dict[str, Any] = {"instances": {}, **{handlers.index_id(kind): {} for kind in handlers.WATCHED}}
     if terminating:
-        assert await handlers._reconcile("t-1", "payments", "uid-1", memo) is None
+        assert await handlers._reconcile("t-1", "payments", "uid-1", memo, indices) is None
     else:  # any other refusal is an error kopf reports (and the timer retries)
         with pytest.raises(ApiError):
-            await handlers._reconcile("t-1", "payments", "uid-1", memo)
+            await handlers._reconcile("t-1", "payments", "uid-1", memo, indices)
     assert len(passes) == 1  # the pass ran, and was refused
+
+
+def test_the_caches_file_a_child_under_its_namespace_and_instance() -> None:
+    labels = {"app.kubernetes.io/instance": "payments"}
+    child = kopf.Body({"metadata": {"namespace": "shop", "name": "payments-cards-blue", "labels": labels}})
+    filed = handlers._by_instance(child)
+    assert filed == {("shop", "payments"): dict(child)}
+    assert filed[("shop", "payments")]["metadata"] is not child["metadata"]  # a copy: kopf may reuse its bodies
+    assert handlers._by_instance(kopf.Body({"metadata": {"namespace": "shop", "name": "x"}})) == {}
+
+
+class _Client:
+    """The API server as lightkube's client answers: each GET and status write a new resourceVersion."""
+
+    def __init__(self) -> None:
+        self.version = 7
+        self.gets = 0
+
+    def _instance(self) -> SimpleNamespace:
+        metadata = {"namespace": "shop", "name": "payments", "uid": "uid-1", "resourceVersion": str(self.version)}
+        return SimpleNamespace(to_dict=lambda: {"metadata": metadata, "status": {}})
+
+    async def get(self, *_: object, **__: object) -> SimpleNamespace:
+        self.gets += 1
+        return self._instance()
+
+    async def patch(self, *_: object, **__: object) -> SimpleNamespace:
+        self.version += 1
+        return self._instance()
+
+
+def _watched(version: int) -> dict[str, Any]:
+    metadata = {"namespace": "shop", "name": "payments", "uid": "uid-1", "resourceVersion": str(version)}
+    return {"instances": {"uid-1": [{"metadata": metadata, "status": {}}]}}
+
+
+async def test_a_pass_takes_the_instance_from_its_watch_only_when_that_is_the_version_it_last_read_or_wrote() -> None:
+    client = _Client()
+    memo = kopf.Memo(kube=Kube(cast(AsyncClient, client)))
+    read = [await handlers._instance("shop", "payments", "uid-1", memo, _watched(7))]
+    assert client.gets == 1  # nothing read or written yet: the watch's copy could be older than the cluster
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(7)))
+    assert client.gets == 1  # the version just read: no request
+    await memo.kube.write_status("shop", "payments", {"phase": "Healthy"})  # the API server answers version 8
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(7)))
+    assert client.gets == 2  # the watch has not shown the write yet: GET
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(8)))
+    assert client.gets == 2  # it has
+    assert [i["metadata"]["resourceVersion"] for i in read if i] == ["7", "7", "8", "8"]
+
+
+def _deployment(**status: int) -> dict[str, Any]:
+    metadata = {"name": "payments-cards-blue", "uid": "d-1", "generation": 2, "labels": {}, "annotations": {}}
+    return {"kind": "Deployment", "metadata": metadata, "spec": {"replicas": 2}, "status": status}
+
+
+def _job(**status: Any) -> dict[str, Any]:
+    metadata = {"name": "payments-migrate-1", "uid": "j-1", "labels": {}}
+    return {"kind": "Job", "metadata": metadata, "spec": {}, "status": status}
+
+
+def test_a_childs_event_starts_a_pass_only_when_what_a_pass_reads_of_it_changed() -> None:
+    memo = kopf.Memo(readings={})
+    rolling = _deployment(observedGeneration=2, updatedReplicas=2, readyReplicas=1)
+    assert handlers._news("MODIFIED", kopf.Body(rolling), memo)
+    assert not handlers._news(
+        "MODIFIED", kopf.Body({**rolling, "status": {**rolling["status"], "availableReplicas": 1}}), memo
+    )
+    assert handlers._news(
+        "MODIFIED", kopf.Body(_deployment(observedGeneration=2, updatedReplicas=2, readyReplicas=2)), memo
+    )
+    assert handlers._news("DELETED", kopf.Body(rolling), memo)  # always news, and forgotten
+    assert memo.readings == {}
+
+    running = _job(active=1)
+    assert handlers._news("MODIFIED", kopf.Body(running), memo)
+    assert not handlers._news("MODIFIED", kopf.Body(_job(active=1, ready=1)), memo)
+    done = {"succeeded": 1, "completionTime": "2026-01-01T00:00:00Z"}
+    assert handlers._news("MODIFIED", kopf.Body(_job(**done)), memo)

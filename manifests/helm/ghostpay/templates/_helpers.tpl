@@ -43,9 +43,10 @@ cluster-wide ClusterRole, which also reads the CRDs and uses the ClusterKopfPeer
   resources: [cronjobs]
   verbs: [get, list, watch, create, patch, delete]
 # The key-rotation Job's Role and its binding; creating a Role needs the verbs it grants (get/patch on secrets).
+# `watch`, like every kind it owns: a reconcile pass reads its children from the watches' caches, not by listing.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, list, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [services, configmaps, serviceaccounts]
   verbs: [get, list, watch, create, patch]
