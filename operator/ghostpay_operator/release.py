@@ -11,10 +11,9 @@ desired pod template (its hash) differs from the stable one, on the other colour
 up beside the stable one (reachable through the preview Service), switches every Service at once when it is ready
 (and analysis passes), keeps the old colour for `scaleDownDelaySeconds`, then scales it to zero. Canary moves
 `canarySteps` percent of each service's pods to the new colour behind the same Service, holding each step
-`stepSeconds` from when all its pods are Ready. Not ready within `progressDeadlineSeconds` (of the release's
-start, or of the canary step), no analysis result by then either, failed analysis, or an abort → traffic stays on
-(or returns to) the stable colour, the new one goes to zero, and the release is marked rolled back until the spec
-changes again.
+`stepSeconds`. Not ready within `progressDeadlineSeconds` (of the release's start, or of the canary step), no
+analysis result by then either, failed analysis, or an abort → traffic stays on (or returns to) the stable
+colour, the new one goes to zero, and the release is marked rolled back until the spec changes again.
 """
 
 from __future__ import annotations
@@ -233,18 +232,13 @@ def _canary(
         )
     if not ready:
         return at_step
-    if release.step_ready_at is None:
-        # The hold counts from here: counted from the step's start, a step whose pods take longer than stepSeconds
-        # to turn Ready would pass on at once, having served no traffic at its share.
-        release = replace(release, step_ready_at=stamp(now))
-        at_step = replace(at_step, release=release)
-    held = elapsed(release.step_ready_at, now) >= spec.release.step_seconds
+    held = elapsed(release.step_started_at, now) >= spec.release.step_seconds
     analysed = spec.release.prometheus_url is None or (facts.analysis is not None and facts.analysis.verdict == PASS)
     if not (held and analysed):
         return at_step
     if percent >= 100:
         return _completed(release, events)
-    advanced = replace(release, step=release.step + 1, step_started_at=stamp(now), step_ready_at=None)
+    advanced = replace(release, step=release.step + 1, step_started_at=stamp(now))
     next_percent = steps[advanced.step]
     message = f"{next_percent}% of pods on {release.version}."
     return replace(

@@ -54,7 +54,6 @@ class Release:
     started_at: str
     step: int = 0  # canary: index into canarySteps
     step_started_at: str | None = None
-    step_ready_at: str | None = None  # canary: when every pod of the current step was first Ready
     switched_at: str | None = None  # blue-green: when the Services moved to the new colour
     outcome: ReleaseOutcome = IN_PROGRESS
     reason: str = ""

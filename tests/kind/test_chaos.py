@@ -151,13 +151,13 @@ def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
     time.sleep(5)
     _release(setup, version, extra={"release": {**RELEASE_SETTINGS, "strategy": "Canary"}})
-    # The steps as the status tells them: (step, from, to), from when the operator saw every pod of the step Ready.
+    # The steps as the status tells them: (step, from, to), counted from when every pod of the step is Ready.
     windows: list[tuple[int, float, float]] = []
     deadline = time.monotonic() + RELEASE
     while time.monotonic() < deadline and not chaos.settled(setup.cluster, version):
         status = chaos.instance(setup.cluster).get("status") or {}
         step = (status.get("release") or {}).get("step")
-        ready = bool((status.get("release") or {}).get("step_ready_at"))  # the operator saw the step's pods Ready
+        ready = status.get("readyReplicas") == status.get("replicas")
         now = traffic.elapsed()
         if step is not None and ready:
             if windows and windows[-1][0] == step:
