@@ -85,9 +85,11 @@ def test_without_the_prometheus_operator_the_pods_carry_scrape_annotations_and_m
     last = _value(samples, "ghostpay_operator_last_reconcile_timestamp_seconds", **who)
     assert last is not None and before <= last <= time.time()
     assert _value(samples, "ghostpay_operator_instance_phase", **who, phase="Pending") == 0
-    # API requests by verb, counted in the one facade: the Deployments applied (one per service), the children listed
+    # API requests by verb, counted in the one facade: the Deployments applied (one per service), the database
+    # Secret read by name, the monitoring kinds listed (children come from the watches, with no request of a pass)
     assert (_value(samples, "ghostpay_operator_api_requests_total", verb="patch", kind="Deployment") or 0) >= 4
-    assert (_value(samples, "ghostpay_operator_api_requests_total", verb="list", kind="Deployment") or 0) >= 1
+    assert (_value(samples, "ghostpay_operator_api_requests_total", verb="get", kind="Secret") or 0) >= 1
+    assert _value(samples, "ghostpay_operator_api_requests_total", verb="list", kind="Deployment") is None
     assert (_value(samples, "ghostpay_operator_api_requests_total", verb="list", kind="ServiceMonitor") or 0) >= 1
     assert _value(samples, "ghostpay_operator_releases_total", **who, outcome="started") is None  # first install
 
