@@ -53,7 +53,11 @@ class GuardedRoutes:
     """Which requests reach a route that asks for the caller (an unknown path or method does not: a 404/405)."""
 
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
-        self._routes = [(route, route_needs_principal(route)) for route in routes if isinstance(route, APIRoute)]
+        api_routes = [route for route in routes if isinstance(route, APIRoute)]
+        self._routes = [(route, route_needs_principal(route)) for route in api_routes]
+        # Only the `admits`-marked routes (the charge path): a caller's role is checked against these alone, so an
+        # authenticated request costs no scan of every route.
+        self._admitting = [(route, roles) for route in api_routes if (roles := admitted_roles(route)) is not None]
 
     def guarded_route(self, scope: Scope) -> APIRoute | None:
         """The route this request reaches, if it needs a caller."""
@@ -62,19 +66,25 @@ class GuardedRoutes:
                 return route if needs else None
         return None
 
+    def refusing_route(self, scope: Scope, role: str) -> APIRoute | None:
+        """The `admits`-marked route this request reaches, if it does not let `role` in."""
+        for route, roles in self._admitting:
+            if route.matches(scope)[0] is Match.FULL:
+                return None if role in roles else route
+        return None
+
 
 def refuse_before_body(scope: Scope, headers: Headers, limit: int, guarded: GuardedRoutes) -> Any:
     """A 401 for a route that needs a caller and has none, a 403 for a caller whose role an `admits`-marked route
     does not let in, a 413 for a declared length over the limit; else None."""
     state = scope["state"]
-    if (route := guarded.guarded_route(scope)) is not None:
-        principal = state.get("principal")
-        roles = admitted_roles(route)
-        if principal is None or (roles is not None and principal.role not in roles):
-            scope["route"] = route  # refused before routing: the metrics still name the route template
-            if principal is None:
-                return problems.from_domain_error(missing_principal(state))
-            return problems.from_domain_error(role_refused(principal.role))
+    principal = state.get("principal")
+    if principal is None and (route := guarded.guarded_route(scope)) is not None:
+        scope["route"] = route  # refused before routing: the metrics still name the route template
+        return problems.from_domain_error(missing_principal(state))
+    if principal is not None and (route := guarded.refusing_route(scope, principal.role)) is not None:
+        scope["route"] = route
+        return problems.from_domain_error(role_refused(principal.role))
     length = declared_length(headers)
     if length is not None and length > limit:
         return problems.problem_response(413, "body_too_large", HTTPStatus(413).phrase, BodyTooLarge(limit).detail)
