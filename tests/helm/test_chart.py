@@ -15,6 +15,8 @@ import yaml
 from cryptography import x509
 
 from ghostpay_devtools import localcluster
+from ghostpay_operator import spec as specs
+from ghostpay_operator.builders import workloads
 from tests.helm import helm
 from tests.helm.helm import CHART, ROOT, VERSION, Manifest
 
@@ -23,7 +25,12 @@ NODE_PORTS = {"auth": 30080, "cards": 30081, "charges": 30082, "analytics": 3008
 OPERATOR_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "ClusterKopfPeering"}
 
 
-@pytest.mark.parametrize("values", [[], [DEMO], [DEMO, "demo.vault.enabled=true"], ["watchNamespace=shop"]])
+PROMETHEUS = "demo.prometheus.enabled=true"
+
+
+@pytest.mark.parametrize(
+    "values", [[], [DEMO], [DEMO, "demo.vault.enabled=true"], [DEMO, PROMETHEUS], ["watchNamespace=shop"]]
+)
 def test_helm_lint_passes_strictly(values: list[str]) -> None:
     sets = [arg for value in values for arg in ("--set", value)]
     result = helm.run("lint", "--strict", str(CHART), *sets)
@@ -156,6 +163,61 @@ def _assert_openbao_certificate(secret: dict[str, Any], host: str) -> None:
     cert.verify_directly_issued_by(ca)
 
 
+def test_demo_prometheus_is_opt_in_and_the_instance_is_analysed_by_it() -> None:
+    """demo.prometheus.enabled: a Prometheus finding the service pods (both colours) and the operator's through two
+    headless Services' DNS records, with no API access at all, and the instance released by Canary with its
+    analysis pointing at it. Without it the demo has neither."""
+    plain = helm.by_kind(helm.template(DEMO, namespace="shop"))
+    assert "release" not in plain[("GhostPayInstance", "payments")]["spec"]
+    assert not any("prometheus" in name or "metrics" in name for _, name in plain)
+
+    objects = helm.by_kind(helm.template(DEMO, PROMETHEUS, namespace="shop"))
+    release = objects[("GhostPayInstance", "payments")]["spec"]["release"]
+    assert release == {"strategy": "Canary", "analysis": {"prometheusUrl": "http://payments-prometheus.shop.svc:9090"}}
+    assert objects[("Service", "payments-prometheus")]["spec"]["ports"][0]["port"] == 9090
+    pod = objects[("Deployment", "payments-prometheus")]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "ghostpay/demo-prometheus:2.42.0"
+    assert (pod["automountServiceAccountToken"], pod.get("serviceAccountName")) == (False, None)
+    assert pod["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert all("emptyDir" in v or "configMap" in v for v in pod["volumes"])
+    rbac = {key for key in objects if key[0] in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}}
+    assert rbac == {("ClusterRole", "ghostpay-operator"), ("ClusterRoleBinding", "ghostpay-operator")}  # no more
+
+    config = yaml.safe_load(objects[("ConfigMap", "payments-prometheus")]["data"]["prometheus.yml"])
+    names = {job["job_name"]: job["dns_sd_configs"][0]["names"] for job in config["scrape_configs"]}
+    assert names == {
+        "ghostpay": ["_metrics._tcp.payments-metrics.shop.svc"],
+        "ghostpay-operator": ["_metrics._tcp.payments-operator-metrics.shop.svc"],
+    }
+    services = objects[("Service", "payments-metrics")]["spec"]
+    assert (services["clusterIP"], services["publishNotReadyAddresses"]) == ("None", True)
+    assert services["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    # The labels the operator puts on every service pod of the instance, whatever its colour or version.
+    assert services["selector"] == {
+        "app.kubernetes.io/name": "ghostpay",
+        "app.kubernetes.io/instance": "payments",
+        "app.kubernetes.io/managed-by": "ghostpay-operator",
+    }
+    operator = objects[("Service", "payments-operator-metrics")]["spec"]
+    deployment = objects[("Deployment", "ghostpay-operator")]["spec"]["template"]
+    assert operator["selector"].items() <= deployment["metadata"]["labels"].items()
+    assert "metrics" in {p["name"] for p in deployment["spec"]["containers"][0]["ports"]}
+
+
+def test_demo_prometheus_selects_the_pods_the_operator_builds() -> None:
+    """The headless Service's selector is a subset of the labels of the operator's own pod template (so both colours
+    and every version are scraped), and those pods name the port `metrics`."""
+    objects = helm.by_kind(helm.template(DEMO, PROMETHEUS, namespace="shop"))
+    instance = objects[("GhostPayInstance", "payments")]
+    parsed = specs.parse(instance)
+    selector = objects[("Service", "payments-metrics")]["spec"]["selector"]
+    for color in ("blue", "green"):
+        template = workloads.deployment(parsed, "charges", color, 2)["spec"]["template"]
+        assert selector.items() <= template["metadata"]["labels"].items()
+        assert "metrics" in {p["name"] for p in template["spec"]["containers"][0]["ports"]}
+
+
 def test_demo_secrets_are_random_per_render() -> None:
     """helm template sees no cluster, so each render makes new ones; `lookup` keeps them on a real upgrade
     (tests/helm/test_install.py)."""
@@ -173,6 +235,7 @@ def test_demo_secrets_are_random_per_render() -> None:
         ("image.pullPolicy=Sometimes", "image/pullPolicy"),
         ("watchNamespace=Not_A_Namespace", "watchNamespace"),
         ("demo.vault.enabled=1", "demo/vault/enabled"),
+        ("demo.prometheus.scrapeInterval=5", "demo/prometheus/scrapeInterval"),
     ],
 )
 def test_values_schema_refuses_a_bad_value(value: str, complaint: str) -> None:

@@ -1,7 +1,8 @@
 """The chart's demo images (tools/demo-images/build.sh, as `make demo-images`): PostgreSQL and Redis from Debian's
-packages and OpenBao, run the way the chart's pods run them (uid 999, read-only root, no capabilities, emptyDirs as
-tmpfs): GhostPay's own migration and a Redis round trip work against them, and OpenBao sets itself up with the
-chart's script and the repository's policies, which then allow each workload exactly its transit calls."""
+packages, OpenBao and Prometheus, run the way the chart's pods run them (uid 999, read-only root, no capabilities,
+emptyDirs as tmpfs): GhostPay's own migration and a Redis round trip work against them, OpenBao sets itself up with
+the chart's script and the repository's policies, which then allow each workload exactly its transit calls, and
+Prometheus runs the chart's configuration and answers queries."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from tests.helm import helm
 from tests.helm.helm import CHART, ROOT
 from tests.image import docker
 
@@ -38,9 +41,15 @@ def test_the_chart_names_the_images_the_script_builds(demo_images: dict[str, str
     for name in ("postgres", "redis"):
         image = values[name]["image"]
         assert demo_images[image["repository"]] == f"{image['repository']}:{image['tag']}"
-    vault_image = values["vault"]["image"]
-    assert demo_images[vault_image["repository"]] == f"{vault_image['repository']}:{vault_image['tag']}"
-    assert sorted(demo_images) == ["ghostpay/demo-openbao", "ghostpay/demo-postgres", "ghostpay/demo-redis"]
+    for name in ("vault", "prometheus"):
+        image = values[name]["image"]
+        assert demo_images[image["repository"]] == f"{image['repository']}:{image['tag']}"
+    assert sorted(demo_images) == [
+        "ghostpay/demo-openbao",
+        "ghostpay/demo-postgres",
+        "ghostpay/demo-prometheus",
+        "ghostpay/demo-redis",
+    ]
 
 
 @pytest.fixture
@@ -172,3 +181,50 @@ def test_openbao_sets_itself_up_with_the_charts_script_and_policies(
               container_name, "bao", "status", "-format=json"]  # fmt: skip
     served = subprocess.run(status, capture_output=True, text=True, timeout=60, check=False)
     assert served.returncode == 0 and yaml.safe_load(served.stdout)["sealed"] is False, served.stderr
+
+
+def test_prometheus_runs_hardened_with_the_charts_configuration(
+    demo_images: dict[str, str], container_name: str, tmp_path: Path
+) -> None:
+    """The chart's own prometheus.yml (its DNS discovery finds nothing outside a cluster, which is no error), on
+    a tmpfs for its storage as the pod's emptyDir: ready, and the query API answers."""
+    objects = helm.by_kind(helm.template("demo.enabled=true", "demo.prometheus.enabled=true", namespace="shop"))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(objects[("ConfigMap", "payments-prometheus")]["data"]["prometheus.yml"])
+    tmp_path.chmod(0o755)
+    config.chmod(0o644)
+    [container] = objects[("Deployment", "payments-prometheus")]["spec"]["template"]["spec"]["containers"]
+    _docker("run", "-d", "--name", container_name, *POD, "--tmpfs", "/prometheus:uid=999,gid=999",
+            "-v", f"{config}:/etc/prometheus/prometheus.yml:ro", "-p", "127.0.0.1::9090",
+            demo_images["ghostpay/demo-prometheus"], *container["args"])  # fmt: skip
+    port = _docker("port", container_name, "9090/tcp").stdout.split()[0].rsplit(":", 1)[1]
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and not _answers(f"{base}/-/ready"):
+        time.sleep(0.5)
+    assert _answers(f"{base}/-/ready"), _docker("logs", container_name).stderr[-2000:]
+    answer = httpx.get(f"{base}/api/v1/query", params={"query": "vector(1)"}, timeout=10)
+    assert answer.json()["status"] == "success"
+    assert _docker("exec", container_name, "id", "-u").stdout.strip() == "999"
+
+
+def test_prometheus_image_has_no_kubernetes_discovery(demo_images: dict[str, str], tmp_path: Path) -> None:
+    """Why the chart discovers the pods through DNS: Debian's build refuses `kubernetes_sd_configs`."""
+    config = tmp_path / "prometheus.yml"
+    config.write_text("scrape_configs:\n  - job_name: k\n    kubernetes_sd_configs: [{role: pod}]\n")
+    tmp_path.chmod(0o755)
+    config.chmod(0o644)
+    result = subprocess.run(
+        ["docker", "run", "--rm", *POD, "--tmpfs", "/prometheus:uid=999,gid=999", "-v",
+         f"{config}:/etc/prometheus/prometheus.yml:ro", demo_images["ghostpay/demo-prometheus"],
+         "--config.file=/etc/prometheus/prometheus.yml"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0 and "kubernetes_sd_configs not found" in result.stderr, result.stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
