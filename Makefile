@@ -44,7 +44,7 @@ docker:
 image:
 	PYTHON=$(PYTHON) tools/image/build.sh
 
-# The Helm chart's demo PostgreSQL and Redis images (demo.enabled), from Debian's packages on the same base.
+# The Helm chart's demo images: PostgreSQL, Redis and Prometheus from Debian's packages, OpenBao, on the same base.
 demo-images:
 	tools/demo-images/build.sh
 
