@@ -6,12 +6,17 @@ GHOSTPAY_VERSION to it (so each answer's `GhostPay-Version` names it). A healthy
 under another tag; a broken one is a one-line image FROM it with `ENV GHOSTPAY_FAULT=… GHOSTPAY_ENVIRONMENT=
 development` (the services refuse a fault in production). The fault lives only in these local tags: the CRD has
 no field a user could set it with by mistake.
+
+The demo's Prometheus (demo.prometheus.enabled) is asked through the API server's service proxy (`prometheus`),
+so the tests' traffic stays on 127.0.0.1; `failure_bound` is how many failed attempts a broken canary can cause
+within the time its analysis may take.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import subprocess
 import tempfile
 import time
@@ -19,8 +24,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from ghostpay_devtools import kindcluster
+from ghostpay_operator.analysis import parse_result
 from tests.kind.conftest import KindTestCluster
 from tests.kind.traffic import Traffic
 
@@ -66,6 +73,28 @@ def settled(cluster: KindTestCluster, version: str, phase: str = "Healthy") -> d
 def release_outcome(cluster: KindTestCluster) -> dict[str, Any]:
     outcome: dict[str, Any] = (instance(cluster).get("status") or {}).get("release") or {}
     return outcome
+
+
+def events(cluster: KindTestCluster, reason: str) -> list[dict[str, Any]]:
+    """The instance's events with `reason` (kopf posts them on the GhostPayInstance)."""
+    selector = f"involvedObject.kind=GhostPayInstance,involvedObject.name={INSTANCE},reason={reason}"
+    found: list[dict[str, Any]] = get(cluster, "events", "--field-selector", selector)["items"]
+    return found
+
+
+def prometheus(cluster: KindTestCluster, query: str) -> float | None:
+    """The value of `query` now on the demo's Prometheus (None: no data), through the API server's proxy."""
+    service = f"{INSTANCE}-prometheus:http"
+    path = f"/api/v1/namespaces/{NAMESPACE}/services/{service}/proxy/api/v1/query?{urlencode({'query': query})}"
+    return parse_result(json.loads(cluster.kubectl("get", "--raw", path)))
+
+
+def failure_bound(traffic: Traffic, share: float, seconds: float) -> int:
+    """The most attempts a broken version serving `share` of the charges can fail in `seconds`: that share of the
+    charge attempts the traffic made per second over its whole run, times `seconds`, rounded up. (A failing charge is
+    retried after a 0.5 s pause, slower than the next charge of a working loop: failing does not raise the rate.)"""
+    charges = sum(a.kind == "charge" for a in traffic.attempts)
+    return math.ceil(share * charges / traffic.duration * seconds) if traffic.duration else 0
 
 
 def admin(cluster: KindTestCluster) -> dict[str, str]:

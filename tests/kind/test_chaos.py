@@ -8,6 +8,10 @@ table and writes as JSON (GHOSTPAY_CHAOS_REPORT, default build/chaos/report.json
 
 Kept short for CI: the instance's releases hold canary steps 20 s and keep the old colour 10 s; each scenario's
 traffic runs for as long as its disruption takes (a hard bound of TRAFFIC_BOUND s).
+
+The demo is installed with its Prometheus (demo.prometheus.enabled), which points the instance's release analysis
+at it; the setup takes the analysis off again, so that every scenario but 3c releases as before (a blue-green
+preview gets none of the NodePorts' traffic, so its analysis would have nothing to judge), and 3c puts it back.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ RELEASE_SETTINGS = {"stepSeconds": 20, "scaleDownDelaySeconds": 10, "progressDea
 CANARY_STEPS = (10, 50, 100)  # the CRD's default canarySteps
 BROKEN_DEADLINE = 90  # a broken version has this long to turn Ready before it is rolled back
 STABLE = kindcluster.ghostpay_image().split(":")[1]
+ANALYSIS_WINDOW = 60.0  # checks.WINDOW, the 1m of every analysis query
+RESYNC = 30.0  # the chart's operator passes at least this often (GHOSTPAY_OPERATOR_RESYNC_SECONDS, unset there)
+ANALYSED_DEADLINE = 240  # 3c: the canary's pods start (about a minute here), then the analysis has data
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Chaos:
     merchant: dict[str, str]
     report: Report
     base: str  # the id of the image built from this tree, which every test-only version is made FROM
+    prometheus_url: str  # the demo's Prometheus, as the chart set it in spec.release.analysis
 
     def version(self, name: str, env: dict[str, str] | None = None) -> str:
         return chaos.version_image(self.cluster, self.base, f"{STABLE}-chaos.{name}", env)
@@ -65,7 +73,7 @@ def _load_demo_images(cluster: KindTestCluster) -> None:
         [str(ROOT / "tools/demo-images/build.sh")], capture_output=True, text=True, timeout=1800, check=False
     )
     assert built.returncode == 0, built.stderr
-    images = [line for line in built.stdout.split() if "demo-postgres" in line or "demo-redis" in line]
+    images = [line for line in built.stdout.split() if "demo-openbao" not in line]  # postgres, redis, prometheus
     load = [str(cluster.kind), "load", "docker-image", *images, "--name", kindcluster.CLUSTER_NAME]
     subprocess.run(load, capture_output=True, check=True, timeout=600)
 
@@ -80,15 +88,18 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     _load_demo_images(kind_cluster)
     installed = helm.run(
         "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
+        "--set", "demo.prometheus.enabled=true",
         *(f"--set=demo.nodePorts.{service}={port}" for service, port in PORTS.items()),
         kubeconfig=kind_cluster.kubeconfig,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     try:
         chaos.wait(lambda: chaos.settled(kind_cluster, STABLE), SETTLE, "the demo instance Healthy")
-        chaos.patch_spec(kind_cluster, {"release": RELEASE_SETTINGS})
+        prometheus_url = chaos.instance(kind_cluster)["spec"]["release"]["analysis"]["prometheusUrl"]
+        # The CRD's defaults (BlueGreen, no analysis) under every scenario but 3c, which sets its own.
+        chaos.patch_spec(kind_cluster, {"release": {**RELEASE_SETTINGS, "strategy": "BlueGreen", "analysis": None}})
         merchant = asyncio.run(merchant_credentials(chaos.admin(kind_cluster), "chaos"))
-        yield Chaos(kind_cluster, merchant, report, base)
+        yield Chaos(kind_cluster, merchant, report, base, prometheus_url)
     finally:
         print("\n" + report.table())
         report.write(Path(os.environ.get("GHOSTPAY_CHAOS_REPORT", ROOT / "build/chaos/report.json")))
@@ -217,6 +228,89 @@ def test_3_broken_versions_roll_back_by_themselves(setup: Chaos, case: str) -> N
     assert outcome.get("outcome") == "RolledBack", outcome
     assert (row.failed, row.double_approvals) == (0, 0), row
     assert set(row.versions_seen) == {stable}, row
+
+
+def test_3c_a_version_answering_5xx_on_charges_is_rolled_back_by_its_analysis(setup: Chaos) -> None:
+    """A canary whose charges answer 500 (GHOSTPAY_FAULT=charges-5xx) is Ready and takes its share of traffic: only
+    the release analysis (the demo's Prometheus) can stop it. The operator rolls it back by itself, and the failed
+    attempts are bounded by the time the analysis can take: see `_analysis_seconds`."""
+    started = time.monotonic()
+    cluster = setup.cluster
+    stable = _active(cluster)
+    fault = {"GHOSTPAY_FAULT": "charges-5xx", "GHOSTPAY_ENVIRONMENT": "development"}
+    version = setup.version("charges-5xx", fault)
+    replicas = int(chaos.instance(cluster)["spec"]["services"]["charges"].get("replicas", 2))
+    new, _ = canary_replicas(replicas, CANARY_STEPS[0])
+    share = new / replicas  # of the charges pods, so of the charge attempts (each a new connection)
+    traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
+    # Prometheus has found the stable pods (its DNS discovery) before the release starts.
+    stable_requests = f'sum(ghostpay_http_requests_total{{version="{stable}"}})'
+    chaos.wait(lambda: chaos.prometheus(cluster, stable_requests), 120, "the demo's Prometheus scraping the pods")
+    time.sleep(5)
+    analysed = {"prometheusUrl": setup.prometheus_url}
+    settings = {**RELEASE_SETTINGS, "strategy": "Canary", "progressDeadlineSeconds": ANALYSED_DEADLINE}
+    released_at = traffic.elapsed()
+    _release(setup, version, extra={"release": {**settings, "analysis": analysed}})
+    try:
+        chaos.wait(
+            lambda: chaos.settled(cluster, stable, phase="RolledBack"), ANALYSED_DEADLINE + RELEASE, "the rollback"
+        )
+        time.sleep(5)
+    finally:
+        result = traffic.stop()
+        chaos.patch_spec(cluster, {"release": {**RELEASE_SETTINGS, "strategy": "BlueGreen", "analysis": None}})
+    status = chaos.instance(cluster)["status"]
+    outcome = chaos.release_outcome(cluster)
+    degraded = next((c for c in status.get("conditions") or [] if c["type"] == "Degraded"), {})
+    warnings = [e for e in chaos.events(cluster, "AnalysisFailed") if version in e.get("message", "")]
+    failed = [a for a in result.attempts if a.failed]
+    broken = [a for a in result.attempts if a.version == version]
+    seconds = _analysis_seconds()
+    bound = chaos.failure_bound(result, share, seconds)
+    problems = []
+    others = Counter(
+        f"{a.kind} {a.status} {a.code or a.error} {a.version}" for a in failed if not _injected(a, version)
+    )
+    if others:
+        problems.append(f"failures other than the broken version's 500 on POST /charges: {dict(others)}")
+    if len(failed) > bound:
+        problems.append(f"{len(failed)} failed, above the bound {bound}")
+    if not failed:
+        problems.append("the broken version failed no charge (did it take traffic?)")
+    span = f"{broken[0].at - released_at:.0f}-{broken[-1].at - released_at:.0f} s" if broken else "none"
+    notes = [
+        f"release {outcome.get('outcome')}: {outcome.get('reason')} ({outcome.get('message')})",
+        f"failed attempts {len(failed)} (bound {bound}: {share:.0%} of the charge attempts made in {seconds:.0f} s = "
+        f"analysis window {ANALYSIS_WINDOW:.0f} s + the operator's resync {RESYNC:.0f} s)",
+        f"charge requests failed after every retry: {result.lost}",
+        f"answers by {version}: {len(broken)}, {span} after the release started",
+    ]
+    row = _row(setup, "3c 5xx on charges (canary, analysis)", result, started, problems, notes)
+    assert outcome.get("outcome") == "RolledBack" and outcome.get("reason") == "AnalysisFailed", outcome
+    assert "maxErrorRate" in str(outcome.get("message")) and version in str(outcome.get("message")), outcome
+    assert (degraded.get("status"), degraded.get("reason")) == ("True", "AnalysisFailed"), degraded
+    assert warnings and warnings[0]["type"] == "Warning", warnings
+    assert row.double_approvals == 0, row
+    assert not problems, row
+
+
+def _injected(attempt: Attempt, version: str) -> bool:
+    """The broken version's own failure: POST /charges answered 500 `fault_injected` by a pod of `version`."""
+    return (attempt.kind, attempt.status, attempt.code, attempt.version) == ("charge", 500, "fault_injected", version)
+
+
+def _analysis_seconds() -> float:
+    """How long the broken canary can take charges, at most: the analysis window plus one operator pass.
+
+    Once the canary's pods are Ready the operator asks Prometheus on every pass: at the next child event, and at
+    least every resync (30 s). Prometheus scrapes every 5 s (demo.prometheus.scrapeInterval), so the 1-minute
+    error rate has the broken version's 500s two scrapes (10 s) after its first answers, and the first pass after
+    that fails the analysis: within 10 s + one resync of the pods turning Ready, less than the window. The window
+    (60 s) is kept as the bound for what happens before (the charges canary pod may turn Ready and take charges
+    while another service's canary pod is still starting, and the analysis waits for every pod), plus the one
+    resync period a pass may lag. The rollback then points the Services at the stable colour: new connections stop
+    reaching the broken pods at once."""
+    return ANALYSIS_WINDOW + RESYNC
 
 
 def _operator_pods(cluster: KindTestCluster) -> list[str]:

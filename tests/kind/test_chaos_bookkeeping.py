@@ -1,11 +1,12 @@
-"""The disruption suite's bookkeeping, without a cluster: what counts as failed, as a double approval, and the
-table it prints."""
+"""The disruption suite's bookkeeping, without a cluster: what counts as failed, as a double approval, the bound on
+a broken canary's failures, and the table it prints."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from tests.kind import chaos
 from tests.kind.chaos import Report, Row
 from tests.kind.traffic import Attempt, Traffic
 
@@ -42,3 +43,12 @@ def test_the_report_is_one_table_and_its_json(tmp_path: Path) -> None:
     report.write(tmp_path / "report.json")
     written = json.loads((tmp_path / "report.json").read_text())
     assert [row["verdict"] for row in written["rows"]] == ["met", "NOT MET: 1 failed"]
+
+
+def test_the_failure_bound_is_the_broken_share_of_the_charge_attempts_in_the_time_given() -> None:
+    # 120 charge attempts (and reads and cards, which do not count) over 60 s: 2 charge attempts a second.
+    attempts = [Attempt(kind, 201, "1", i * 0.5) for i in range(120) for kind in ("charge", "card")]
+    traffic = Traffic(attempts=attempts, duration=60.0)
+    assert chaos.failure_bound(traffic, 0.5, 90.0) == 90  # half of 2/s over 90 s
+    assert chaos.failure_bound(traffic, 0.25, 1.0) == 1  # rounded up
+    assert chaos.failure_bound(Traffic(), 0.5, 90.0) == 0  # no traffic ran
