@@ -83,10 +83,13 @@ def events(cluster: KindTestCluster, reason: str) -> list[dict[str, Any]]:
 
 
 def prometheus(cluster: KindTestCluster, query: str) -> float | None:
-    """The value of `query` now on the demo's Prometheus (None: no data), through the API server's proxy."""
+    """The value of `query` now on the demo's Prometheus, through the API server's proxy; None: no data, or no
+    answer (not Ready yet)."""
     service = f"{INSTANCE}-prometheus:http"
     path = f"/api/v1/namespaces/{NAMESPACE}/services/{service}/proxy/api/v1/query?{urlencode({'query': query})}"
-    return parse_result(json.loads(cluster.kubectl("get", "--raw", path)))
+    command = [str(cluster.kubectl_binary), f"--kubeconfig={cluster.kubeconfig}", "get", "--raw", path]
+    answer = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return parse_result(json.loads(answer.stdout)) if answer.returncode == 0 else None
 
 
 def failure_bound(traffic: Traffic, share: float, seconds: float) -> int:
