@@ -152,11 +152,18 @@ def image_id(image: str) -> str:
     return subprocess.run(inspect, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
 
+def pin(base: str) -> str:
+    """Tags the image `base` (an id) with a name of our own, and returns that name: while it is tagged so, another
+    tree rebuilding `ghostpay/ghostpay:<version>` cannot remove it (`docker rmi` refuses an image with two tags)."""
+    base_tag = f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"
+    subprocess.run(["docker", "tag", base, base_tag], capture_output=True, check=True, timeout=60)
+    return base_tag
+
+
 def version_image(cluster: KindTestCluster, base: str, version: str, env: dict[str, str] | None = None) -> str:
     """`ghostpay/ghostpay:<version>`: the image `base` (an id), with `env` baked in (a test-only fault), loaded
     into the cluster's nodes. Returns the version (spec.version)."""
-    base_tag = f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"  # a name of our own for that id
-    subprocess.run(["docker", "tag", base, base_tag], capture_output=True, check=True, timeout=60)
+    base_tag = pin(base)
     lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
     with tempfile.TemporaryDirectory() as context:
         (Path(context) / "Containerfile").write_text("\n".join(lines) + "\n")

@@ -84,6 +84,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     table is printed and written, and the demo uninstalled."""
     report = Report()
     base = chaos.image_id(docker.build())  # cached: the image with this tree's services (GhostPay-Version)
+    chaos.pin(base)  # kept while the suite runs, whatever another tree builds under the same tag
     cluster_up(kind_cluster.dir)  # loads it if it was (re)built
     _load_demo_images(kind_cluster)
     installed = helm.run(
