@@ -34,7 +34,16 @@ from tests.image import docker
 from tests.kind import chaos
 from tests.kind.chaos import NAMESPACE, Report, Row
 from tests.kind.conftest import KindTestCluster, cluster_up
-from tests.kind.traffic import PORTS, TIMEOUT, Attempt, Generator, Traffic, merchant_credentials
+from tests.kind.traffic import (
+    PORTS,
+    RETRIES,
+    TIMEOUT,
+    Attempt,
+    Generator,
+    Traffic,
+    merchant_credentials,
+    settle_given_up,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,12 +109,20 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
 
 
 def _row(setup: Chaos, scenario: str, traffic: Traffic, started: float, problems: list[str], notes: list[str]) -> Row:
-    """The scenario's line in the report: the database checked, the verdict "met" or what was not."""
+    """The scenario's line in the report: the charges the client gave up on sent again with their keys, the database
+    checked, the verdict "met" or what was not."""
+    settled = asyncio.run(settle_given_up(traffic, setup.merchant))
     db = chaos.check_database(setup.cluster, traffic)
     doubles = max(traffic.double_approvals, db.double_approved_cards)
     problems = [*problems, *(["approved charges missing in the database"] if db.missing else [])]
     problems += ["a card approved twice"] if doubles else []
-    notes = [*notes, f"lost after retries: {traffic.lost}", f"failed: {dict(traffic.failed_kinds())}"]
+    problems += [f"charges given up on, sent again: {dict(settled)}"] if set(settled) - {201, 402} else []
+    notes = [
+        *notes,
+        f"requests the client gave up on after {RETRIES} retries, by kind: {dict(traffic.lost)}",
+        f"of them charges, sent again afterwards with their Idempotency-Key: {dict(settled)}",
+        f"failed: {dict(traffic.failed_kinds())}",
+    ]
     row = Row(
         scenario=scenario,
         sent=traffic.sent,
