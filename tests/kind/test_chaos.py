@@ -390,16 +390,19 @@ def test_6_postgresql_restarted_under_traffic(setup: Chaos) -> None:
     after = [a for a in result.attempts if a.at > recovered + 10]
     if any(a.failed for a in after):
         problems.append("failures 10 s after PostgreSQL was back")
-    unhandled = sorted(
-        {
-            line[-300:]
-            for pod in _service_pods(cluster)
-            for line in cluster.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).splitlines()
-            if "unhandled error" in line
-        }
-    )
+    logged = [
+        line
+        for pod in _service_pods(cluster)
+        for line in cluster.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).splitlines()
+    ]
+    unhandled = sorted({line[-300:] for line in logged if "unhandled error" in line})
+    # Each 503 for PostgreSQL names its cause: a refused or broken connection, or (InternalClientError) a pooled
+    # connection that had read PostgreSQL's FATAL restart message before the connection's end.
+    messages = [str(json.loads(line).get("msg", "")) for line in logged if line.startswith("{")]  # JSON logs
+    causes = Counter(m.rsplit(": ", 1)[-1] for m in messages if m.startswith("PostgreSQL unavailable on"))
     notes = [
         *(f"server log: {line}" for line in unhandled),
+        f"503s for PostgreSQL in the server logs, by cause: {dict(causes)}",
         f"PostgreSQL restarted at {outage:.0f} s, Ready again at {recovered:.0f} s of traffic",
         f"failed attempts (503 problems, retried with the same Idempotency-Key): {result.failed}",
         f"outbox drained: {pending}",
