@@ -2,57 +2,19 @@
 500, not a wait), and the service recovers by itself when PostgreSQL is back — what the disruption suite's
 PostgreSQL restart on kind measures with real pods (tests/kind/test_chaos.py).
 
-The service reaches the test server through a TCP proxy on 127.0.0.1 that the test can cut: it drops every
-open connection and stops listening (new connections are refused), as a restarting PostgreSQL does.
+The service reaches the test server through a TCP proxy on 127.0.0.1 that the test can cut (tests/support/pgproxy.py):
+it drops every open connection and stops listening (new connections are refused), as a restarting PostgreSQL does.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ghostpay.core import db
 from tests.conftest import in_process_api, make_settings
-
-
-class CuttableProxy:
-    """127.0.0.1:<port> → PostgreSQL's unix socket; `cut()` and `restore()` take it away and bring it back."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-
-    async def restore(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        for writer in list(self._open):
-            writer.transport.abort()  # a reset, as when the server process dies
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_unix_connection(self.socket_path)
-        self._open.update((writer, up_writer))
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            self._open.difference_update((writer, up_writer))
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
+from tests.support.pgproxy import CuttableProxy
 
 
 async def test_a_postgresql_outage_answers_503_at_once_and_the_service_recovers(

@@ -38,7 +38,16 @@ from tests.image import docker
 from tests.kind import chaos
 from tests.kind.chaos import NAMESPACE, Report, Row
 from tests.kind.conftest import KindTestCluster, cluster_up
-from tests.kind.traffic import PORTS, TIMEOUT, Attempt, Generator, Traffic, merchant_credentials
+from tests.kind.traffic import (
+    PORTS,
+    RETRIES,
+    TIMEOUT,
+    Attempt,
+    Generator,
+    Traffic,
+    merchant_credentials,
+    settle_given_up,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,12 +121,20 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
 
 
 def _row(setup: Chaos, scenario: str, traffic: Traffic, started: float, problems: list[str], notes: list[str]) -> Row:
-    """The scenario's line in the report: the database checked, the verdict "met" or what was not."""
+    """The scenario's line in the report: the charges the client gave up on sent again with their keys, the database
+    checked, the verdict "met" or what was not."""
+    settled = asyncio.run(settle_given_up(traffic, setup.merchant))
     db = chaos.check_database(setup.cluster, traffic)
     doubles = max(traffic.double_approvals, db.double_approved_cards)
     problems = [*problems, *(["approved charges missing in the database"] if db.missing else [])]
     problems += ["a card approved twice"] if doubles else []
-    notes = [*notes, f"lost after retries: {traffic.lost}", f"failed: {dict(traffic.failed_kinds())}"]
+    problems += [f"charges given up on, sent again: {dict(settled)}"] if set(settled) - {201, 402} else []
+    notes = [
+        *notes,
+        f"requests the client gave up on after {RETRIES} retries, by kind: {dict(traffic.lost)}",
+        f"of them charges, sent again afterwards with their Idempotency-Key: {dict(settled)}",
+        f"failed: {dict(traffic.failed_kinds())}",
+    ]
     row = Row(
         scenario=scenario,
         sent=traffic.sent,
@@ -468,16 +485,19 @@ def test_6_postgresql_restarted_under_traffic(setup: Chaos) -> None:
     after = [a for a in result.attempts if a.at > recovered + 10]
     if any(a.failed for a in after):
         problems.append("failures 10 s after PostgreSQL was back")
-    unhandled = sorted(
-        {
-            line[-300:]
-            for pod in _service_pods(cluster)
-            for line in cluster.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).splitlines()
-            if "unhandled error" in line
-        }
-    )
+    logged = [
+        line
+        for pod in _service_pods(cluster)
+        for line in cluster.kubectl("logs", pod["metadata"]["name"], "-n", NAMESPACE).splitlines()
+    ]
+    unhandled = sorted({line[-300:] for line in logged if "unhandled error" in line})
+    # Each 503 for PostgreSQL names its cause: a refused or broken connection, or (InternalClientError) a pooled
+    # connection that had read PostgreSQL's FATAL restart message before the connection's end.
+    messages = [str(json.loads(line).get("msg", "")) for line in logged if line.startswith("{")]  # JSON logs
+    causes = Counter(m.rsplit(": ", 1)[-1] for m in messages if m.startswith("PostgreSQL unavailable on"))
     notes = [
         *(f"server log: {line}" for line in unhandled),
+        f"503s for PostgreSQL in the server logs, by cause: {dict(causes)}",
         f"PostgreSQL restarted at {outage:.0f} s, Ready again at {recovered:.0f} s of traffic",
         f"failed attempts (503 problems, retried with the same Idempotency-Key): {result.failed}",
         f"outbox drained: {pending}",

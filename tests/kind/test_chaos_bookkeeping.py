@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
+import pytest
+
 from tests.kind import chaos
+from tests.kind import traffic as traffic_module
 from tests.kind.chaos import Report, Row
-from tests.kind.traffic import Attempt, Traffic
+from tests.kind.traffic import Attempt, Generator, Traffic
 
 
 def test_failed_counts_attempts_without_an_answer_or_with_a_5xx() -> None:
@@ -52,3 +56,21 @@ def test_the_failure_bound_is_the_broken_share_of_the_charge_attempts_in_the_tim
     assert chaos.failure_bound(traffic, 0.5, 90.0) == 90  # half of 2/s over 90 s
     assert chaos.failure_bound(traffic, 0.25, 1.0) == 1  # rounded up
     assert chaos.failure_bound(Traffic(), 0.5, 90.0) == 0  # no traffic ran
+
+
+async def test_a_charge_given_up_on_is_lost_by_kind_and_kept_with_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lost` names what the client gave up on; a charge so is kept to be sent again, never counted approved."""
+    monkeypatch.setattr(traffic_module, "RETRY_PAUSE", 0.0)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/cards":
+            return httpx.Response(201, json={"card_id": "card-1"})
+        return httpx.Response(503, json={"code": "unavailable"}, headers={"content-type": "application/problem+json"})
+
+    generator = Generator({"client_id": "m", "client_secret": "s"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        await generator._pay(http, {"Authorization": "Bearer t"}, 0)
+    result = generator.result
+    assert result.lost == {"charge": 1} and (result.sent, result.failed) == (1 + 4, 4)
+    [(body, key)] = result.given_up
+    assert body["card_id"] == "card-1" and key and not result.approved

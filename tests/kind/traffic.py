@@ -8,7 +8,10 @@ the replicas as a merchant's would, and the `GhostPay-Version` header of each sa
 A request is retried only as a careful client retries: on a connection error, a timeout or a 5xx, a few times,
 with a short pause — and a charge always with the same Idempotency-Key, so a retry can never charge twice.
 Every attempt is recorded: `failed` counts the attempts that got a connection error, a timeout or a 5xx (what a
-merchant would notice), `lost` the requests that still had no answer after their retries.
+merchant would notice), `lost` the requests (by kind) that still had no answer after their retries — the client
+gave up on them. A charge given up on was never told approved, so it cannot be an approved charge lost; it is
+kept in `given_up` (card, body, Idempotency-Key) and `settle_given_up` sends it once more afterwards, as the client
+would, so that the database check covers it too: approved at most once, and the client then told so.
 
 Bounded in time (`duration`, and the HTTP timeout per attempt) and in count (`max_iterations` per worker).
 Traffic goes to 127.0.0.1 only (kind's port mappings to the NodePorts).
@@ -64,7 +67,8 @@ class Traffic:
     """What one run of traffic saw."""
 
     attempts: list[Attempt] = field(default_factory=list)
-    lost: int = 0  # requests without an answer after every retry
+    lost: Counter[str] = field(default_factory=Counter)  # requests without an answer after every retry, by kind
+    given_up: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # charges so: (body, Idempotency-Key)
     approved: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # card id -> charge ids
     charges_answered: Counter[int] = field(default_factory=Counter)  # final status of each charge request
     errors: Counter[str] = field(default_factory=Counter)
@@ -174,6 +178,7 @@ class Generator:
         keyed = {**headers, "Idempotency-Key": str(uuid.uuid4())}  # one key per charge, kept over its retries
         charged = await self._send(http, "charge", "POST", url("charges", "/charges"), json=charge, headers=keyed)
         if charged is None:
+            self.result.given_up.append((charge, keyed["Idempotency-Key"]))
             return
         self.result.charges_answered[charged.status_code] += 1
         if charged.status_code != 201 or charged.json().get("status") != "approved":
@@ -198,7 +203,7 @@ class Generator:
             if answer.status_code < 500:
                 return answer
             self.result.errors[f"{kind} {answer.status_code}"] += 1
-        self.result.lost += 1
+        self.result.lost[kind] += 1
         return None
 
 
@@ -216,6 +221,23 @@ def _attempt(kind: str, answer: httpx.Response, at: float) -> Attempt:
         remaining=int(remaining) if remaining is not None else None,
         limit=int(limit) if limit is not None else None,
     )
+
+
+async def settle_given_up(traffic: Traffic, merchant: dict[str, str]) -> Counter[int]:
+    """Each charge the traffic gave up on, sent once more with its Idempotency-Key (what the client does once the
+    service is back); an approval is recorded in `traffic.approved`. Returns the answers' statuses."""
+    statuses: Counter[int] = Counter()
+    if not traffic.given_up:
+        return statuses
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        token = (await http.post(url("auth", "/auth/token"), json=merchant)).json()["access_token"]
+        for charge, key in traffic.given_up:
+            headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+            answer = await http.post(url("charges", "/charges"), json=charge, headers=headers)
+            statuses[answer.status_code] += 1
+            if answer.status_code == 201 and answer.json().get("status") == "approved":
+                traffic.approved[charge["card_id"]].add(answer.json()["charge_id"])
+    return statuses
 
 
 async def merchant_credentials(admin: dict[str, str], name: str) -> dict[str, str]:

@@ -31,6 +31,11 @@ DATABASE_UNAVAILABLE = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # A restart's FATAL "terminating connection" read by an idle pooled connection before the connection's end:
+    # asyncpg's protocol is left waiting for a ReadyForQuery, so the next query taken there fails at once ("cannot
+    # switch to state 12; another operation (2) is in progress") before anything is sent, and asyncpg aborts that
+    # connection (the pool opens a new one). Its protocol errors mean a connection no longer usable.
+    asyncpg.InternalClientError,
 )
 log = logging.getLogger("ghostpay.problems")
 
