@@ -42,3 +42,11 @@ def test_the_report_is_one_table_and_its_json(tmp_path: Path) -> None:
     report.write(tmp_path / "report.json")
     written = json.loads((tmp_path / "report.json").read_text())
     assert [row["verdict"] for row in written["rows"]] == ["met", "NOT MET: 1 failed"]
+
+
+def test_a_canary_row_shows_the_new_versions_share_at_each_step_in_the_table() -> None:
+    report = Report()
+    shares = ["10%: 23% of 600", "50%: 54% of 350", "100%: 100% of 300"]
+    report.add(Row("2 canary 10/50/100", 10, 0, 0, {"0.1.0": 4}, "met", 30, shares=shares))
+    verdict = report.table().splitlines()[2].split(" | ")[-1]
+    assert verdict == "met (new version's share: 10%: 23% of 600, 50%: 54% of 350, 100%: 100% of 300)"
