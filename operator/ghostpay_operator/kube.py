@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import httpx2
@@ -49,6 +50,17 @@ WATCHED: dict[str, tuple[str, str, str]] = {
     "Role": ("rbac.authorization.k8s.io", "v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 }
+
+
+def merge_patch(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7396) that turns `previous` into `new`: a key `previous` had and `new` has not is
+    sent as null, in nested objects too — a merge patch merges an object with the one it names, so a nested key
+    left out stays (a canary step's `status.release.step_ready_at` would outlive its step)."""
+    patch: dict[str, Any] = dict.fromkeys(k for k in previous if k not in new)
+    for key, value in new.items():
+        before = previous.get(key)
+        patch[key] = merge_patch(before, value) if isinstance(value, dict) and isinstance(before, dict) else value
+    return patch
 
 
 def namespace_terminating(exc: ApiError) -> bool:
@@ -185,12 +197,11 @@ class Kube:
     async def write_status(
         self, namespace: str, name: str, status: InstanceStatus, previous: InstanceStatus | None = None
     ) -> None:
-        """Merge-patch the status; fields `previous` had and `status` has not are removed (sent as null), since a
-        merge patch keeps what it does not mention."""
+        """Merge-patch the status; fields `previous` had and `status` has not are removed (`merge_patch`)."""
         self.writes["GhostPayInstance/status"] += 1
         metrics.api_request("patch", "GhostPayInstance/status")
         log.info("writing status of %s/%s: %s", namespace, name, status.get("phase"))
-        patch: dict[str, Any] = {**dict.fromkeys(previous or {}), **status}
+        patch = merge_patch(previous or {}, status)
         obj = await self._client.patch(
             GhostPayInstance.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
         )

@@ -117,7 +117,8 @@ def child_reading(child: Manifest) -> tuple[Any, ...]:
 
 
 def color_state(spec: InstanceSpec, deployments: dict[str, Manifest], color: Color) -> ColorState:
-    """A colour's template (when all its Deployments agree on one) and whether all its pods are ready."""
+    """A colour's template (when all its Deployments agree on one), whether all its pods are ready, and how many
+    pods each of its Deployments asks for."""
     mine = [deployments.get(names.deployment(spec.name, service, color)) for service in SERVICES]
     if any(d is None for d in mine):
         return NO_DEPLOYMENTS
@@ -125,7 +126,8 @@ def color_state(spec: InstanceSpec, deployments: dict[str, Manifest], color: Col
     hashes = {d["metadata"].get("annotations", {}).get(workloads.TEMPLATE_HASH) for d in present}
     states = [deployment_state(d) for d in present]
     ready = all(s.rolled_out and s.replicas > 0 for s in states)
-    return ColorState(hashes.pop() if len(hashes) == 1 else None, states[0].version, ready)
+    replicas = {service: s.replicas for service, s in zip(SERVICES, states, strict=True)}
+    return ColorState(hashes.pop() if len(hashes) == 1 else None, states[0].version, ready, replicas)
 
 
 def deployments_by_service(

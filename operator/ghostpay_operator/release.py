@@ -11,9 +11,10 @@ desired pod template (its hash) differs from the stable one, on the other colour
 up beside the stable one (reachable through the preview Service), switches every Service at once when it is ready
 (and analysis passes), keeps the old colour for `scaleDownDelaySeconds`, then scales it to zero. Canary moves
 `canarySteps` percent of each service's pods to the new colour behind the same Service, holding each step
-`stepSeconds`. Not ready within `progressDeadlineSeconds` (of the release's start, or of the canary step), no
-analysis result by then either, failed analysis, or an abort → traffic stays on (or returns to) the stable
-colour, the new one goes to zero, and the release is marked rolled back until the spec changes again.
+`stepSeconds` from when all its pods are Ready (`step_ready_at`). Not ready within `progressDeadlineSeconds` (of
+the release's start, or of the canary step), no analysis result by then either, failed analysis, or an abort →
+traffic stays on (or returns to) the stable colour, the new one goes to zero, and the release is marked rolled back
+until the spec changes again.
 """
 
 from __future__ import annotations
@@ -198,6 +199,15 @@ def _blue_green(
     return _both_up(stable, switched, new, [*events, Event("Normal", "Switched", message)], "Switched", message)
 
 
+def _at_step(spec: InstanceSpec, new_state: ColorState, percent: int) -> bool:
+    """Whether the new colour's Deployments, as read, ask for this step's pods: a read from before the step's
+    resize (the watch not yet caught up with the pass that wrote it) is rolled out at the previous step's count."""
+    return all(
+        new_state.replicas.get(name) == canary_replicas(service.replicas, percent)[0]
+        for name, service in spec.services.items()
+    )
+
+
 def _canary(
     spec: InstanceSpec,
     stable: Color,
@@ -230,15 +240,21 @@ def _canary(
             reason="MigrationRunning",
             message=f"Migrating the database for {release.version}.",
         )
-    if not ready:
+    if not (ready and _at_step(spec, facts.colors.get(new, NO_DEPLOYMENTS), percent)):
         return at_step
-    held = elapsed(release.step_started_at, now) >= spec.release.step_seconds
+    if release.step_ready_at is None:
+        # The hold counts from here, as Argo Rollouts and Flagger count a pause once the canary's pods are
+        # available: counted from the step's start, a step whose pods take about stepSeconds to turn Ready (a busy
+        # cluster) would pass on as soon as they are, having hardly served at its share.
+        release = replace(release, step_ready_at=stamp(now))
+        at_step = replace(at_step, release=release)
+    held = elapsed(release.step_ready_at, now) >= spec.release.step_seconds
     analysed = spec.release.prometheus_url is None or (facts.analysis is not None and facts.analysis.verdict == PASS)
     if not (held and analysed):
         return at_step
     if percent >= 100:
         return _completed(release, events)
-    advanced = replace(release, step=release.step + 1, step_started_at=stamp(now))
+    advanced = replace(release, step=release.step + 1, step_started_at=stamp(now), step_ready_at=None)
     next_percent = steps[advanced.step]
     message = f"{next_percent}% of pods on {release.version}."
     return replace(

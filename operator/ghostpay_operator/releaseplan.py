@@ -28,6 +28,9 @@ class ColorState:
     template_hash: str | None  # None: this colour has no Deployments
     version: str | None
     ready: bool  # every service has all its desired pods ready on this template
+    # Each service's Deployment's spec.replicas as read: what `ready` was judged against. A canary step counts as
+    # Ready only at its own counts — a read of the Deployment from before the step's resize is rolled out too.
+    replicas: dict[str, int] = field(default_factory=dict)
 
 
 NO_DEPLOYMENTS = ColorState(None, None, False)
@@ -54,6 +57,7 @@ class Release:
     started_at: str
     step: int = 0  # canary: index into canarySteps
     step_started_at: str | None = None
+    step_ready_at: str | None = None  # canary: when every pod of the current step was first seen Ready
     switched_at: str | None = None  # blue-green: when the Services moved to the new colour
     outcome: ReleaseOutcome = IN_PROGRESS
     reason: str = ""

@@ -188,6 +188,7 @@ class Row:
     verdict: str  # "met" or what was not
     seconds: float
     notes: list[str] = field(default_factory=list)
+    shares: list[str] = field(default_factory=list)  # canary: the new version's share of answers at each step
 
 
 @dataclass
@@ -202,7 +203,7 @@ class Report:
     def table(self) -> str:
         header = ("scenario", "sent", "failed", "double approvals", "versions seen", "verdict")
         lines = [
-            (r.scenario, str(r.sent), str(r.failed), str(r.double_approvals), _versions(r.versions_seen), r.verdict)
+            (r.scenario, str(r.sent), str(r.failed), str(r.double_approvals), _versions(r.versions_seen), _verdict(r))
             for r in self.rows
         ]
         widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
@@ -215,6 +216,11 @@ class Report:
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {"seconds": round(time.monotonic() - self.started), "rows": [asdict(r) for r in self.rows]}
         path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def _verdict(row: Row) -> str:
+    """The verdict, with the new version's share of answers at each canary step when the row has them."""
+    return f"{row.verdict} (new version's share: {', '.join(row.shares)})" if row.shares else row.verdict
 
 
 def _versions(seen: dict[str, int]) -> str:

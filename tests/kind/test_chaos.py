@@ -56,6 +56,7 @@ RELEASE = 420.0  # a release on this (busy, two-core) machine: a colour's pods s
 TRAFFIC_BOUND = 600.0
 CANARY_REPLICAS = 4  # charges' pods during the canary, so that its first step (10%) is 1 pod of 4
 CANARY_TOLERANCE = 0.15  # measured share of the new version within 15 points of its share of the charges pods
+TOLERANCE_POINTS = round(CANARY_TOLERANCE * 100)
 RELEASE_SETTINGS = {"stepSeconds": 20, "scaleDownDelaySeconds": 10, "progressDeadlineSeconds": 300}
 CANARY_STEPS = (10, 50, 100)  # the CRD's default canarySteps
 BROKEN_DEADLINE = 90  # a broken version has this long to turn Ready before it is rolled back
@@ -120,7 +121,15 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
         kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
 
 
-def _row(setup: Chaos, scenario: str, traffic: Traffic, started: float, problems: list[str], notes: list[str]) -> Row:
+def _row(
+    setup: Chaos,
+    scenario: str,
+    traffic: Traffic,
+    started: float,
+    problems: list[str],
+    notes: list[str],
+    shares: list[str] | None = None,
+) -> Row:
     """The scenario's line in the report: the charges the client gave up on sent again with their keys, the database
     checked, the verdict "met" or what was not."""
     settled = asyncio.run(settle_given_up(traffic, setup.merchant))
@@ -144,6 +153,7 @@ def _row(setup: Chaos, scenario: str, traffic: Traffic, started: float, problems
         verdict="met" if not problems else "NOT MET: " + "; ".join(problems),
         seconds=round(time.monotonic() - started),
         notes=notes,
+        shares=shares or [],
     )
     print(f"\n{scenario}: {row}")
     return setup.report.add(row)
@@ -170,6 +180,24 @@ def test_1_blue_green_release_drops_no_request(setup: Chaos) -> None:
     assert set(row.versions_seen) == {STABLE, version}, row
 
 
+def _step_windows(setup: Chaos, traffic: Generator, version: str) -> dict[int, tuple[float, float]]:
+    """Each canary step's window of traffic time, as the status tells it: from the first poll at which the operator
+    says every pod of the step is Ready (`status.release.step_ready_at`, which also starts the step's hold) to the
+    last poll still at that step. Counted otherwise — from the step's start, or from the instance's READY count,
+    which adds up the stable colour's pods still ready while the new ones start — a window would hold answers from
+    fewer new pods than the step's."""
+    windows: dict[int, tuple[float, float]] = {}
+    deadline = time.monotonic() + RELEASE
+    while time.monotonic() < deadline and not chaos.settled(setup.cluster, version):
+        release = (chaos.instance(setup.cluster).get("status") or {}).get("release") or {}
+        now = traffic.elapsed()
+        if release.get("version") == version and release.get("step_ready_at"):
+            step = int(release["step"])
+            windows[step] = (windows.get(step, (now, now))[0], now)
+        time.sleep(1)
+    return windows
+
+
 def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     started = time.monotonic()
     before = str(chaos.instance(setup.cluster)["spec"]["version"])
@@ -180,36 +208,28 @@ def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
     time.sleep(5)
     _release(setup, version, extra={"release": {**RELEASE_SETTINGS, "strategy": "Canary"}})
-    # The steps as the status tells them: (step, from, to), counted from when every pod of the step is Ready.
-    windows: list[tuple[int, float, float]] = []
-    deadline = time.monotonic() + RELEASE
-    while time.monotonic() < deadline and not chaos.settled(setup.cluster, version):
-        status = chaos.instance(setup.cluster).get("status") or {}
-        step = (status.get("release") or {}).get("step")
-        ready = status.get("readyReplicas") == status.get("replicas")
-        now = traffic.elapsed()
-        if step is not None and ready:
-            if windows and windows[-1][0] == step:
-                windows[-1] = (step, windows[-1][1], now)
-            else:
-                windows.append((step, now, now))
-        time.sleep(1)
+    windows = _step_windows(setup, traffic, version)
     time.sleep(15)
     result = traffic.stop()
-    problems, notes = [], []
-    steps = CANARY_STEPS
-    for step, start, end in windows:
+    problems, notes, shares = [], [], []
+    for step, percent in enumerate(CANARY_STEPS):
+        start, end = windows.get(step, (0.0, 0.0))
         seen = result.versions_between_kinds(start, end, {"charge", "read"})
         total = sum(seen.values())
-        new, _ = canary_replicas(CANARY_REPLICAS, steps[step])
-        expected = new / CANARY_REPLICAS
+        expected = canary_replicas(CANARY_REPLICAS, percent)[0] / CANARY_REPLICAS
         share = seen.get(version, 0) / total if total else 0.0
-        notes.append(f"step {steps[step]}%: {share:.0%} of {total} charges answers by {version} (pods: {expected:.0%})")
-        if total and abs(share - expected) > CANARY_TOLERANCE:
-            problems.append(f"step {steps[step]}% share {share:.0%}, expected {expected:.0%}")
+        shares.append(f"{percent}%: {share:.0%} of {total}")
+        notes.append(
+            f"step {percent}%: {share:.0%} of {total} charge answers by {version} in the {end - start:.0f} s with "
+            f"every pod of the step Ready (pods: {expected:.0%}; tolerance ±{TOLERANCE_POINTS} points)"
+        )
+        if not total:
+            problems.append(f"step {percent}%: no answer while every pod of the step was Ready")
+        elif abs(share - expected) > CANARY_TOLERANCE:
+            problems.append(f"step {percent}% share {share:.0%}, expected {expected:.0%} ±{TOLERANCE_POINTS} points")
     if result.failed:
         problems.append(f"{result.failed} failed")
-    row = _row(setup, "2 canary 10/50/100", result, started, problems, notes)
+    row = _row(setup, "2 canary 10/50/100", result, started, problems, notes, shares)
     chaos.patch_spec(setup.cluster, {"services": {"charges": {"replicas": 2, "nodePort": PORTS["charges"]}}})
     assert (row.failed, row.double_approvals) == (0, 0), row
     assert not problems, notes

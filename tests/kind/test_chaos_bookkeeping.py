@@ -74,3 +74,11 @@ async def test_a_charge_given_up_on_is_lost_by_kind_and_kept_with_its_key(monkey
     assert result.lost == {"charge": 1} and (result.sent, result.failed) == (1 + 4, 4)
     [(body, key)] = result.given_up
     assert body["card_id"] == "card-1" and key and not result.approved
+
+
+def test_a_canary_row_shows_the_new_versions_share_at_each_step_in_the_table() -> None:
+    report = Report()
+    shares = ["10%: 23% of 600", "50%: 54% of 350", "100%: 100% of 300"]
+    report.add(Row("2 canary 10/50/100", 10, 0, 0, {"0.1.0": 4}, "met", 30, shares=shares))
+    verdict = report.table().splitlines()[2].split(" | ")[-1]
+    assert verdict == "met (new version's share: 10%: 23% of 600, 50%: 54% of 350, 100%: 100% of 300)"

@@ -392,6 +392,66 @@ def test_the_old_colour_is_scaled_down_after_the_delay() -> None:
     ]
 
 
+# --- canary: each step held from when all its pods are Ready ------------------------------------------------------
+
+CANARY = {"strategy": "Canary", "canarySteps": [10, 50, 100], "stepSeconds": 20}
+FOUR_CHARGES = {"charges": {"replicas": 4}}  # the steps are 1, 2 and 4 pods of 4
+
+
+def _canary_moved_to_50() -> Observation:
+    """A canary that has just moved to its 50% step at T0+20 s: the status says so, and the children are as the
+    pass that moved it wrote them (every pod ready at once)."""
+    stable = _converge(_observation(body(services=FOUR_CHARGES)))
+    newer = body(version="2.0.0", release=CANARY, services=FOUR_CHARGES)
+    obs = replace(stable, body=newer, spec=specs.parse(newer))
+    for _ in range(3):  # the migration, the 10% step's pods, then those pods Ready
+        obs, _actions = _step(obs)
+    obs, actions = _step(replace(obs, now=T0 + timedelta(seconds=20)))
+    assert actions.plan.release is not None and actions.plan.release.step == 1
+    return obs
+
+
+def _charges_green(obs: Observation, replicas: int, ready: int, observed: int = 2) -> Observation:
+    """`obs` with the new colour's charges Deployment read as given (generation 2: the one the 50% step wrote)."""
+    name = "payments-charges-green"
+    live = obs.children["Deployment"][name]
+    read = {
+        **live,
+        "metadata": {**live["metadata"], "generation": 2 if replicas == 2 else 1},
+        "spec": {**live["spec"], "replicas": replicas},
+        "status": {"readyReplicas": ready, "updatedReplicas": replicas, "observedGeneration": observed},
+    }
+    return replace(obs, children={**obs.children, "Deployment": {**obs.children["Deployment"], name: read}})
+
+
+@pytest.mark.parametrize(
+    ("replicas", "ready", "observed", "counted"),
+    [
+        (1, 1, 1, False),  # a read from before the step's resize (the watch behind the write): the 10% step's pods
+        (2, 1, 2, False),  # the second pod still starting
+        (2, 2, 1, False),  # the controller has not yet observed the resize
+        (2, 2, 2, True),  # every pod of the 50% step Ready: the hold starts now
+    ],
+)
+def test_a_canary_step_is_held_from_when_all_its_pods_are_ready(
+    replicas: int, ready: int, observed: int, counted: bool
+) -> None:
+    moved = _canary_moved_to_50()
+    actions, status, _ = _pass(_charges_green(moved, replicas, ready, observed), 30)
+    assert (actions.plan.release is not None and actions.plan.release.step) == 1 and actions.scale == {}
+    assert status["release"].get("step_ready_at") == ("2026-01-01T00:00:30Z" if counted else None)
+
+
+def test_a_canary_step_moves_on_step_seconds_after_its_pods_are_ready_not_after_its_start() -> None:
+    ready = replace(_canary_moved_to_50(), now=T0 + timedelta(seconds=30))
+    ready = replace(ready, previous=_status(ready)[0])  # the 50% step's pods Ready 10 s after it started
+    held, _, _ = _pass(ready, 49)  # 29 s after the step's start, 19 s after its pods were Ready
+    assert held.plan.share == {"green": 0.5, "blue": 0.5} and held.scale == {}
+    moved, status, _ = _pass(ready, 50)
+    assert moved.plan.share == {"green": 1.0, "blue": 0.0} and status["release"]["step"] == 2
+    assert moved.scale == {f"payments-{s}-blue": 0 for s in specs.SERVICES}
+
+
 # --- the vocabulary -----------------------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -211,20 +212,41 @@ def test_the_deadline_does_not_apply_once_traffic_has_moved() -> None:
 # --- canary ---------------------------------------------------------------------------------------------------------
 
 
-def test_canary_moves_through_its_steps() -> None:
-    spec = _spec(strategy="Canary", canarySteps=[10, 50, 100], stepSeconds=60)
-    ready = Facts(_colors(green=NEW, green_ready=True))
+def _green_at(spec: specs.InstanceSpec, percent: int, ready: bool = True) -> rel.ReleaseFacts:
+    """The new colour read at `percent`'s pod counts (all rolled out, or not yet)."""
+    counts = {name: rel.canary_replicas(s.replicas, percent)[0] for name, s in spec.services.items()}
+    return Facts({"blue": rel.ColorState(OLD, "1.0.0", True), "green": rel.ColorState(NEW, "2.0.0", ready, counts)})
+
+
+def test_canary_moves_through_its_steps_each_held_from_when_its_pods_are_ready() -> None:
+    canary = {"strategy": "Canary", "canarySteps": [10, 50, 100], "stepSeconds": 60, "progressDeadlineSeconds": 300}
+    spec = specs.parse(body(version="2.0.0", release=canary, services={"charges": {"replicas": 4}}))  # 1, 2, 4 pods
     start = rel.decide(spec, NEW, "blue", None, Facts(_colors()), T0)
     assert start.share == {"green": 0.1, "blue": 0.9} and start.service_selects is None
     assert start.serving_colors == ("blue", "green")
-    holding = rel.decide(spec, NEW, "blue", start.release, ready, _later(59))
-    assert holding.share == {"green": 0.1, "blue": 0.9} and holding.release == start.release
-    second = rel.decide(spec, NEW, "blue", start.release, ready, _later(60))
-    assert second.share == {"green": 0.5, "blue": 0.5} and second.release is not None and second.release.step == 1
-    third = rel.decide(spec, NEW, "blue", second.release, ready, _later(120))
+    starting = rel.decide(spec, NEW, "blue", start.release, _green_at(spec, 10, ready=False), _later(70))
+    assert starting.release == start.release  # 70 s after the step's start, its pods not Ready: nothing is held yet
+    ready = rel.decide(spec, NEW, "blue", start.release, _green_at(spec, 10), _later(80))
+    assert ready.release == replace(start.release, step_ready_at="2026-01-01T00:01:20Z")  # the hold starts
+    holding = rel.decide(spec, NEW, "blue", ready.release, _green_at(spec, 10), _later(80 + 59))
+    assert holding.share == {"green": 0.1, "blue": 0.9} and holding.release == ready.release
+    second = rel.decide(spec, NEW, "blue", ready.release, _green_at(spec, 10), _later(140))
+    assert second.share == {"green": 0.5, "blue": 0.5} and second.release is not None
+    assert (second.release.step, second.release.step_started_at, second.release.step_ready_at) == (
+        1,
+        "2026-01-01T00:02:20Z",
+        None,
+    )
+    # The new colour read at the 10% counts, all rolled out (a read from before the resize): not the 50% step's.
+    stale = rel.decide(spec, NEW, "blue", second.release, _green_at(spec, 10), _later(150))
+    assert stale.release == second.release
+    at_50 = rel.decide(spec, NEW, "blue", second.release, _green_at(spec, 50), _later(160))
+    third = rel.decide(spec, NEW, "blue", at_50.release, _green_at(spec, 50), _later(220))
     assert third.share == {"green": 1.0, "blue": 0.0}
     assert [p.active_color for p in (start, second, third)] == ["blue", "blue", "green"]  # the larger share
-    done = rel.decide(spec, NEW, "blue", third.release, ready, _later(180))
+    at_100 = rel.decide(spec, NEW, "blue", third.release, _green_at(spec, 100), _later(230))
+    assert rel.decide(spec, NEW, "blue", at_100.release, _green_at(spec, 100), _later(289)).phase == "Progressing"
+    done = rel.decide(spec, NEW, "blue", at_100.release, _green_at(spec, 100), _later(290))
     assert (done.phase, done.stable_color, done.service_selects, done.promoted_version) == (
         "Healthy",
         "green",
