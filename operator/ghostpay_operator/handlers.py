@@ -5,7 +5,9 @@ with back-off, peering, events.
 - events of the Deployments and Jobs it owns (and of its CronJob's key-rotation Jobs) → reconcile the owner, so
   status follows pods and rotations — only when what a pass reads of the child changed, not on a controller's
   bookkeeping update;
-- a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised.
+- a timer per instance → periodic resync, and the back-off retry while its spec cannot be realised;
+- a release's next decision that only time brings (a canary step's hold, the scale-down delay, the progress
+  deadline; `release.wake_after`) → one pass at that moment, not up to a resync later.
 
 Caches: one kopf index per kind the operator owns (`kube.WATCHED`, its watch filtered by the API server to the
 operator's managed-by label) holds its children by (namespace, instance), and one holds the instances. A pass reads
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import os
 import zlib
@@ -43,6 +46,7 @@ MAX_BACKOFF_SECONDS = 60.0
 # A child's event waits this long before its pass, so the burst a rollout makes (every pod, every status update of
 # every Deployment) costs one pass, not one each: fewer API requests, and the status is at most this much later.
 FOLD_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_FOLD_SECONDS", "1.0"))
+WAKE_MARGIN_SECONDS = 0.5  # a timed decision's pass runs this long after its moment: past it, never just before
 log = logging.getLogger("ghostpay_operator")
 _OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
 
@@ -69,7 +73,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.locks = {}
     memo.waiting = set()
     memo.failures = {}
-    memo.background = set()  # passes started by children's events, still running
+    memo.background = set()  # passes started by children's events or wake-ups, still running
+    memo.wakes = {}  # instance uid -> the pass due when its release's next timed decision is (`_wake_later`)
     memo.readings = {}  # child uid -> what a pass reads of it, as of the last event that started or joined a pass
 
 
@@ -143,6 +148,7 @@ async def _reconcile(
         except Exception as exc:
             metrics.record_error(namespace, name, type(exc).__name__)
             raise
+    _wake_later(namespace, name, uid, memo, indices, outcome.wake_after)
     problem = outcome.problem.reason if outcome.problem else None
     previous = readings.without_kopf(body.get("status") or {})
     key_rotation = (body.get("spec") or {}).get("keyRotation")
@@ -174,6 +180,8 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indice
     command = bool(set(body["metadata"].get("annotations") or {}) & set(decide.COMMANDS))
     if type == "DELETED":
         metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        if (wake := memo.wakes.pop(body["metadata"]["uid"], None)) is not None:
+            wake.cancel()
     elif _live(body) and (type is None or unobserved or command):
         await _reconcile(*_key(body), memo, indices)
 
@@ -228,14 +236,33 @@ def _finished(memo: kopf.Memo, task: asyncio.Task[Any]) -> None:
         )
 
 
+def _in_background(memo: kopf.Memo, namespace: str, name: str, uid: str, indices: Mapping[str, Any]) -> None:
+    """A workloads-only pass for the instance, run as a task of its own."""
+    task = asyncio.create_task(_reconcile(namespace, name, uid, memo, indices, full=False))
+    memo.background.add(task)  # kept until done: the event loop holds tasks only weakly
+    task.add_done_callback(lambda done: _finished(memo, done))
+
+
 async def _reconcile_owner(type: str, body: kopf.Body, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
     """A workloads-only pass for the child's instance, in the background: kopf indexes a child's next events only
     once its handler has returned, and the pass (FOLD_SECONDS later) must read the child as it is then."""
     instance = _instance_of(body)
     if instance is not None and _news(type, body, memo):
-        task = asyncio.create_task(_reconcile(body["metadata"]["namespace"], *instance, memo, indices, full=False))
-        memo.background.add(task)  # kept until done: the event loop holds tasks only weakly
-        task.add_done_callback(lambda done: _finished(memo, done))
+        _in_background(memo, body["metadata"]["namespace"], *instance, indices)
+
+
+def _wake_later(
+    namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any], seconds: float | None
+) -> None:
+    """Replaces the instance's pending wake-up by one `seconds` from now (a little after, so that the deadline
+    has passed), unless the resync comes first anyway."""
+    pending = memo.wakes.pop(uid, None)
+    if pending is not None:
+        pending.cancel()
+    if seconds is not None and seconds < RESYNC_SECONDS:
+        loop = asyncio.get_running_loop()
+        wake = functools.partial(_in_background, memo, namespace, name, uid, indices)
+        memo.wakes[uid] = loop.call_later(seconds + WAKE_MARGIN_SECONDS, wake)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ghostpay_operator import release
 from ghostpay_operator import status as st
 from ghostpay_operator.act import act
 from ghostpay_operator.decide import decide
@@ -27,6 +28,7 @@ class Outcome:
     problem: st.Problem | None  # what stands in the spec's way: the handlers retry with back-off
     events: list[Event] = field(default_factory=list)  # to post on the instance
     analysis: AnalysisResult | None = None  # the release analysis of the pass, when one was measured
+    wake_after: float | None = None  # seconds until the release's next decision that only time brings
 
 
 async def reconcile(
@@ -36,5 +38,7 @@ async def reconcile(
     everything; a workloads-only pass (`full=False`, after an owned Deployment or Job changed) skips the supporting
     objects (ServiceAccount, ConfigMap, budgets, key Secrets, key rotation)."""
     observation = await observe(kube, owned, body, now or datetime.now(UTC), full)
-    status, problem, events = await act(kube, observation, decide(observation))
-    return Outcome(status, problem, events, observation.analysis)
+    actions = decide(observation)
+    status, problem, events = await act(kube, observation, actions)
+    wake = release.wake_after(observation.spec, actions.plan.release, observation.now)
+    return Outcome(status, problem, events, observation.analysis, wake)

@@ -47,7 +47,10 @@ from ghostpay_operator.vocabulary import (
     other,
 )
 
-__all__ = ["ColorState", "Plan", "Release", "ReleaseFacts", "canary_replicas", "decide", "stable_color_of", "steady"]
+__all__ = [
+    "ColorState", "Plan", "Release", "ReleaseFacts", "canary_replicas", "decide", "stable_color_of", "steady",
+    "wake_after",
+]  # fmt: skip
 
 
 def canary_replicas(replicas: int, percent: int) -> tuple[int, int]:
@@ -264,3 +267,19 @@ def _canary(
         message=message,
         events=[*events, Event("Normal", "CanaryStep", message)],
     )
+
+
+def wake_after(spec: InstanceSpec, record: Release | None, now: datetime) -> float | None:
+    """Seconds until the release's next decision that only time brings — a canary step's hold ends, the old
+    colour's scale-down delay ends, the progress deadline passes — so that the operator looks again then rather than
+    at its next resync (up to 30 s later: every canary step would last that much longer). None without a release
+    in progress."""
+    if record is None or record.outcome != IN_PROGRESS:
+        return None
+    if record.switched_at is not None:
+        ends = [spec.release.scale_down_delay_seconds - elapsed(record.switched_at, now)]
+    else:
+        ends = [spec.release.progress_deadline_seconds - elapsed(record.step_started_at, now)]
+        if record.step_ready_at is not None:
+            ends.append(spec.release.step_seconds - elapsed(record.step_ready_at, now))
+    return max(0.0, min(ends))

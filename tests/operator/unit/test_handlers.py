@@ -3,6 +3,7 @@ CronJob, not the instance) the instance named by its labels and annotation."""
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -150,3 +151,22 @@ def test_a_childs_event_starts_a_pass_only_when_what_a_pass_reads_of_it_changed(
     assert not handlers._news("MODIFIED", kopf.Body(_job(active=1, ready=1)), memo)
     done = {"succeeded": 1, "completionTime": "2026-01-01T00:00:00Z"}
     assert handlers._news("MODIFIED", kopf.Body(_job(**done)), memo)
+
+
+async def test_a_timed_release_decision_gets_one_pass_at_its_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    passes: list[tuple[str, bool]] = []
+
+    async def a_pass(namespace: str, name: str, uid: str, *_: object, full: bool = True) -> None:
+        passes.append((uid, full))
+
+    monkeypatch.setattr(handlers, "_reconcile", a_pass)
+    monkeypatch.setattr(handlers, "WAKE_MARGIN_SECONDS", 0.0)
+    memo = kopf.Memo(wakes={}, background=set())
+    handlers._wake_later("shop", "payments", "uid-1", memo, {}, 0.05)
+    handlers._wake_later("shop", "payments", "uid-1", memo, {}, 0.1)  # a later pass's answer replaces it
+    handlers._wake_later("shop", "other", "uid-2", memo, {}, 0.05)
+    handlers._wake_later("shop", "other", "uid-2", memo, {}, None)  # the release is over: no wake-up
+    handlers._wake_later("shop", "third", "uid-3", memo, {}, handlers.RESYNC_SECONDS)  # the resync comes first
+    await asyncio.sleep(0.3)
+    assert passes == [("uid-1", False)]  # one workloads-only pass, for the release still in progress
+    assert set(memo.wakes) == {"uid-1"} and not memo.background

@@ -290,3 +290,25 @@ def test_canary_replicas_keep_the_total_and_at_least_one_new_pod(
 def test_the_release_record_survives_a_round_trip_through_status() -> None:
     record = _started(step=2, switched_at="2026-01-01T00:01:40Z")
     assert rel.Release.from_status(record.to_status()) == record
+
+
+# --- when time alone brings the next decision ---------------------------------------------------------------------
+
+STAMP_10S = "2026-01-01T00:00:10Z"
+
+
+@pytest.mark.parametrize(
+    ("record", "at", "wake"),
+    [
+        (None, 0, None),  # no release
+        (_started(outcome="RolledBack"), 0, None),  # nothing left to decide
+        (_started(), 100, 200.0),  # waiting for the new colour: the progress deadline (300 s of the step)
+        (_started(step_ready_at=STAMP_10S), 20, 50.0),  # a canary step held 60 s from when it was Ready
+        (_started(switched_at=STAMP_10S), 25, 15.0),  # switched: the old colour goes 30 s later
+        (_started(switched_at=STAMP_10S), 99, 0.0),  # overdue: at once
+    ],
+)
+def test_the_next_timed_decision_is_the_nearest_deadline_of_the_release(
+    record: rel.Release | None, at: float, wake: float | None
+) -> None:
+    assert rel.wake_after(_spec(), record, _later(at)) == wake
