@@ -11,6 +11,8 @@ floor app `bench.floor_app`), then:
      soon as its previous charge is answered;
    - the floor: the same load on a minimal app on the same server stack doing per request exactly the two round
      trips a charge must make (the same Redis script, the same SQL function) and nothing else;
+   - the bare route: the floor's route, body and response models with no I/O at all, on the same server stack
+     (what the framework and the server cost; the floor's excess over it is its two I/O clients);
    - pgbench: the same statement (`ghostpay_charge(...)`), same concurrency, same duration, fresh cards too;
 2. measures latency at half the maximum throughput: the service driven open-loop at half its best charges/s,
    and pgbench at half its tps (`--rate`), to show p99 away from saturation;
@@ -54,15 +56,16 @@ import asyncpg
 
 from bench import http_load, plot, profile, wrk_load
 from bench.cpu import CpuMeter, load_generator_cpu, process_cpu, process_tree_cpu
-from bench.environment import FLOOR_BATCH, SERVICE_BATCH, Environment, environment
+from bench.environment import BARE_BATCH, FLOOR_BATCH, SERVICE_BATCH, Environment, environment
 from bench.floor_app import FLOOR_CHARGE_PREFIX
 from bench.pgbench import CHARGE_ID_PREFIX, PgbenchCursor, run_pgbench
 from bench.stats import Summary
 from ghostpay.core.settings import Settings
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "last-charge-bench.json"
-_SIDES = ("service", "floor", "pgbench")
-_SERVERS = ("service", "floor")  # the sides served over HTTP
+_SIDES = ("service", "floor", "bare", "pgbench")
+_SERVERS = ("service", "floor", "bare")  # the sides served over HTTP
+_CHARGING = ("service", "floor")  # the servers whose charges are in the database
 _SPARE_CONNECTIONS = 5  # superuser-reserved slots and our own CHECKPOINT connection
 _BUSY = 0.2  # cores taken by processes outside the benchmark above which its figures are suspect
 _CLIENTS = ["wrk", *sorted(http_load.CLIENTS)]
@@ -131,6 +134,7 @@ class Bench:
             {
                 "service": lambda: process_cpu(env.service.pid),
                 "floor": lambda: process_cpu(env.floor.pid),
+                "bare": lambda: process_cpu(env.bare.pid),
                 "postgres": lambda: process_tree_cpu(env.postgres_pid),
                 "redis": lambda: process_cpu(env.redis_pid),
                 "loadgen": load_generator_cpu,
@@ -140,10 +144,12 @@ class Bench:
         self.targets = {
             "service": http_load.Target(env.base_url, env.token, python_client),
             "floor": http_load.Target(env.floor_url, env.token, python_client),
+            "bare": http_load.Target(env.bare_url, env.token, python_client),
         }
         self.cards = {
             "service": http_load.CardSource(env.cards_per_batch, SERVICE_BATCH),
             "floor": http_load.CardSource(env.cards_per_batch, FLOOR_BATCH),
+            "bare": http_load.CardSource(env.cards_per_batch, BARE_BATCH),
         }
 
     def closed_loop(self, side: str, concurrency: int, seconds: float) -> Summary:
@@ -227,7 +233,7 @@ def _postgres_events(env: Environment) -> dict[str, int]:
 
 def _check_connections(env: Environment, concurrency: int) -> None:
     """pgbench opens one connection per client while the service and the floor keep their pools (the product's
-    default size)."""
+    default size; the bare route has none)."""
     limit = int(_sql(env, "SHOW max_connections")[0][0])
     needed = concurrency + 2 * Settings.model_fields["db_pool_max"].default + _SPARE_CONNECTIONS
     if needed > limit:
@@ -251,11 +257,11 @@ def database_check(bench: Bench) -> dict[str, Any]:
         "SELECT count(*) AS n FROM (SELECT card_id FROM charges WHERE status = 'approved' "
         "GROUP BY card_id HAVING count(*) > 1) AS approved_twice",
     )[0]["n"]
-    counts: dict[str, dict[str, int]] = {side: {} for side in _SIDES}
+    counts: dict[str, dict[str, int]] = {side: {} for side in ("pgbench", *_CHARGING)}
     for row in rows:
         counts[row["source"]][row["status"]] = row["n"]
     check: dict[str, Any] = {"cards_approved_twice": twice}
-    for side in _SERVERS:
+    for side in _CHARGING:
         approved, answered = counts[side].get("approved", 0), bench.ok[side]
         consistent = twice == 0 and answered <= approved <= answered + bench.unanswered[side]
         check[side] = {
@@ -279,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bench.warm_up(args.concurrency, args.warmup)
         comparisons = []
         for level in levels:
-            print(f"concurrency {level}: service, floor, then pgbench, {args.seconds} s each", file=sys.stderr)
+            print(f"concurrency {level}: service, floor, bare, then pgbench, {args.seconds} s each", file=sys.stderr)
             sides = {side: bench.server(side, level) for side in _SERVERS}
             comparisons.append({"concurrency": level, **sides, "pgbench": bench.pgbench(level)})
         half_load = None if args.no_half_load else _half_load(bench, comparisons)
@@ -331,6 +337,7 @@ def _report(
             **{side: c[side].as_dict() for side in _SIDES},
             "ratio": round(c["service"].throughput / c["pgbench"].throughput, 4),
             "ratio_to_floor": round(c["service"].throughput / c["floor"].throughput, 4),
+            "ratio_to_bare": round(c["service"].throughput / c["bare"].throughput, 4),
         }
         for c in comparisons
     ]
@@ -352,6 +359,10 @@ def _report(
         "floor_p99_ms": headline["floor"]["p99_ms"],
         "floor_cpu_ms_per_charge": _cpu_ms(headline["floor"], "floor"),
         "ratio_service_to_floor": headline["ratio_to_floor"],
+        "bare_charges_per_second": headline["bare"]["throughput"],
+        "bare_p99_ms": headline["bare"]["p99_ms"],
+        "bare_cpu_ms_per_charge": _cpu_ms(headline["bare"], "bare"),
+        "ratio_service_to_bare": headline["ratio_to_bare"],
         "loadgen_cpu_ms_per_charge": _cpu_ms(headline["service"], "loadgen"),
         "pgbench_tps": headline["pgbench"]["throughput"],
         "pgbench_p50_ms": headline["pgbench"]["p50_ms"],
@@ -385,7 +396,12 @@ def _cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
-_NAMES = {"service": "service POST /charges", "floor": "floor   POST /charges", "pgbench": "pgbench ghostpay_charge"}
+_NAMES = {
+    "service": "service POST /charges",
+    "floor": "floor   POST /charges",
+    "bare": "bare    POST /charges",
+    "pgbench": "pgbench ghostpay_charge",
+}
 
 
 def table(report: dict[str, Any]) -> list[str]:
@@ -397,6 +413,7 @@ def table(report: dict[str, Any]) -> list[str]:
         c = level["concurrency"]
         lines += [_row(f"{_NAMES[side]:<23} c={c}", level[side]) for side in _SIDES]
         lines.append(f"{'ratio service/floor':<34}{level['ratio_to_floor']:>10.3f}")
+        lines.append(f"{'ratio service/bare':<34}{level['ratio_to_bare']:>10.3f}")
         lines.append(f"{'ratio service/pgbench':<34}{level['ratio']:>10.3f}")
     half = report["half_load"]
     if half:
@@ -406,7 +423,7 @@ def table(report: dict[str, Any]) -> list[str]:
     lines += ["", *_cpu_table(phases)]
     lines.append(
         f"service CPU per charge {report['service_cpu_ms_per_charge']:.3f} ms, "
-        f"floor {report['floor_cpu_ms_per_charge']:.3f} ms"
+        f"floor {report['floor_cpu_ms_per_charge']:.3f} ms, bare route {report['bare_cpu_ms_per_charge']:.3f} ms"
     )
     return lines
 
@@ -417,10 +434,10 @@ def print_report(report: dict[str, Any]) -> None:
         print("", *profile.table(report["profile"]), sep="\n")
     check = report["database_check"]
     print(f"\ndatabase: {json.dumps(check)}")
-    for side in _SERVERS:
+    for side in _CHARGING:
         if not check[side]["consistent"]:
             print(f"WARNING: the {side}'s approved charges in the database differ from the 201s it answered")
-    if any(check[side].get("declined") for side in _SIDES):
+    if any(check[side].get("declined") for side in ("pgbench", *_CHARGING)):
         print("WARNING: some charges were declined: the pre-issued cards ran out; raise --cards")
 
 

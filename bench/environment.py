@@ -8,7 +8,8 @@
 - `ghostpay serve charges` as a subprocess on 127.0.0.1, with auth and rate limiting on (a merchant budget far
   above what the benchmark can reach, so the limiter is asked once per request but never refuses), and
   otherwise the product's defaults (one process, a database pool of 20);
-- the floor (`bench.floor_app`) as a second subprocess on 127.0.0.1, on the same server, PostgreSQL and Redis.
+- the floor (`bench.floor_app`) as a second subprocess on 127.0.0.1, on the same server, PostgreSQL and Redis;
+- the bare route (`bench.floor_app --bare`: the floor's route with no I/O) as a third, on the same server.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ CURRENCY = "USD"
 CARD_AMOUNT = 100_000  # every card allows more than one charge asks for: the approve path
 CHARGE_AMOUNT = 1_999
 SERVICE_BATCH, FLOOR_BATCH, PGBENCH_BATCH = "s", "f", "p"
+BARE_BATCH = "b"  # card ids the bare route is sent: never in the database, and never looked up
 _CARD_DIGITS = 23  # "card_" + batch letter + 23 digits: as long as a real id ("card_" + 24 hex digits)
 _DATA_KEY_ID = "key_bench"
 _TOKEN_TTL = 3600
@@ -73,12 +75,14 @@ class Environment:
     service: subprocess.Popen[bytes]
     floor_url: str
     floor: subprocess.Popen[bytes]
+    bare_url: str
+    bare: subprocess.Popen[bytes]
     postgres_pid: int
     redis_pid: int
 
     def check_service(self) -> None:
-        """Raise, with the end of its log, if the charges service or the floor has exited."""
-        for name, process in (("service", self.service), ("floor", self.floor)):
+        """Raise, with the end of its log, if the charges service, the floor or the bare route has exited."""
+        for name, process in (("service", self.service), ("floor", self.floor), ("bare", self.bare)):
             if process.poll() is not None:
                 log = (self.root / f"{name}.log").read_text()[-3000:]
                 raise RuntimeError(f"the {name} exited ({process.returncode}):\n{log}")
@@ -98,7 +102,7 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
         redis_url = redis_server.start()
         keys_dir = root / "keys"
         merchant_id, token = asyncio.run(_seed(database_url, keys_dir, cards_per_batch))
-        port, floor_port = free_port(), free_port()
+        port, floor_port, bare_port = free_port(), free_port(), free_port()
         service_env = {
             "GHOSTPAY_DATABASE_URL": database_url,
             "GHOSTPAY_REDIS_URL": redis_url,
@@ -115,6 +119,8 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
         service = stack.enter_context(_server(ghostpay, service_env, port, root / "service.log"))
         floor_command = [sys.executable, "-m", "bench.floor_app", "--port", str(floor_port), "--merchant", merchant_id]
         floor = stack.enter_context(_server(floor_command, service_env, floor_port, root / "floor.log"))
+        bare_command = [*floor_command[:3], "--port", str(bare_port), *floor_command[5:], "--bare"]
+        bare = stack.enter_context(_server(bare_command, service_env, bare_port, root / "bare.log"))
         yield Environment(
             root=root,
             database_url=database_url,
@@ -125,6 +131,8 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
             service=service,
             floor_url=f"http://127.0.0.1:{floor_port}",
             floor=floor,
+            bare_url=f"http://127.0.0.1:{bare_port}",
+            bare=bare,
             postgres_pid=int((root / "pg" / "postmaster.pid").read_text().split()[0]),
             redis_pid=_redis_pid(redis_server.socket_path),
         )

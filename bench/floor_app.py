@@ -10,6 +10,10 @@ them. No auth, no edge middleware, no metrics or logs. A charge that is not appr
 
 Its charge ids start with `ch_floor` (`FLOOR_CHARGE_PREFIX`; the service's are `ch_` and hex digits) so the
 benchmark can count its charges in the database.
+
+With `--bare` it does no I/O at all: the same route, body and response models on the same server, answering an
+approved charge built in the process (`create_bare_app`). What the floor costs beyond the bare app is the two
+I/O clients (asyncpg, redis-py) and the event loop's work for them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -82,13 +87,40 @@ def create_app(settings: Settings, merchant_id: str) -> FastAPI:
     return app
 
 
+def create_bare_app(merchant_id: str) -> FastAPI:
+    """The floor's route without its two round trips: parse the body, build the charge, answer it."""
+    numbers = itertools.count(1)
+    app = FastAPI(title="GhostPay bare route")
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.post("/charges", status_code=201, response_model=Charge)
+    async def charge(body: ChargeCreate) -> Any:
+        row = {
+            "charge_id": f"{FLOOR_CHARGE_PREFIX}b{next(numbers):018d}",
+            "card_id": body.card_id,
+            "merchant_id": merchant_id,
+            "amount": body.amount,
+            "currency": body.currency,
+            "status": "approved",
+            "created_at": datetime.now(UTC),
+        }
+        return Charge.model_validate(row)
+
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.floor_app", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--merchant", required=True, help="the merchant whose cards are charged")
+    parser.add_argument("--bare", action="store_true", help="no PostgreSQL or Redis: the route alone")
     args = parser.parse_args()
-    run_server(create_app(Settings(), args.merchant), args.host, args.port)
+    app = create_bare_app(args.merchant) if args.bare else create_app(Settings(), args.merchant)
+    run_server(app, args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ def phases(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(label, phase) for every measured phase, in the order the benchmark ran them."""
     found = []
     for level in report["levels"]:
-        found += [(f"{side} c={level['concurrency']}", level[side]) for side in ("service", "floor", "pgbench")]
+        sides = [side for side in ("service", "floor", "bare", "pgbench") if side in level]  # older reports: no bare
+        found += [(f"{side} c={level['concurrency']}", level[side]) for side in sides]
     for side, summary in (report.get("half_load") or {}).items():
         found.append((f"{side} at {summary['target_rate']:.0f}/s", summary))
     return found

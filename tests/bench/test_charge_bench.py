@@ -83,11 +83,9 @@ def test_the_profile_ranks_frames_by_own_and_inclusive_samples() -> None:
     assert "60.0 %  sql" in "\n".join(profile.table(ranked))
 
 
-def _summary(label: str, throughput: float, service_cpu: float, floor_cpu: float) -> Summary:
-    cpu = {
-        name: {"cores": 0.0, "cpu_ms_per_op": value}
-        for name, value in {"service": service_cpu, "floor": floor_cpu, "loadgen": 0.05, "other": 0.0}.items()
-    }
+def _summary(label: str, throughput: float, service_cpu: float, floor_cpu: float, bare_cpu: float = 0.0) -> Summary:
+    used = {"service": service_cpu, "floor": floor_cpu, "bare": bare_cpu, "loadgen": 0.05, "other": 0.0}
+    cpu = {name: {"cores": 0.0, "cpu_ms_per_op": value} for name, value in used.items()}
     timeline = [{"second": 0, "ops": throughput}, {"second": 1, "ops": throughput}]
     return Summary(label, 16, 2.0, 20, 20, throughput, 1.0, 2.0, 3.0, 1.2, 4.0, cpu=cpu, timeline=timeline)
 
@@ -98,6 +96,7 @@ def _report() -> dict[str, Any]:
         "concurrency": 16,
         "service": _summary("service", 800, 0.4, 0.0),
         "floor": _summary("floor", 1000, 0.0, 0.3),
+        "bare": _summary("bare", 4000, 0.0, 0.0, 0.1),
         "pgbench": _summary("pgbench", 4000, 0.0, 0.0),
     }
     half = {"service": _summary("service", 400, 0.5, 0.0), "pgbench": _summary("pgbench", 2000, 0.0, 0.0)}
@@ -112,13 +111,15 @@ def test_the_report_has_the_floor_and_cpu_headlines_at_its_top_level() -> None:
     assert report["ratio_service_to_floor"] == 0.8
     assert report["service_cpu_ms_per_charge"] == 0.4
     assert report["floor_cpu_ms_per_charge"] == 0.3
+    assert report["bare_cpu_ms_per_charge"] == 0.1 and report["ratio_service_to_bare"] == 0.2
     assert report["ratio_service_to_pgbench"] == 0.2
     assert report["service_p99_ms_at_half_max_throughput"] == 3.0
     lines = "\n".join(charge_bench.table(report))
     assert "floor   POST /charges   c=16" in lines and "ratio service/floor" in lines
+    assert "bare    POST /charges   c=16" in lines and "bare route 0.100 ms" in lines
 
 
 def test_the_picture_is_written_beside_the_json(tmp_path: Path) -> None:
     picture = plot.write_png(_report(), tmp_path / "bench.png")
     assert picture.read_bytes().startswith(b"\x89PNG")
-    assert [label for label, _ in plot.phases(_report())][:3] == ["service c=16", "floor c=16", "pgbench c=16"]
+    assert [label for label, _ in plot.phases(_report())][:3] == ["service c=16", "floor c=16", "bare c=16"]

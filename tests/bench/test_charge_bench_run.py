@@ -23,6 +23,7 @@ def test_a_short_run_reports_the_floor_and_stays_consistent(tmp_path: Path) -> N
         report["service_charges_per_second"] / report["floor_charges_per_second"], rel=0.01
     )
     assert report["service_cpu_ms_per_charge"] > 0
+    assert report["bare_charges_per_second"] > 0 and report["bare_cpu_ms_per_charge"] > 0
     assert report["service_p99_ms_at_half_max_throughput"] is not None
     check = report["database_check"]
     assert check["cards_approved_twice"] == 0

@@ -113,6 +113,19 @@ async def test_an_oversized_key_is_refused(api: Api) -> None:
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize("key", ["k" * 256, ""], ids=["too-long", "empty"])
+async def test_a_bad_key_is_a_422_naming_the_header_and_charges_nothing(api: Api, key: str) -> None:
+    """Issue 15 reads the key by hand (no Header parameter to solve): the 422 names it as the parameter did."""
+    merchant = await api.merchant()
+    card = await api.issue_card(merchant["headers"])
+    body = {"card_id": card["card_id"], "amount": 500, "currency": "USD"}
+    response = await api.http.post("/charges", json=body, headers={**merchant["headers"], "Idempotency-Key": key})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [error["loc"][:2] for error in response.json()["errors"]] == [["header", "Idempotency-Key"]]
+    assert (await _charge(api, merchant["headers"], card["card_id"])).status_code == 201  # the card was not used
+
+
 async def test_charges_list_by_card_and_paginate(api: Api) -> None:
     merchant = await api.merchant()
     card = await api.issue_card(merchant["headers"], amount=100)

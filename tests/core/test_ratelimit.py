@@ -164,3 +164,13 @@ async def test_a_policy_that_names_no_budget_for_the_role_leaves_the_defaults(
     finally:
         await redis.delete(key)
         await redis.aclose()
+
+
+def test_the_limiter_s_redis_client_parses_replies_with_hiredis() -> None:
+    """Issue 15: redis-py's C reply parser (the `hiredis` extra) costs the charge path's one Redis command less CPU
+    than its pure-Python one; redis-py falls back to the slower one silently when hiredis is missing."""
+    from redis.asyncio.connection import DefaultParser
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE
+    assert DefaultParser.__name__ == "_AsyncHiredisParser"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from ghostpay.charges import service, store
 from ghostpay.core import problems
@@ -36,24 +37,48 @@ class ChargeDetail(Charge):
     decline_code: str | None = None
 
 
+# `POST /charges` reads its `Idempotency-Key` by hand rather than as a `Header` parameter, whose solving cost the
+# hot path ≈ 0.02 ms of CPU per charge; documented as the parameter was, and refused with the same 422 (the error
+# at ("header", "Idempotency-Key")), though now after the body is validated rather than beside it.
+_IDEMPOTENCY_KEY = "Idempotency-Key"
+_idempotency_key = TypeAdapter(Annotated[Text, Field(min_length=1, max_length=255)])
+_IDEMPOTENCY_KEY_PARAMETER: dict[str, object] = {
+    "name": _IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "schema": {
+        "anyOf": [{"type": "string", "minLength": 1, "maxLength": 255}, {"type": "null"}],
+        "title": _IDEMPOTENCY_KEY,
+    },
+}
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """The request's `Idempotency-Key` (its first, if sent twice), validated, or None without one."""
+    value = request.headers.get(_IDEMPOTENCY_KEY)
+    if value is None:
+        return None
+    try:
+        return _idempotency_key.validate_python(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("header", _IDEMPOTENCY_KEY, *e["loc"])} for e in errors]) from None
+
+
 @router.post(
     "/charges",
     status_code=201,
     response_model=Charge,
     responses=problems.documented(400, 402, 409),
     summary="Charge a single-use card",
-    openapi_extra=BEARER_SECURED,  # the hot path: caller and runtime read without sub-dependencies (core.deps)
+    # The hot path: caller, runtime and Idempotency-Key read without dependencies or parameters to solve.
+    openapi_extra={**BEARER_SECURED, "parameters": [_IDEMPOTENCY_KEY_PARAMETER]},
 )
 @admits(*CHARGER_ROLES)
-async def create_charge(
-    body: ChargeCreate,
-    request: Request,
-    response: Response,
-    idempotency_key: Annotated[Text | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
-) -> Charge:
+async def create_charge(body: ChargeCreate, request: Request, response: Response) -> Charge:
     caller = caller_in(request, CHARGER_ROLES)
     result = await service.create_charge(
-        runtime_of(request), caller, body.card_id, body.amount, body.currency, idempotency_key
+        runtime_of(request), caller, body.card_id, body.amount, body.currency, idempotency_key_of(request)
     )
     if result.replayed:
         response.headers[service.REPLAYED_HEADER] = "true"

@@ -6,9 +6,11 @@ the attempt, and turns the outcome into a charge or a typed error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from ghostpay.charges import store
 from ghostpay.core import faults, money, pagination
@@ -68,7 +70,8 @@ async def create_charge(
         currency=currency,
         owner_id=principal.client_id,
         idempotency_key=idempotency_key,
-        request_hash=request_fingerprint(card_id, amount, currency),
+        # Compared only with an earlier use of the same key: without one there is nothing to compare it with.
+        request_hash=request_fingerprint(card_id, amount, currency) if idempotency_key is not None else None,
     )
     outcome = await store.charge(runtime.pool, attempt)
     if outcome.kind == "not_found":
@@ -80,13 +83,25 @@ async def create_charge(
     assert outcome.charge is not None
     replayed = outcome.kind == "replayed"
     if not replayed:
-        CHARGES.labels(outcome.charge.status, outcome.charge.decline_code or "").inc()
+        _outcome_series(outcome.charge.status, outcome.charge.decline_code or "").inc()
         if outcome.charge.status == "approved":
             major = outcome.charge.amount / 10 ** money.minor_unit_exponent(outcome.charge.currency)
-            CHARGED_AMOUNT.labels(outcome.charge.currency).inc(major)
+            _amount_series(outcome.charge.currency).inc(major)
     if outcome.charge.status == "declined":
         raise _declined(outcome.charge, replayed)
     return ChargeResult(outcome.charge, replayed)
+
+
+# `labels()` validates and looks its series up under a lock on every call; the series stay registered, so
+# remembering them loses no count (bounded: statuses and decline codes are few, currencies are ISO 4217's).
+@functools.lru_cache(maxsize=256)
+def _outcome_series(status: str, decline_code: str) -> Any:
+    return CHARGES.labels(status, decline_code)
+
+
+@functools.lru_cache(maxsize=256)
+def _amount_series(currency: str) -> Any:
+    return CHARGED_AMOUNT.labels(currency)
 
 
 async def get_charge(runtime: Runtime, principal: Principal, charge_id: str) -> store.ChargeRow:

@@ -35,7 +35,7 @@ class ChargeAttempt:
     currency: str
     owner_id: str
     idempotency_key: str | None
-    request_hash: bytes
+    request_hash: bytes | None  # with an idempotency key only: what a replay of the key must match
 
 
 @dataclass(frozen=True)

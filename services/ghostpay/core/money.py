@@ -6,6 +6,8 @@ Called by the request models of cards and charges.
 
 from __future__ import annotations
 
+import functools
+
 import iso4217
 
 # The largest amount one card may carry, in major units; the minor-unit cap follows from the exponent.
@@ -16,6 +18,7 @@ class MoneyError(ValueError):
     """A currency or amount a payment cannot carry."""
 
 
+@functools.lru_cache(maxsize=512)  # on every charge; an unknown code raises, which is not cached
 def minor_unit_exponent(code: str) -> int:
     """Digits after the decimal point for `code`; raises MoneyError for unknown or non-monetary codes."""
     try:

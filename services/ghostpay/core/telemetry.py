@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import random
 import re
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -146,9 +146,15 @@ def trace_from_traceparent(header: str | None) -> tuple[str, str, str]:
     if match and match.group(1) != "0" * 32:
         trace_id, flags = match.group(1), match.group(3)
     else:
-        trace_id, flags = secrets.token_hex(16), "01"
-    span_id = secrets.token_hex(8)
+        trace_id, flags = _random_hex(128), "01"
+    span_id = _random_hex(64)
     return trace_id, span_id, f"00-{trace_id}-{span_id}-{flags}"
+
+
+def _random_hex(bits: int) -> str:
+    """A non-zero random id as W3C trace context writes it. Not a secret (it goes out in `traceparent`), so from
+    `random` as OpenTelemetry's own id generator does: no system call per request, as `secrets` would make."""
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
 
 
 def request_trace(header: str | None) -> tuple[str, str, str]:
