@@ -71,6 +71,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.failures = {}
     memo.background = set()  # passes started by children's events, still running
     memo.readings = {}  # child uid -> what a pass reads of it, as of the last event that started or joined a pass
+    memo.checked = {}  # instance uid -> the verdict on the Secrets its spec names (`observe.Checked`)
 
 
 def index_id(kind: str) -> str:
@@ -131,7 +132,7 @@ async def _reconcile(
         if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
             return None
         try:
-            outcome = await reconcile.reconcile(memo.kube, _owned(indices), body, full=full)
+            outcome = await reconcile.reconcile(memo.kube, _owned(indices), body, full=full, checked=memo.checked)
         except ApiError as exc:
             # The namespace controller deletes Deployments before it reaches the instance: their events start a
             # pass that would recreate them in a namespace already going away.
@@ -174,6 +175,7 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indice
     command = bool(set(body["metadata"].get("annotations") or {}) & set(decide.COMMANDS))
     if type == "DELETED":
         metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        memo.checked.pop(body["metadata"]["uid"], None)
     elif _live(body) and (type is None or unobserved or command):
         await _reconcile(*_key(body), memo, indices)
 

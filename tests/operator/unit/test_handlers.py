@@ -63,7 +63,7 @@ async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
         raise _refusal(causes)
 
     monkeypatch.setattr(handlers.reconcile, "reconcile", refused)
-    memo = kopf.Memo(kube=_Kube(), locks={}, waiting=set())
+    memo = kopf.Memo(kube=_Kube(), locks={}, waiting=set(), checked={})
     indices: dict[str, Any] = {"instances": {}, **{handlers.index_id(kind): {} for kind in handlers.WATCHED}}
     if terminating:
         assert await handlers._reconcile("t-1", "payments", "uid-1", memo, indices) is None
