@@ -32,6 +32,7 @@ from ghostpay_operator.spec import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("ghostpay_operator.kube")
 GhostPayInstance = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+_BOOKKEEPING = ("resourceVersion", "finalizers", "managedFields")
 _OLDER_KEPT = 4  # resourceVersions of an instance kept as known to be older (a watch lags a write or two behind)
 # The Prometheus Operator's kinds, which a cluster may not serve (`Kube.monitoring`).
 MONITORING_KINDS: dict[str, Any] = {
@@ -82,17 +83,21 @@ class Kube:
         """The newest version of `instance` (the watch's copy) that this facade holds, without a request: that
         copy when it is the version this facade last read or wrote (it holds the pass's own last status write,
         and nothing newer was seen through here); what that read or write answered when the copy is a version
-        an earlier one answered (the watch has not delivered the write yet); None when the copy is a version it
-        never saw (someone else wrote it, or nothing was read yet): then only a GET tells."""
+        an earlier one answered (the watch has not delivered the write yet); that copy too when it differs from
+        that answer in bookkeeping alone (kopf adding its finalizer: whichever is newer, a pass reads the same);
+        None when the copy is a version it never saw, with other changes (someone else wrote it), or nothing was
+        read yet: then only a GET tells."""
         metadata = instance["metadata"]
         known = self._instances.get((metadata["namespace"], metadata["name"]))
         if known is None:
             return None
         newest, older = known
         version = metadata.get("resourceVersion")
-        if version == newest["metadata"]["resourceVersion"]:
+        if version in older:
+            return newest
+        if version == newest["metadata"]["resourceVersion"] or _unbookkept(instance) == _unbookkept(newest):
             return instance
-        return newest if version in older else None
+        return None
 
     @staticmethod
     def connect() -> Kube:
@@ -211,6 +216,12 @@ class Kube:
             GhostPayInstance.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
         )
         self._saw(obj.to_dict())  # type: ignore[no-untyped-call]
+
+
+def _unbookkept(instance: Manifest) -> Manifest:
+    """An instance without what no pass reads: its version, finalizers and the API server's field records."""
+    metadata = {k: v for k, v in instance["metadata"].items() if k not in _BOOKKEEPING}
+    return {**instance, "metadata": metadata}
 
 
 def sync_client(field_manager: str) -> Client:

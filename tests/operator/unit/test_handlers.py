@@ -119,12 +119,18 @@ async def test_a_pass_gets_the_instance_only_when_its_watch_shows_a_version_it_n
     assert client.gets == 1  # the watch has not shown the write yet: the write's answer is newer than its copy
     read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(8)))
     assert client.gets == 1  # it has
-    client.version = 10  # someone else wrote it (a user, kopf's finalizer): a version this operator never saw
-    read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(10)))
+    finalized = _watched(9)
+    finalized["instances"]["uid-1"][0]["metadata"]["finalizers"] = ["ghostpay.io/operator"]
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, finalized))
+    assert client.gets == 1  # kopf added its finalizer: a version never seen, but nothing a pass reads changed
+    client.version = 10  # someone else changed it (a user): a version this operator never saw
+    changed = _watched(10)
+    changed["instances"]["uid-1"][0]["metadata"]["annotations"] = {"ghostpay.io/promote": ""}
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, changed))
     assert client.gets == 2  # GET
     read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(8)))
     assert client.gets == 2  # a watch lagging behind that GET: its answer stands in
-    assert [i["metadata"]["resourceVersion"] for i in read if i] == ["7", "7", "8", "8", "10", "10"]
+    assert [i["metadata"]["resourceVersion"] for i in read if i] == ["7", "7", "8", "8", "9", "10", "10"]
 
 
 def _deployment(**status: int) -> dict[str, Any]:
