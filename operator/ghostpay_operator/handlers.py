@@ -105,8 +105,8 @@ async def _instance(
     namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any]
 ) -> Manifest | None:
     """The instance's latest version: the watch's copy when it is what this operator last read or wrote (so it holds
-    the last status written), what that read or write answered when the watch has not caught up with it yet, else
-    a GET."""
+    the last status written) or differs from that in bookkeeping alone, what that read or write answered when the
+    watch has not caught up with it yet, else a GET (`Kube.latest`)."""
     cached = next(iter(indices["instances"].get(uid, ())), None)
     known = None if cached is None else memo.kube.latest(cached)
     if known is not None:
