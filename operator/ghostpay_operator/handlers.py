@@ -11,9 +11,10 @@ with back-off, peering, events.
 
 Caches: one kopf index per kind the operator owns (`kube.WATCHED`, its watch filtered by the API server to the
 operator's managed-by label) holds its children by (namespace, instance), and one holds the instances. A pass reads
-its children from them instead of listing; it takes the instance from its cache only when that copy is the version
-its own last read or write answered (`Kube.knows`), and otherwise GETs it. kopf calls no handler before every
-index has been filled from its watch's first listing.
+its children from them instead of listing; it takes the instance from its cache when that copy is the version its
+own last read or write answered, the answer of that read or write when the cache still shows a version it replaced
+(`Kube.latest`), and otherwise GETs it. kopf calls no handler before every index has been filled from its watch's
+first listing.
 
 Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster as the
 watches and its reads show it, never from what an earlier pass concluded.
@@ -76,6 +77,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.background = set()  # passes started by children's events or wake-ups, still running
     memo.wakes = {}  # instance uid -> the pass due when its release's next timed decision is (`_wake_later`)
     memo.readings = {}  # child uid -> what a pass reads of it, as of the last event that started or joined a pass
+    memo.checked = {}  # instance uid -> the verdict on the Secrets its spec names (`observe.Checked`)
 
 
 def index_id(kind: str) -> str:
@@ -108,10 +110,12 @@ async def _instance(
     namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any]
 ) -> Manifest | None:
     """The instance's latest version: the watch's copy when it is what this operator last read or wrote (so it holds
-    the last status written), else a GET."""
+    the last status written) or differs from that in bookkeeping alone, what that read or write answered when the
+    watch has not caught up with it yet, else a GET (`Kube.latest`)."""
     cached = next(iter(indices["instances"].get(uid, ())), None)
-    if cached is not None and memo.kube.knows(cached):
-        return cached  # type: ignore[no-any-return]
+    known = None if cached is None else memo.kube.latest(cached)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
     return await memo.kube.instance(namespace, name)  # type: ignore[no-any-return]
 
 
@@ -136,7 +140,7 @@ async def _reconcile(
         if body is None or body["metadata"].get("deletionTimestamp") or body["metadata"]["uid"] != uid:
             return None
         try:
-            outcome = await reconcile.reconcile(memo.kube, _owned(indices), body, full=full)
+            outcome = await reconcile.reconcile(memo.kube, _owned(indices), body, full=full, checked=memo.checked)
         except ApiError as exc:
             # The namespace controller deletes Deployments before it reaches the instance: their events start a
             # pass that would recreate them in a namespace already going away.
@@ -180,6 +184,7 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indice
     command = bool(set(body["metadata"].get("annotations") or {}) & set(decide.COMMANDS))
     if type == "DELETED":
         metrics.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+        memo.checked.pop(body["metadata"]["uid"], None)
         if (wake := memo.wakes.pop(body["metadata"]["uid"], None)) is not None:
             wake.cancel()
     elif _live(body) and (type is None or unobserved or command):

@@ -2,9 +2,10 @@
 
 `Kube` is the reconcile pass's facade (async): apply a manifest with server-side apply under one field manager,
 create, scale, delete, read Secrets and instances by name, write status; it counts its write requests so tests
-and benchmarks can show that an idle resync writes nothing, and remembers the resourceVersion each read or write
-of an instance answered (`knows`), so that the watch's copy of an instance can stand in for a GET once it is that
-new; every request it sends is counted in `metrics.API_REQUESTS` (by verb and kind). What the
+and benchmarks can show that an idle resync writes nothing, and remembers what each read or write of an instance
+answered (`latest`), so that a pass needs no GET of an instance whose newest version it already has: the watch's
+copy once it is that new, or the write's answer while the watch still shows the version that write replaced; every
+request it sends is counted in `metrics.API_REQUESTS` (by verb and kind). What the
 operator owns is not listed here but watched: kopf's watches (`handlers`, over the kinds of
 `WATCHED`) keep the caches a pass reads its children from. `sync_client` gives the blocking client of the
 key-rotation Job (`keysecret`), and `instance_tree` reads what `ghostpay status` shows.
@@ -32,6 +33,8 @@ from ghostpay_operator.spec import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger("ghostpay_operator.kube")
 GhostPayInstance = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+_BOOKKEEPING = ("resourceVersion", "finalizers", "managedFields")
+_OLDER_KEPT = 4  # resourceVersions of an instance kept as known to be older (a watch lags a write or two behind)
 # The Prometheus Operator's kinds, which a cluster may not serve (`Kube.monitoring`).
 MONITORING_KINDS: dict[str, Any] = {
     "ServiceMonitor": create_namespaced_resource("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
@@ -76,19 +79,37 @@ class Kube:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
         self.writes: Counter[str] = Counter()
-        self._versions: dict[tuple[str, str], str] = {}  # (namespace, name) -> an instance's resourceVersion
+        # (namespace, name) -> an instance as this facade's last read or write of it answered, and the
+        # resourceVersions its earlier reads and writes answered (each older than that answer: it came later).
+        self._instances: dict[tuple[str, str], tuple[Manifest, tuple[str, ...]]] = {}
 
     def _saw(self, obj: Manifest) -> Manifest:
         metadata = obj["metadata"]
-        self._versions[metadata["namespace"], metadata["name"]] = metadata["resourceVersion"]
+        key = metadata["namespace"], metadata["name"]
+        before = self._instances.get(key)
+        older = () if before is None else (*before[1][-(_OLDER_KEPT - 1) :], before[0]["metadata"]["resourceVersion"])
+        self._instances[key] = obj, older
         return obj
 
-    def knows(self, instance: Manifest) -> bool:
-        """Whether `instance` (the watch's copy) is the version this facade last read or wrote: then it holds the
-        pass's own last status write, and nothing newer was seen through here."""
+    def latest(self, instance: Manifest) -> Manifest | None:
+        """The newest version of `instance` (the watch's copy) that this facade holds, without a request: that
+        copy when it is the version this facade last read or wrote (it holds the pass's own last status write,
+        and nothing newer was seen through here); what that read or write answered when the copy is a version
+        an earlier one answered (the watch has not delivered the write yet); that copy too when it differs from
+        that answer in bookkeeping alone (kopf adding its finalizer: whichever is newer, a pass reads the same);
+        None when the copy is a version it never saw, with other changes (someone else wrote it), or nothing was
+        read yet: then only a GET tells."""
         metadata = instance["metadata"]
-        known: str | None = self._versions.get((metadata["namespace"], metadata["name"]))
-        return known is not None and known == metadata.get("resourceVersion")
+        known = self._instances.get((metadata["namespace"], metadata["name"]))
+        if known is None:
+            return None
+        newest, older = known
+        version = metadata.get("resourceVersion")
+        if version in older:
+            return newest
+        if version == newest["metadata"]["resourceVersion"] or _unbookkept(instance) == _unbookkept(newest):
+            return instance
+        return None
 
     @staticmethod
     def connect() -> Kube:
@@ -206,6 +227,12 @@ class Kube:
             GhostPayInstance.Status, name, {"status": patch}, namespace=namespace, patch_type=PatchType.MERGE
         )
         self._saw(obj.to_dict())  # type: ignore[no-untyped-call]
+
+
+def _unbookkept(instance: Manifest) -> Manifest:
+    """An instance without what no pass reads: its version, finalizers and the API server's field records."""
+    metadata = {k: v for k, v in instance["metadata"].items() if k not in _BOOKKEEPING}
+    return {**instance, "metadata": metadata}
 
 
 def sync_client(field_manager: str) -> Client:

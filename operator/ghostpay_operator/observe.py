@@ -3,7 +3,9 @@ caches (`Owned`), Prometheus through `analysis`, the database through `database`
 `Observation` that `decide` works from.
 
 Children come from the caches the operator's watches keep (kopf indices, declared in `handlers`): no request at
-all, never object by object. Secrets are read by name, since the operator's role may not list or watch Secrets.
+all, never object by object. Secrets are read by name, since the operator's role may not list or watch Secrets;
+the database and Redis Secrets only by a full pass, or by a workloads-only pass of a generation no pass of this
+process has read them for (`Checked`): a workloads-only pass needs of them only whether they are usable.
 The database and Prometheus are asked only when the answer can matter: the database only before a new key store
 would be made, Prometheus only while a release's new colour is up.
 """
@@ -22,6 +24,13 @@ from ghostpay_operator.kube import Kube
 from ghostpay_operator.readings import Observation, spec_problem, without_kopf
 from ghostpay_operator.releaseplan import Release
 from ghostpay_operator.vocabulary import COLORS, IN_PROGRESS, AnalysisResult, other
+
+# What the last pass of this process that read them found wrong with the database and Redis Secrets an instance
+# names: uid -> (the instance's generation then, the problem; None: both usable). Only that verdict is kept, never a
+# value read from a Secret. A workloads-only pass of the same generation takes it instead of reading them again; a
+# full pass (a spec change, every resync, each back-off retry) always reads them, so a Secret deleted, broken or
+# fixed shows at the next full pass.
+Checked = dict[str, tuple[int, st.Problem | None]]
 
 # The watch-fed caches of what the operator owns, all kinds but Secrets: kind -> (namespace, instance) -> the live
 # objects (`handlers` declares them as kopf indices; a unit test passes plain dicts).
@@ -93,13 +102,30 @@ async def _analysis(
     return await analysis.judged(url, current.version, stable_version, spec.release)
 
 
-async def observe(kube: Kube, owned: Owned, body: Manifest, now: datetime, full: bool) -> Observation:
+async def _referenced(
+    kube: Kube, spec: specs.InstanceSpec, full: bool, checked: Checked | None
+) -> tuple[st.Problem | None, str | None, str | None]:
+    """`_referenced_secrets`, or on a workloads-only pass the verdict `checked` holds for this generation (then no
+    DSN or URL: such a pass uses neither)."""
+    remembered = None if full or checked is None else checked.get(spec.uid)
+    if remembered is not None and remembered[0] == spec.generation:
+        return remembered[1], None, None
+    problem, dsn, redis_url = await _referenced_secrets(kube, spec)
+    if checked is not None:
+        checked[spec.uid] = (spec.generation, problem)
+    return problem, dsn, redis_url
+
+
+async def observe(
+    kube: Kube, owned: Owned, body: Manifest, now: datetime, full: bool, checked: Checked | None = None
+) -> Observation:
+    """`checked`: the verdicts on the referenced Secrets this process keeps (None: read them on every pass)."""
     spec = specs.parse(body)
     previous = without_kopf(body.get("status") or {})
     children = _children(owned, spec)
     monitoring = await kube.monitoring(spec.namespace, spec.name) if full else None  # Prometheus Operator's kinds
     key_secrets = await _key_secrets(kube, spec, full)
-    referenced_problem, dsn, redis_url = await _referenced_secrets(kube, spec)
+    referenced_problem, dsn, redis_url = await _referenced(kube, spec, full, checked)
     holds: bool | None = None
     no_part = not any(name in key_secrets for name in names.key_part_secrets(spec.name))
     if full and spec.vault is None and no_part and dsn is not None and not (spec_problem(spec) or referenced_problem):

@@ -18,7 +18,7 @@ from ghostpay_operator.act import act
 from ghostpay_operator.decide import decide
 from ghostpay_operator.kinds import InstanceStatus, Manifest
 from ghostpay_operator.kube import Kube
-from ghostpay_operator.observe import Owned, observe
+from ghostpay_operator.observe import Checked, Owned, observe
 from ghostpay_operator.vocabulary import AnalysisResult, Event
 
 
@@ -32,12 +32,19 @@ class Outcome:
 
 
 async def reconcile(
-    kube: Kube, owned: Owned, body: Manifest, now: datetime | None = None, full: bool = True
+    kube: Kube,
+    owned: Owned,
+    body: Manifest,
+    now: datetime | None = None,
+    full: bool = True,
+    checked: Checked | None = None,
 ) -> Outcome:
-    """`owned`: the watch-fed caches of the instance's children (see `observe`). A full pass checks and applies
-    everything; a workloads-only pass (`full=False`, after an owned Deployment or Job changed) skips the supporting
-    objects (ServiceAccount, ConfigMap, budgets, key Secrets, key rotation)."""
-    observation = await observe(kube, owned, body, now or datetime.now(UTC), full)
+    """`owned`: the watch-fed caches of the instance's children, `checked`: what earlier passes found of the
+    Secrets the spec names (see `observe`). A full pass checks and applies everything; a workloads-only pass
+    (`full=False`, after an owned Deployment or Job changed) skips the supporting objects (ServiceAccount,
+    ConfigMap, budgets, key Secrets, key rotation) and reads the database and Redis Secrets only when `checked`
+    has no verdict on them for this generation."""
+    observation = await observe(kube, owned, body, now or datetime.now(UTC), full, checked)
     actions = decide(observation)
     status, problem, events = await act(kube, observation, actions)
     wake = release.wake_after(observation.spec, actions.plan.release, observation.now)

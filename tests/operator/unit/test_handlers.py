@@ -64,7 +64,7 @@ async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
         raise _refusal(causes)
 
     monkeypatch.setattr(handlers.reconcile, "reconcile", refused)
-    memo = kopf.Memo(kube=_Kube(), locks={}, waiting=set())
+    memo = kopf.Memo(kube=_Kube(), locks={}, waiting=set(), checked={})
     indices: dict[str, Any] = {"instances": {}, **{handlers.index_id(kind): {} for kind in handlers.WATCHED}}
     if terminating:
         assert await handlers._reconcile("t-1", "payments", "uid-1", memo, indices) is None
@@ -108,7 +108,7 @@ def _watched(version: int) -> dict[str, Any]:
     return {"instances": {"uid-1": [{"metadata": metadata, "status": {}}]}}
 
 
-async def test_a_pass_takes_the_instance_from_its_watch_only_when_that_is_the_version_it_last_read_or_wrote() -> None:
+async def test_a_pass_gets_the_instance_only_when_its_watch_shows_a_version_it_never_read_or_wrote() -> None:
     client = _Client()
     memo = kopf.Memo(kube=Kube(cast(AsyncClient, client)))
     read = [await handlers._instance("shop", "payments", "uid-1", memo, _watched(7))]
@@ -117,10 +117,21 @@ async def test_a_pass_takes_the_instance_from_its_watch_only_when_that_is_the_ve
     assert client.gets == 1  # the version just read: no request
     await memo.kube.write_status("shop", "payments", {"phase": "Healthy"})  # the API server answers version 8
     read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(7)))
-    assert client.gets == 2  # the watch has not shown the write yet: GET
+    assert client.gets == 1  # the watch has not shown the write yet: the write's answer is newer than its copy
     read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(8)))
-    assert client.gets == 2  # it has
-    assert [i["metadata"]["resourceVersion"] for i in read if i] == ["7", "7", "8", "8"]
+    assert client.gets == 1  # it has
+    finalized = _watched(9)
+    finalized["instances"]["uid-1"][0]["metadata"]["finalizers"] = ["ghostpay.io/operator"]
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, finalized))
+    assert client.gets == 1  # kopf added its finalizer: a version never seen, but nothing a pass reads changed
+    client.version = 10  # someone else changed it (a user): a version this operator never saw
+    changed = _watched(10)
+    changed["instances"]["uid-1"][0]["metadata"]["annotations"] = {"ghostpay.io/promote": ""}
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, changed))
+    assert client.gets == 2  # GET
+    read.append(await handlers._instance("shop", "payments", "uid-1", memo, _watched(8)))
+    assert client.gets == 2  # a watch lagging behind that GET: its answer stands in
+    assert [i["metadata"]["resourceVersion"] for i in read if i] == ["7", "7", "8", "8", "9", "10", "10"]
 
 
 def _deployment(**status: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from ghostpay_operator.builders import names
 from ghostpay_operator.kube import Kube
-from ghostpay_operator.observe import observe
+from ghostpay_operator.observe import Checked, observe
 from tests.operator.support.samples import body
 
 
@@ -55,3 +55,33 @@ async def test_a_pass_takes_its_children_from_the_caches_and_reads_only_secrets_
     assert obs.children == {"Deployment": {"payments-cards-blue": mine}, "Service": {}}
     assert sorted(kube.read) == sorted(["payments-db", *key_store, "monitoring"])
     assert obs.referenced_problem is None and set(obs.key_secrets) == set(key_store)
+
+
+async def test_a_workloads_pass_takes_the_verdict_on_the_database_secret_from_a_pass_of_its_generation() -> None:
+    """A workloads-only pass (after a child's event) needs of the Secrets the spec names only whether they are usable:
+    once a pass of this process has read them for this generation, it reads none; a full pass always does."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    kube = _SecretsOnly([])  # no database Secret
+    checked: Checked = {}
+    owned: dict[str, Any] = {"Deployment": {}, "Job": {}}
+    first = await observe(cast(Kube, kube), owned, body(), now, full=False, checked=checked)
+    assert kube.read == ["payments-db"]  # nothing known yet: read
+    assert first.referenced_problem is not None and first.referenced_problem.reason == "DatabaseSecretMissing"
+    assert checked == {"uid-1": (3, first.referenced_problem)}  # the verdict, no value of a Secret
+
+    again = await observe(cast(Kube, kube), owned, body(), now, full=False, checked=checked)
+    assert kube.read == ["payments-db"]  # no request
+    assert again.referenced_problem == first.referenced_problem
+
+    kube.secrets["payments-db"] = _secret("payments-db", dsn="postgresql://db/ghostpay")  # the user fixes it
+    full = await observe(cast(Kube, kube), owned, body(), now, full=True, checked=checked)
+    assert kube.read.count("payments-db") == 2  # a full pass reads it, and its verdict replaces the old one
+    assert full.referenced_problem is None and checked["uid-1"] == (3, None)
+    kube.read.clear()
+    assert (await observe(cast(Kube, kube), owned, body(), now, full=False, checked=checked)).referenced_problem is None
+    assert kube.read == []
+
+    newer = body()
+    newer["metadata"]["generation"] = 4  # a spec change not yet seen by a full pass: read again
+    await observe(cast(Kube, kube), owned, newer, now, full=False, checked=checked)
+    assert kube.read == ["payments-db"] and checked["uid-1"] == (4, None)
