@@ -4,6 +4,9 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
+# `make test`'s pytest workers (pytest-xdist): the suite mostly waits on servers; the kind cluster, the Docker builds
+# and the local control plane each stay on one worker (tests/conftest.py), so a third worker gains little.
+TEST_WORKERS ?= 3
 
 .PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images wrk chaos
 
@@ -27,7 +30,7 @@ dev: install
 	$(VENV)/bin/ghostpay dev
 
 test: install check controlplane openbao prometheus jaeger docker kind helm actionlint wrk
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 check: lint typecheck imports
 

@@ -45,6 +45,9 @@ _INFRA_FIXTURES = {
     "actionlint": "actionlint",
     "jaeger": "jaeger",
 }
+# What exists once per machine or crowds two cores when started per worker, and so runs on one worker: the kind
+# cluster and the Docker builds (the image, the demo images: one build directory), the local control plane.
+_WORKER_GROUPS = {"kind": "docker", "docker": "docker", "helm": "docker", "cluster": "cluster"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,6 +58,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         needs |= {_INFRA_FIXTURES[f] for f in getattr(item, "fixturenames", ()) if f in _INFRA_FIXTURES}
         if needs:
             item.add_marker(pytest.mark.infra(*sorted(needs)))
+        # `make test` spreads the suite over workers (pytest-xdist, --dist loadgroup), each with its own servers.
+        if group := next((_WORKER_GROUPS[need] for need in _WORKER_GROUPS if need in needs), None):
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,10 @@ start=$SECONDS
 say() { echo "demo-images: $* ($((SECONDS - start)) s)" >&2; }
 
 tools/docker/ensure.sh >&2
+# One image build at a time on this machine: test workers build concurrently, and this script, its base image
+# (tools/debian/base.sh) and its build directory are not made to be run twice at once.
+exec 9>/tmp/ghostpay-image-build.lock
+flock 9
 base=$(tools/debian/base.sh)
 base_id=$(docker image inspect --format '{{.Id}}' "$base")
 mkdir -p build/demo-images

@@ -27,6 +27,10 @@ start=$SECONDS
 say() { echo "image: $* ($((SECONDS - start)) s)" >&2; }
 
 tools/docker/ensure.sh >&2
+# One image build at a time on this machine: test workers build concurrently, and this script, its base image
+# (tools/debian/base.sh) and its build directory are not made to be run twice at once.
+exec 9>/tmp/ghostpay-image-build.lock
+flock 9
 if [[ -n ${GHOSTPAY_IMAGE_BASE:-} ]]; then
   base=$GHOSTPAY_IMAGE_BASE
   # Pulled first: its image id is part of the wheelhouse's recipe below.
