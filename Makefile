@@ -4,8 +4,8 @@ PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
-# `make test`'s pytest workers (pytest-xdist): the suite mostly waits on servers; the kind cluster, the Docker builds
-# and the local control plane each stay on one worker (tests/conftest.py), so a third worker gains little.
+# `make test`'s pytest workers (pytest-xdist): the suite mostly waits on servers, so workers overlap the waits. The
+# kind cluster with the Docker builds stays on one worker, the local control plane on one (tests/conftest.py).
 TEST_WORKERS ?= 3
 
 .PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images wrk chaos
