@@ -160,19 +160,21 @@ def pin(base: str) -> str:
     return base_tag
 
 
-def version_image(cluster: KindTestCluster, base: str, version: str, env: dict[str, str] | None = None) -> str:
-    """`ghostpay/ghostpay:<version>`: the image `base` (an id), with `env` baked in (a test-only fault), loaded
-    into the cluster's nodes. Returns the version (spec.version)."""
+def version_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[str, str]]) -> None:
+    """`ghostpay/ghostpay:<version>` for each version: the image `base` (an id), with its `env` baked in (a test-only
+    fault), all loaded into the cluster's nodes by one `kind load` (one archive per node, their layers shared,
+    instead of one per version)."""
     base_tag = pin(base)
-    lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
-    with tempfile.TemporaryDirectory() as context:
-        (Path(context) / "Containerfile").write_text("\n".join(lines) + "\n")
-        tag = f"{REPOSITORY}:{version}"
-        build = ["docker", "build", "-q", "-t", tag, "-f", f"{context}/Containerfile", context]
-        subprocess.run(build, capture_output=True, check=True, timeout=300)
-    load = [str(cluster.kind), "load", "docker-image", tag, "--name", kindcluster.CLUSTER_NAME]
+    tags = []
+    for version, env in versions.items():
+        lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
+        with tempfile.TemporaryDirectory() as context:
+            (Path(context) / "Containerfile").write_text("\n".join(lines) + "\n")
+            tags.append(f"{REPOSITORY}:{version}")
+            build = ["docker", "build", "-q", "-t", tags[-1], "-f", f"{context}/Containerfile", context]
+            subprocess.run(build, capture_output=True, check=True, timeout=300)
+    load = [str(cluster.kind), "load", "docker-image", *tags, "--name", kindcluster.CLUSTER_NAME]
     subprocess.run(load, capture_output=True, check=True, timeout=600)
-    return version
 
 
 # --- the report ---------------------------------------------------------------------------------------------

@@ -59,11 +59,25 @@ CANARY_TOLERANCE = 0.15  # measured share of the new version within 15 points of
 TOLERANCE_POINTS = round(CANARY_TOLERANCE * 100)
 RELEASE_SETTINGS = {"stepSeconds": 20, "scaleDownDelaySeconds": 10, "progressDeadlineSeconds": 300}
 CANARY_STEPS = (10, 50, 100)  # the CRD's default canarySteps
-BROKEN_DEADLINE = 90  # a broken version has this long to turn Ready before it is rolled back
+BROKEN_DEADLINE = 45  # a broken version has this long to turn Ready (a healthy one's pods take 10-25 s here)
 STABLE = kindcluster.ghostpay_image().split(":")[1]
 ANALYSIS_WINDOW = 60.0  # checks.WINDOW, the 1m of every analysis query
 RESYNC = 30.0  # the chart's operator passes at least this often (GHOSTPAY_OPERATOR_RESYNC_SECONDS, unset there)
 ANALYSED_DEADLINE = 240  # 3c: the canary's pods start (about a minute here), then the analysis has data
+
+
+# The test-only versions the scenarios release: healthy ones under other tags, and broken ones with a fault switched
+# on (the services refuse a fault in production mode).
+FAULTS = {
+    "never-ready": {"GHOSTPAY_FAULT": "never-ready"},
+    # Crashes 2 s after it starts serving: its pods are Ready for a moment at most, then in a crash loop.
+    "crash-after-start": {"GHOSTPAY_FAULT": "crash-after-start", "GHOSTPAY_FAULT_DELAY_SECONDS": "2"},
+    "charges-5xx": {"GHOSTPAY_FAULT": "charges-5xx"},
+}
+VERSIONS = {
+    **{name: {} for name in ("bluegreen", "canary", "leader")},
+    **{name: {**env, "GHOSTPAY_ENVIRONMENT": "development"} for name, env in FAULTS.items()},
+}
 
 
 @dataclass
@@ -74,8 +88,10 @@ class Chaos:
     base: str  # the id of the image built from this tree, which every test-only version is made FROM
     prometheus_url: str  # the demo's Prometheus, as the chart set it in spec.release.analysis
 
-    def version(self, name: str, env: dict[str, str] | None = None) -> str:
-        return chaos.version_image(self.cluster, self.base, f"{STABLE}-chaos.{name}", env)
+    def version(self, name: str) -> str:
+        """The test-only version `name` (one of VERSIONS), loaded into the nodes at setup."""
+        assert name in VERSIONS, name
+        return f"{STABLE}-chaos.{name}"
 
 
 def _load_demo_images(cluster: KindTestCluster) -> None:
@@ -96,6 +112,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     base = chaos.image_id(docker.build())  # cached: the image with this tree's services (GhostPay-Version)
     chaos.pin(base)  # kept while the suite runs, whatever another tree builds under the same tag
     cluster_up(kind_cluster.dir)  # loads it if it was (re)built
+    chaos.version_images(kind_cluster, base, {f"{STABLE}-chaos.{name}": env for name, env in VERSIONS.items()})
     _load_demo_images(kind_cluster)
     installed = helm.run(
         "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
@@ -235,19 +252,14 @@ def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     assert not problems, notes
 
 
-BROKEN = {
-    "a never ready": {"GHOSTPAY_FAULT": "never-ready"},
-    # Crashes 2 s after it starts serving: its pods are Ready for a moment at most, then in a crash loop.
-    "b crash after start": {"GHOSTPAY_FAULT": "crash-after-start", "GHOSTPAY_FAULT_DELAY_SECONDS": "2"},
-}
+BROKEN = {"a never ready": "never-ready", "b crash after start": "crash-after-start"}  # the case -> its version
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_3_broken_versions_roll_back_by_themselves(setup: Chaos, case: str) -> None:
     started = time.monotonic()
     stable = str((chaos.instance(setup.cluster).get("status") or {})["activeVersion"])
-    fault = BROKEN[case]["GHOSTPAY_FAULT"]
-    version = setup.version(fault, {**BROKEN[case], "GHOSTPAY_ENVIRONMENT": "development"})
+    version = setup.version(BROKEN[case])
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
     time.sleep(5)
     settings = {**RELEASE_SETTINGS, "strategy": "BlueGreen", "progressDeadlineSeconds": BROKEN_DEADLINE}
@@ -275,8 +287,7 @@ def test_3c_a_version_answering_5xx_on_charges_is_rolled_back_by_its_analysis(se
     started = time.monotonic()
     cluster = setup.cluster
     stable = _active(cluster)
-    fault = {"GHOSTPAY_FAULT": "charges-5xx", "GHOSTPAY_ENVIRONMENT": "development"}
-    version = setup.version("charges-5xx", fault)
+    version = setup.version("charges-5xx")
     replicas = int(chaos.instance(cluster)["spec"]["services"]["charges"].get("replicas", 2))
     new, _ = canary_replicas(replicas, CANARY_STEPS[0])
     share = new / replicas  # of the charges pods, so of the charge attempts (each a new connection)
