@@ -50,6 +50,7 @@ _INFRA_FIXTURES = {
 _WORKER_GROUPS = {"kind": "docker", "docker": "docker", "helm": "docker", "cluster": "cluster"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks set here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests_root = Path(__file__).parent
     for item in items:
