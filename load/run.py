@@ -1,9 +1,11 @@
 """`make load [DURATION=30s]`: a bounded, headless Locust run of a merchant mix against its own `ghostpay dev`.
 
-    .venv/bin/python -m load.run [--duration 30s] [--users 20] [--spawn-rate 10] [--merchants 4] [--out FILE]
+    .venv/bin/python -m load.run [--duration 30s] [--users 20] [--spawn-rate 10] [--merchants 4]
+                                 [--merchant-limit 20/40] [--out FILE]
 
 It starts `ghostpay dev` on a fresh data directory (embedded PostgreSQL and Redis, 127.0.0.1, a free port) with a
-merchant rate limit of `RATE_LIMITS`, creates the merchant clients through the admin API, and runs the users of
+merchant rate limit (`--merchant-limit`, requests per second / burst, default 20/40), creates the merchant clients
+through the admin API, and runs the users of
 `load.merchants` for the duration. Then it waits (at most 10 s) for the analytics service to count what the
 clients were told, prints p50/p95/p99 latency, throughput and the 429s by merchant kind, and writes everything as
 JSON to `--out` (default `load/last-report.json`) and Locust's own HTML report (charts, every endpoint's
@@ -39,7 +41,7 @@ from load import merchants, report
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "last-report.json"
 # Generous for a person-paced merchant, tight for the poller: it shows per-client budgets at work.
-RATE_LIMITS = {"merchant": {"requestsPerSecond": 20, "burst": 40}}
+MERCHANT_LIMIT = "20/40"
 _CATCH_UP_SECONDS = 10.0
 _STOP_SECONDS = 10.0
 _LOG_TAIL = 3000
@@ -51,15 +53,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=20, help="concurrent users, one of them the poller (default 20)")
     parser.add_argument("--spawn-rate", type=float, default=10, help="users started per second (default 10)")
     parser.add_argument("--merchants", type=int, default=4, help="merchant clients the users share (default 4)")
+    parser.add_argument(
+        "--merchant-limit",
+        default=MERCHANT_LIMIT,
+        help=f"each merchant client's budget, requests per second/burst (default {MERCHANT_LIMIT})",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     try:
         args.seconds = parse_timespan(args.duration)
     except ValueError as exc:
         parser.error(f"--duration: {exc}")
+    args.rate_limits = _merchant_budget(args.merchant_limit)
+    if args.rate_limits is None:
+        parser.error(f"--merchant-limit: RPS/BURST, both positive (e.g. {MERCHANT_LIMIT}), not {args.merchant_limit}")
     if args.seconds < 1 or args.users < 2 or args.spawn_rate <= 0 or args.merchants < 1:
         parser.error("--duration must be at least 1s, --users at least 2, --spawn-rate and --merchants positive")
     return args
+
+
+def _merchant_budget(text: str) -> dict[str, dict[str, float]] | None:
+    """`RPS/BURST` as the services' GHOSTPAY_RATE_LIMITS for the merchant role; None unless both are positive."""
+    rate, _, burst = text.partition("/")
+    try:
+        budget = {"requestsPerSecond": float(rate), "burst": int(burst)}
+    except ValueError:
+        return None
+    return {"merchant": budget} if budget["requestsPerSecond"] > 0 and budget["burst"] >= 1 else None
 
 
 def _admin_token(http: httpx.Client, admin: dict[str, str]) -> str:
@@ -116,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "GHOSTPAY_ADMIN_CLIENT_ID": admin["client_id"],
         "GHOSTPAY_ADMIN_CLIENT_SECRET": admin["client_secret"],
-        "GHOSTPAY_RATE_LIMITS": json.dumps(RATE_LIMITS),
+        "GHOSTPAY_RATE_LIMITS": json.dumps(args.rate_limits),
         "GHOSTPAY_LOG_LEVEL": "WARNING",
     }
     with tempfile.TemporaryDirectory(prefix="gpload-", dir="/tmp") as root:  # short: Unix socket paths
@@ -140,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_seconds": args.seconds,
         "users": args.users,
         "merchant_clients": args.merchants,
-        "rate_limits": RATE_LIMITS,
+        "rate_limits": args.rate_limits,
     }
     assert environment.runner is not None
     exceptions = [{"error": e["msg"], "occurrences": e["count"]} for e in environment.runner.exceptions.values()]

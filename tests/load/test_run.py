@@ -23,8 +23,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_short_run_serves_the_mix_and_only_the_poller_is_rate_limited(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    # 3 of the users are pollers; 5 merchants for 6 s issue and charge cards (each of them charging none is rare)
-    result = _run("--duration", "6s", "--users", "8", "--merchants", "2", "--out", str(out))
+    # 3 of the users are pollers on one client; 5 merchants, a client each, for 6 s issue and charge cards (each of
+    # them charging none is rare). A budget of 6/s (burst 12) is met by the pollers even when the server answers
+    # only 20 requests a second (a busy machine: 112 polls in 6 s), and never by a person-paced merchant (≈1/s).
+    result = _run(
+        "--duration", "6s", "--users", "8", "--merchants", "5", "--merchant-limit", "6/12", "--out", str(out)
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["failures"] == 0 and report["failure_samples"] == [] and report["task_errors"] == []
@@ -47,4 +51,12 @@ def test_a_bad_duration_is_refused_before_anything_starts(tmp_path: Path) -> Non
     out = tmp_path / "report.json"
     result = _run("--duration", "soon", "--out", str(out))
     assert result.returncode == 2 and "--duration" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("budget", ["fast", "5", "0/10", "5/0", "-1/3"])
+def test_a_bad_merchant_limit_is_refused_before_anything_starts(tmp_path: Path, budget: str) -> None:
+    out = tmp_path / "report.json"
+    result = _run("--merchant-limit", budget, "--out", str(out))
+    assert result.returncode == 2 and "--merchant-limit" in result.stderr
     assert not out.exists()
