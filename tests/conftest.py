@@ -46,8 +46,8 @@ _INFRA_FIXTURES = {
     "jaeger": "jaeger",
 }
 # What exists once per machine or crowds two cores when started per worker, and so runs on one worker: the kind
-# cluster and the Docker builds (the image, the demo images: one build directory), the local control plane.
-_WORKER_GROUPS = {"kind": "docker", "docker": "docker", "helm": "docker", "cluster": "cluster"}
+# cluster, the local control plane, the Docker image tests (image builds take a machine-wide lock besides).
+_WORKER_GROUPS = {"kind": "kind", "cluster": "cluster", "docker": "docker", "helm": "docker"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks set here
