@@ -264,8 +264,13 @@ def test_3_broken_versions_roll_back_by_themselves(setup: Chaos, case: str) -> N
     time.sleep(5)
     settings = {**RELEASE_SETTINGS, "strategy": "BlueGreen", "progressDeadlineSeconds": BROKEN_DEADLINE}
     _release(setup, version, extra={"release": settings})
+    # This version's rollback: after 3a the instance is already RolledBack (of 3a's version) until the operator
+    # has taken up the new spec, so the phase alone would pass at once.
     chaos.wait(
-        lambda: chaos.settled(setup.cluster, stable, phase="RolledBack"), BROKEN_DEADLINE + RELEASE, "the rollback"
+        lambda: chaos.release_outcome(setup.cluster).get("version") == version
+        and chaos.settled(setup.cluster, stable, phase="RolledBack"),
+        BROKEN_DEADLINE + RELEASE,
+        f"the rollback of {version}",
     )
     time.sleep(5)
     result = traffic.stop()
@@ -275,7 +280,7 @@ def test_3_broken_versions_roll_back_by_themselves(setup: Chaos, case: str) -> N
         problems.append(f"versions seen {sorted(result.versions)}")
     notes = [f"release {outcome.get('outcome')}: {outcome.get('reason')} ({outcome.get('message')})"]
     row = _row(setup, f"3{case}", result, started, problems, notes)
-    assert outcome.get("outcome") == "RolledBack", outcome
+    assert (outcome.get("version"), outcome.get("outcome")) == (version, "RolledBack"), outcome
     assert (row.failed, row.double_approvals) == (0, 0), row
     assert set(row.versions_seen) == {stable}, row
 
