@@ -306,8 +306,11 @@ def test_3c_a_version_answering_5xx_on_charges_is_rolled_back_by_its_analysis(se
     released_at = traffic.elapsed()
     _release(setup, version, extra={"release": {**settings, "analysis": analysed}})
     try:
-        chaos.wait(
-            lambda: chaos.settled(cluster, stable, phase="RolledBack"), ANALYSED_DEADLINE + RELEASE, "the rollback"
+        chaos.wait(  # this version's rollback, not the RolledBack state a scenario 3 before it left
+            lambda: chaos.release_outcome(cluster).get("version") == version
+            and chaos.settled(cluster, stable, phase="RolledBack"),
+            ANALYSED_DEADLINE + RELEASE,
+            f"the rollback of {version}",
         )
         time.sleep(5)
     finally:
