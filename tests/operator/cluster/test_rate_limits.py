@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from ghostpay_operator.spec import SERVICES
 import redis
 
 from ghostpay_devtools import localcluster
@@ -88,7 +90,10 @@ def test_a_rate_limit_change_reaches_redis_in_seconds_and_a_lost_key_comes_back(
     assert applied
     instance = _instance(cluster, namespace)
     assert instance["status"]["rateLimitsGeneration"] == generation
-    before = wait_for(lambda: live_deployments(cluster, namespace) or None, 120, "the Deployments")
+    # All four: the operator applies them one after another, and a snapshot of two would see the others "appear".
+    before = wait_for(
+        lambda: (d := live_deployments(cluster, namespace)) and len(d) == len(SERVICES) and d, 120, "the Deployments"
+    )
     config_before = get_json(cluster, "configmap", "payments-config", "-n", namespace)["data"]
     assert config_before["GHOSTPAY_RATE_LIMIT_POLICY_KEY"] == KEY.format(namespace=namespace)
 
