@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from ghostpay_operator.spec import SERVICES
 import redis
 
 from ghostpay_devtools import localcluster
+from ghostpay_operator.spec import SERVICES
 from tests.operator.support.kube_helpers import (
     condition,
     create_database_secret,
