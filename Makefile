@@ -55,7 +55,7 @@ demo-images:
 # operator failover, a drained worker, PostgreSQL and Redis restarts under real traffic; prints one table and
 # writes it to build/chaos/report.json.
 chaos: install docker kind helm
-	GHOSTPAY_CHAOS=1 GHOSTPAY_TEST_KIND_DIR=$${GHOSTPAY_TEST_KIND_DIR:-$(CURDIR)/.ghostpay/kind} \
+	GHOSTPAY_TEST_KIND_DIR=$${GHOSTPAY_TEST_KIND_DIR:-$(CURDIR)/.ghostpay/kind} \
 	  $(VENV)/bin/pytest tests/kind/test_chaos.py -p no:cacheprovider -s -q
 
 lint: install

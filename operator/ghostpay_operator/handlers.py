@@ -12,9 +12,9 @@ with back-off, peering, events.
 Caches: one kopf index per kind the operator owns (`kube.WATCHED`, its watch filtered by the API server to the
 operator's managed-by label) holds its children by (namespace, instance), and one holds the instances. A pass reads
 its children from them instead of listing; it takes the instance from its cache when that copy is the version its
-own last read or write answered, the answer of that read or write when the cache still shows a version it replaced
-(`Kube.latest`), and otherwise GETs it. kopf calls no handler before every index has been filled from its watch's
-first listing.
+own last read or write answered or the first it sees of the instance, the answer of that read or write when the
+cache still shows a version it replaced (`Kube.latest`), and otherwise GETs it. kopf calls no handler before every
+index has been filled from its watch's first listing.
 
 Passes on one instance are serialised by a lock; the pass itself (in `reconcile`) starts from the cluster as the
 watches and its reads show it, never from what an earlier pass concluded.
@@ -110,8 +110,8 @@ async def _instance(
     namespace: str, name: str, uid: str, memo: kopf.Memo, indices: Mapping[str, Any]
 ) -> Manifest | None:
     """The instance's latest version: the watch's copy when it is what this operator last read or wrote (so it holds
-    the last status written) or differs from that in bookkeeping alone, what that read or write answered when the
-    watch has not caught up with it yet, else a GET (`Kube.latest`)."""
+    the last status written), differs from that in bookkeeping alone, or is the first version it sees; what that
+    read or write answered when the watch has not caught up with it yet; else a GET (`Kube.latest`)."""
     cached = next(iter(indices["instances"].get(uid, ())), None)
     known = None if cached is None else memo.kube.latest(cached)
     if known is not None:

@@ -97,12 +97,14 @@ class Kube:
         and nothing newer was seen through here); what that read or write answered when the copy is a version
         an earlier one answered (the watch has not delivered the write yet); that copy too when it differs from
         that answer in bookkeeping alone (kopf adding its finalizer: whichever is newer, a pass reads the same);
-        None when the copy is a version it never saw, with other changes (someone else wrote it), or nothing was
-        read yet: then only a GET tells."""
+        that copy, kept as if read, when this facade has neither read nor written the instance yet (its first
+        sight: nothing newer is known to this process, and a newer version reaches the watch as an event of its
+        own); None when the copy is a version it never saw, with other changes, after one it did: either someone
+        else wrote it after this facade, or the watch lags behind more versions than are kept — only a GET tells."""
         metadata = instance["metadata"]
         known = self._instances.get((metadata["namespace"], metadata["name"]))
         if known is None:
-            return None
+            return self._saw(instance)
         newest, older = known
         version = metadata.get("resourceVersion")
         if version in older:

@@ -29,9 +29,6 @@ import pytest
 from ghostpay_devtools import kindcluster, localcluster
 
 GHOSTPAY = Path(sys.executable).parent / "ghostpay"
-# The disruption suite runs by `make chaos` (GHOSTPAY_CHAOS=1), not in `make test` yet: on make test's workers it
-# fits CI's warm budget (18.5 min in all, measured), but two of its scenarios did not hold there yet (issue 12).
-collect_ignore = [] if os.environ.get("GHOSTPAY_CHAOS") == "1" else ["test_chaos.py"]
 UP_TIMEOUT = 3600.0  # the first run ever builds kind, the node binaries and the node image
 _HTTPSERVER = Path(__file__).parent / "httpserver"
 LOCK = Path(f"/tmp/{kindcluster.CLUSTER_NAME}-kind-cluster.lock")  # one per cluster (GHOSTPAY_KIND_CLUSTER)

@@ -325,8 +325,11 @@ def test_3c_a_version_answering_5xx_on_charges_is_rolled_back_by_its_analysis(se
     seconds = _analysis_seconds()
     bound = chaos.failure_bound(result, share, seconds)
     problems = []
+    # When each happened, in seconds after the release started: set against the release's steps in the events.
     others = Counter(
-        f"{a.kind} {a.status} {a.code or a.error} {a.version}" for a in failed if not _injected(a, version)
+        f"{a.kind} {a.status} {a.code or a.error} {a.version} at {a.at - released_at:.0f} s"
+        for a in failed
+        if not _injected(a, version)
     )
     if others:
         problems.append(f"failures other than the broken version's 500 on POST /charges: {dict(others)}")
