@@ -48,6 +48,7 @@ MAX_BACKOFF_SECONDS = 60.0
 # every Deployment) costs one pass, not one each: fewer API requests, and the status is at most this much later.
 FOLD_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_FOLD_SECONDS", "1.0"))
 WAKE_MARGIN_SECONDS = 0.5  # a timed decision's pass runs this long after its moment: past it, never just before
+FINALIZER = "ghostpay.io/operator"  # kopf's, on every instance: kopf stops an instance's resync timer before it goes
 log = logging.getLogger("ghostpay_operator")
 _OWNED = {"app.kubernetes.io/managed-by": meta.MANAGED_BY}
 
@@ -65,7 +66,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.lifetime = int(os.environ.get("GHOSTPAY_OPERATOR_PEERING_LIFETIME", "60"))
     settings.peering.priority = peering_priority(os.environ.get("POD_NAME") or os.uname().nodename)
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
-    settings.persistence.finalizer = "ghostpay.io/operator"
+    settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = 300
     # The API server sends the child watches only what the operator made (kopf's `labels=` filters client-side).
     for group, version, plural in WATCHED.values():
@@ -187,8 +188,16 @@ async def instance_changed(type: str, body: kopf.Body, memo: kopf.Memo, **indice
         memo.checked.pop(body["metadata"]["uid"], None)
         if (wake := memo.wakes.pop(body["metadata"]["uid"], None)) is not None:
             wake.cancel()
-    elif _live(body) and (type is None or unobserved or command):
+    elif _live(body) and _finalized(body) and (type is None or unobserved or command):
         await _reconcile(*_key(body), memo, indices)
+
+
+def _finalized(body: kopf.Body) -> bool:
+    """Whether kopf's finalizer is on the instance. When it is not, kopf adds it as soon as this event's handler
+    returns, and that addition's event starts the pass: a pass now would write the status first, kopf would see
+    that write's event still without its finalizer and add it a second time (a request per new instance). Should
+    kopf not add it, the resync's first pass comes all the same."""
+    return FINALIZER in (body["metadata"].get("finalizers") or [])
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)

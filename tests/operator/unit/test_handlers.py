@@ -74,6 +74,22 @@ async def test_a_pass_refused_because_the_namespace_is_going_ends_quietly(
     assert len(passes) == 1  # the pass ran, and was refused
 
 
+async def test_a_new_instance_is_reconciled_once_kopf_has_added_its_finalizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    passes: list[str] = []
+
+    async def a_pass(namespace: str, name: str, uid: str, *_: object, **__: object) -> None:
+        passes.append(uid)
+
+    monkeypatch.setattr(handlers, "_reconcile", a_pass)
+    metadata = {"namespace": "shop", "name": "payments", "uid": "uid-1", "generation": 1}
+    new = kopf.Body({"metadata": metadata})
+    await handlers.instance_changed("ADDED", new, kopf.Memo())
+    assert passes == []  # kopf adds its finalizer after this handler: that event starts the pass
+    finalized = kopf.Body({"metadata": {**metadata, "finalizers": [handlers.FINALIZER]}})
+    await handlers.instance_changed("MODIFIED", finalized, kopf.Memo())
+    assert passes == ["uid-1"]
+
+
 def test_the_caches_file_a_child_under_its_namespace_and_instance() -> None:
     labels = {"app.kubernetes.io/instance": "payments"}
     child = kopf.Body({"metadata": {"namespace": "shop", "name": "payments-cards-blue", "labels": labels}})
