@@ -15,7 +15,9 @@ floor app `bench.floor_app`), then:
      (what the framework and the server cost; the floor's excess over it is its two I/O clients);
    - pgbench: the same statement (`ghostpay_charge(...)`), same concurrency, same duration, fresh cards too;
 2. measures latency at half the maximum throughput: the service driven open-loop at half its best charges/s,
-   and pgbench at half its tps (`--rate`), to show p99 away from saturation;
+   the floor and the bare route at that same rate by the same generator (what the generator and the server
+   stack alone take of the latency there), and pgbench at half its tps (`--rate`), to show p99 away from
+   saturation;
 3. with `--profile`, records the service under the same load with py-spy (unmeasured) and prints the ten
    costliest frames (`bench.profile`);
 4. counts the approved charges in the database and compares them with what the clients were told.
@@ -25,9 +27,9 @@ component) and writes every figure as JSON (`--out`, default bench/last-charge-b
 (`bench.plot`: latency percentiles by phase, throughput over time): the headline figures at `--concurrency` at
 the top level (`service_charges_per_second`, `service_p99_ms`, `service_cpu_ms_per_charge`,
 `floor_charges_per_second`, `ratio_service_to_floor`, `pgbench_tps`, `ratio_service_to_pgbench`,
-`service_p99_ms_at_half_max_throughput`, ...), each phase in full under `levels` and `half_load` (CPU by
-component, PostgreSQL background events, a per-second timeline). Every process it started is stopped on exit,
-including on Ctrl-C, SIGTERM and errors.
+`service_p99_ms_at_half_max_throughput`, `floor_p99_ms_at_the_same_rate`, ...), each phase in full under
+`levels` and `half_load` (CPU by component, PostgreSQL background events, a per-second timeline). Every
+process it started is stopped on exit, including on Ctrl-C, SIGTERM and errors.
 
 The load generator shares the machine with what it measures, so its CPU per request is reported too, as is the
 CPU that processes outside the benchmark took meanwhile (`other`): on a shared machine throughput and latency
@@ -175,12 +177,12 @@ class Bench:
     def server(self, side: str, concurrency: int) -> Summary:
         return self._measured(lambda: self.closed_loop(side, concurrency, self.seconds))
 
-    def service_at_rate(self, rate: float, connections: int) -> Summary:
+    def at_rate(self, side: str, rate: float, connections: int) -> Summary:
+        """`side` (service, floor or bare) charged open-loop at `rate` per second."""
+
         def phase() -> Summary:
-            summary = http_load.open_loop(
-                self.targets["service"], self.cards["service"], rate, self.seconds, connections
-            )
-            return self._counted("service", summary)
+            summary = http_load.open_loop(self.targets[side], self.cards[side], rate, self.seconds, connections)
+            return self._counted(side, replace(summary, label=side))
 
         return self._measured(phase)
 
@@ -295,12 +297,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _half_load(bench: Bench, comparisons: list[dict[str, Any]]) -> dict[str, Summary]:
-    """Each side at half its best throughput (pgbench at the concurrency where the service was best)."""
+    """The service at half its best throughput, the floor and the bare route at that same rate from the same
+    generator (what the generator and the server stack alone take of the service's latency there), and pgbench at
+    half its own best tps, at the concurrency where the service was best."""
     best = max(comparisons, key=lambda c: c["service"].throughput)
     service_rate, pgbench_rate = best["service"].throughput / 2, best["pgbench"].throughput / 2
-    print(f"half load: service at {service_rate:.0f}/s, pgbench at {pgbench_rate:.0f}/s", file=sys.stderr)
+    print(f"half load: servers at {service_rate:.0f}/s, pgbench at {pgbench_rate:.0f}/s", file=sys.stderr)
+    connections = max(64, 4 * best["concurrency"])
     return {
-        "service": bench.service_at_rate(service_rate, connections=max(64, 4 * best["concurrency"])),
+        **{side: bench.at_rate(side, service_rate, connections) for side in _SERVERS},
         "pgbench": bench.pgbench(best["concurrency"], rate=pgbench_rate),
     }
 
@@ -370,6 +375,8 @@ def _report(
         "pgbench_p99_ms": headline["pgbench"]["p99_ms"],
         "ratio_service_to_pgbench": headline["ratio"],
         "service_p99_ms_at_half_max_throughput": half["service"]["p99_ms"] if half else None,
+        "floor_p99_ms_at_the_same_rate": half["floor"]["p99_ms"] if half else None,
+        "bare_p99_ms_at_the_same_rate": half["bare"]["p99_ms"] if half else None,
         "pgbench_p99_ms_at_half_max_throughput": half["pgbench"]["p99_ms"] if half else None,
         "levels": rows,
         "half_load": half,

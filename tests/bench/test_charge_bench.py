@@ -99,7 +99,12 @@ def _report() -> dict[str, Any]:
         "bare": _summary("bare", 4000, 0.0, 0.0, 0.1),
         "pgbench": _summary("pgbench", 4000, 0.0, 0.0),
     }
-    half = {"service": _summary("service", 400, 0.5, 0.0), "pgbench": _summary("pgbench", 2000, 0.0, 0.0)}
+    half = {
+        "service": _summary("service", 400, 0.5, 0.0),
+        "floor": _summary("floor", 400, 0.0, 0.3),
+        "bare": _summary("bare", 400, 0.0, 0.0, 0.1),
+        "pgbench": _summary("pgbench", 2000, 0.0, 0.0),
+    }
     half = {side: Summary(**{**s.__dict__, "target_rate": s.throughput}) for side, s in half.items()}
     check = {"service": {"consistent": True}, "floor": {"consistent": True}, "pgbench": {}}
     return charge_bench._report(args, [comparison], half, check)
@@ -114,6 +119,7 @@ def test_the_report_has_the_floor_and_cpu_headlines_at_its_top_level() -> None:
     assert report["bare_cpu_ms_per_charge"] == 0.1 and report["ratio_service_to_bare"] == 0.2
     assert report["ratio_service_to_pgbench"] == 0.2
     assert report["service_p99_ms_at_half_max_throughput"] == 3.0
+    assert report["floor_p99_ms_at_the_same_rate"] == report["bare_p99_ms_at_the_same_rate"] == 3.0
     lines = "\n".join(charge_bench.table(report))
     assert "floor   POST /charges   c=16" in lines and "ratio service/floor" in lines
     assert "bare    POST /charges   c=16" in lines and "bare route 0.100 ms" in lines

@@ -160,10 +160,11 @@ def pin(base: str) -> str:
     return base_tag
 
 
-def version_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[str, str]]) -> None:
+def load_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[str, str]], others: list[str]) -> None:
     """`ghostpay/ghostpay:<version>` for each version: the image `base` (an id), with its `env` baked in (a test-only
-    fault), all loaded into the cluster's nodes by one `kind load` (one archive per node, their layers shared,
-    instead of one per version)."""
+    fault; no `env`: `base` itself under that tag), loaded with `others` (the demo's images) by one `kind load` —
+    one archive, the versions' layers in it once — into the workers only: nothing runs on the control-plane node
+    (tainted NoSchedule). kind skips a node that already has an image."""
     base_tag = pin(base)
     tags = []
     for version, env in versions.items():
@@ -173,8 +174,9 @@ def version_images(cluster: KindTestCluster, base: str, versions: dict[str, dict
             tags.append(f"{REPOSITORY}:{version}")
             build = ["docker", "build", "-q", "-t", tags[-1], "-f", f"{context}/Containerfile", context]
             subprocess.run(build, capture_output=True, check=True, timeout=300)
-    load = [str(cluster.kind), "load", "docker-image", *tags, "--name", kindcluster.CLUSTER_NAME]
-    subprocess.run(load, capture_output=True, check=True, timeout=600)
+    workers = [node for node in kindcluster.node_containers() if not node.endswith("-control-plane")]
+    load = [str(cluster.kind), "load", "docker-image", *tags, *others, "--name", kindcluster.CLUSTER_NAME]
+    subprocess.run([*load, "--nodes", ",".join(workers)], capture_output=True, check=True, timeout=900)
 
 
 # --- the report ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from tests.helm import helm
 from tests.image import docker
 from tests.kind import chaos
 from tests.kind.chaos import NAMESPACE, Report, Row
-from tests.kind.conftest import KindTestCluster, cluster_up
+from tests.kind.conftest import KindTestCluster
 from tests.kind.traffic import (
     PORTS,
     RETRIES,
@@ -94,14 +95,13 @@ class Chaos:
         return f"{STABLE}-chaos.{name}"
 
 
-def _load_demo_images(cluster: KindTestCluster) -> None:
+def _demo_images() -> list[str]:
+    """The demo's PostgreSQL, Redis and Prometheus images, built (cached) by tools/demo-images/build.sh."""
     built = subprocess.run(
         [str(ROOT / "tools/demo-images/build.sh")], capture_output=True, text=True, timeout=1800, check=False
     )
     assert built.returncode == 0, built.stderr
-    images = [line for line in built.stdout.split() if "demo-openbao" not in line]  # postgres, redis, prometheus
-    load = [str(cluster.kind), "load", "docker-image", *images, "--name", kindcluster.CLUSTER_NAME]
-    subprocess.run(load, capture_output=True, check=True, timeout=600)
+    return [line for line in built.stdout.split() if "demo-openbao" not in line]
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +111,10 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     report = Report()
     base = chaos.image_id(docker.build())  # cached: the image with this tree's services (GhostPay-Version)
     chaos.pin(base)  # kept while the suite runs, whatever another tree builds under the same tag
-    cluster_up(kind_cluster.dir)  # loads it if it was (re)built
-    chaos.version_images(kind_cluster, base, {f"{STABLE}-chaos.{name}": env for name, env in VERSIONS.items()})
-    _load_demo_images(kind_cluster)
+    _step("the image built", report)
+    versions = {STABLE: {}, **{f"{STABLE}-chaos.{name}": env for name, env in VERSIONS.items()}}
+    chaos.load_images(kind_cluster, base, versions, _demo_images())
+    _step(f"it, {len(VERSIONS)} test-only versions and the demo's images loaded into the workers", report)
     installed = helm.run(
         "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
         "--set", "demo.prometheus.enabled=true",
@@ -123,6 +124,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     assert installed.returncode == 0, installed.stderr
     try:
         chaos.wait(lambda: chaos.settled(kind_cluster, STABLE), SETTLE, "the demo instance Healthy")
+        _step("the demo installed and Healthy", report)
         prometheus_url = chaos.instance(kind_cluster)["spec"]["release"]["analysis"]["prometheusUrl"]
         # The CRD's defaults (BlueGreen, no analysis) under every scenario but 3c, which sets its own.
         chaos.patch_spec(kind_cluster, {"release": {**RELEASE_SETTINGS, "strategy": "BlueGreen", "analysis": None}})
@@ -136,6 +138,11 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
         kind_cluster.kubectl(*delete, timeout=200)
         helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
         kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
+
+
+def _step(done: str, report: Report) -> None:
+    """A line of progress (the set-up takes minutes): what is done, and the seconds since the suite started."""
+    print(f"\nchaos set-up: {done} ({time.monotonic() - report.started:.0f} s)", file=sys.stderr)
 
 
 def _row(
