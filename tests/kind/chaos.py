@@ -155,9 +155,20 @@ def image_id(image: str) -> str:
 def pin(base: str) -> str:
     """Tags the image `base` (an id) with a name of our own, and returns that name: while it is tagged so, another
     tree rebuilding `ghostpay/ghostpay:<version>` cannot remove it (`docker rmi` refuses an image with two tags)."""
-    base_tag = f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"
+    base_tag = _pin_tag(base)
     subprocess.run(["docker", "tag", base, base_tag], capture_output=True, check=True, timeout=60)
     return base_tag
+
+
+def _pin_tag(base: str) -> str:
+    return f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"
+
+
+def untag(base: str, versions: list[str]) -> None:
+    """Removes the tags `pin` and `load_images` added for the test-only `versions`: their images (a few bytes of
+    configuration over `base`) would otherwise pile up in Docker, one set per run. The nodes keep theirs."""
+    tags = [_pin_tag(base), *(f"{REPOSITORY}:{v}" for v in versions)]
+    subprocess.run(["docker", "rmi", *tags], capture_output=True, check=False, timeout=120)
 
 
 def load_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[str, str]], others: list[str]) -> None:

@@ -138,6 +138,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
         kind_cluster.kubectl(*delete, timeout=200)
         helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
         kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
+        chaos.untag(base, [version for version in versions if version != STABLE])
 
 
 def _step(done: str, report: Report) -> None:
