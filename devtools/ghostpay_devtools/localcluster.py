@@ -241,7 +241,7 @@ def _create(cluster: Cluster, deadline: float) -> None:
 # kube-controller-manager and kube-scheduler send the API server at most 20 and 50 requests a second by default
 # (bursts of 30 and 100: client-side throttling, sized for a big cluster's shared API server). Here every node is
 # simulated and the API server is ours alone: at those rates their throttling, not the machine, set how fast pods
-# came up — 50 instances' 450 pods took 68 s in `make bench-operator`, 43 s with these.
+# came up — 50 instances' 450 pods took 68 s in `make bench-operator`, 43 to 54 s with these.
 RATE_LIMITED = ("kube-controller-manager", "kube-scheduler")
 CONTROLLER_RATE = [{"key": "kube-api-qps", "value": "200"}, {"key": "kube-api-burst", "value": "400"}]
 
