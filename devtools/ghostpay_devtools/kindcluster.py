@@ -142,6 +142,11 @@ def node_containers() -> list[str]:
     return sorted(listed, key=lambda name: (not name.endswith("-control-plane"), name))
 
 
+def worker_containers() -> list[str]:
+    """The cluster's worker node containers (where pods run: the control plane is tainted NoSchedule)."""
+    return [name for name in node_containers() if not name.endswith("-control-plane")]
+
+
 def cluster_config(*, own_image: str | None) -> dict[str, object]:
     """kind's configuration: the nodes, the zone labels and the port mappings; with `own_image` (the image
     made here), no default CNI and the kubeadm settings this machine needs."""

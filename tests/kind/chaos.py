@@ -176,7 +176,7 @@ def load_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[st
     fault; no `env`: `base` itself under that tag), loaded with `others` (the demo's images) by one `kind load` —
     one archive, the versions' layers in it once — into the workers only: nothing runs on the control-plane node
     (tainted NoSchedule). kind skips a node that already has an image."""
-    base_tag = pin(base)
+    base_tag = pin(base)  # kept while the suite runs, whatever another tree builds under the same tag (`untag`)
     tags = []
     for version, env in versions.items():
         lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
@@ -185,9 +185,9 @@ def load_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[st
             tags.append(f"{REPOSITORY}:{version}")
             build = ["docker", "build", "-q", "-t", tags[-1], "-f", f"{context}/Containerfile", context]
             subprocess.run(build, capture_output=True, check=True, timeout=300)
-    workers = [node for node in kindcluster.node_containers() if not node.endswith("-control-plane")]
     load = [str(cluster.kind), "load", "docker-image", *tags, *others, "--name", kindcluster.CLUSTER_NAME]
-    subprocess.run([*load, "--nodes", ",".join(workers)], capture_output=True, check=True, timeout=900)
+    workers = ",".join(kindcluster.worker_containers())
+    subprocess.run([*load, "--nodes", workers], capture_output=True, check=True, timeout=900)
 
 
 # --- the report ---------------------------------------------------------------------------------------------

@@ -110,7 +110,6 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     table is printed and written, and the demo uninstalled."""
     report = Report()
     base = chaos.image_id(docker.build())  # cached: the image with this tree's services (GhostPay-Version)
-    chaos.pin(base)  # kept while the suite runs, whatever another tree builds under the same tag
     _step("the image built", report)
     versions = {STABLE: {}, **{f"{STABLE}-chaos.{name}": env for name, env in VERSIONS.items()}}
     chaos.load_images(kind_cluster, base, versions, _demo_images())
