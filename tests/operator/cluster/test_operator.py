@@ -24,6 +24,7 @@ from tests.operator.support.kube_helpers import (
     get_json,
     healthy_instance,
     install_crds,
+    instance_events,
     instance_yaml,
     live_deployments,
     operator_process,
@@ -129,10 +130,7 @@ def test_a_missing_database_secret_degrades_then_recovers(
     assert instance["status"]["phase"] == "Degraded"
     assert condition(instance, "Degraded")["reason"] == "DatabaseSecretMissing"
     assert "payments-db" in condition(instance, "Degraded")["message"]
-    events = cluster.kubectl(
-        "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=GhostPayInstance"
-    ).stdout
-    assert "DatabaseSecretMissing" in events
+    instance_events(cluster, namespace, "DatabaseSecretMissing")
     assert operator.process is not None and operator.process.poll() is None  # retrying, not crashing
 
     create_database_secret(cluster, namespace)

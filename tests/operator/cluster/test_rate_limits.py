@@ -21,6 +21,7 @@ from tests.operator.support.kube_helpers import (
     create_database_secret,
     get_json,
     install_crds,
+    instance_events,
     instance_yaml,
     live_deployments,
     operator_process,
@@ -60,11 +61,6 @@ def _instance(cluster: localcluster.Cluster, namespace: str) -> dict[str, Any]:
 def _policy(store: redis.Redis, namespace: str) -> dict[str, Any] | None:
     value = store.get(KEY.format(namespace=namespace))
     return json.loads(value) if isinstance(value, str) else None
-
-
-def _events(cluster: localcluster.Cluster, namespace: str) -> str:
-    selector = "involvedObject.kind=GhostPayInstance"
-    return cluster.kubectl("get", "events", "-n", namespace, "--field-selector", selector).stdout
 
 
 def _set_merchant(cluster: localcluster.Cluster, namespace: str, rate: float, burst: int) -> None:
@@ -112,13 +108,11 @@ def test_a_rate_limit_change_reaches_redis_in_seconds_and_a_lost_key_comes_back(
         30,
         "rateLimitsGeneration to follow",
     )
-    assert "RateLimitsApplied" in _events(cluster, namespace)
+    instance_events(cluster, namespace, "RateLimitsApplied")
     # No release: the same Deployments, their templates untouched; the ConfigMap carries the new start-up defaults.
     after = live_deployments(cluster, namespace)
     assert sorted(after) == sorted(before)
-    assert {n: d["spec"]["template"] for n, d in after.items()} == {
-        n: d["spec"]["template"] for n, d in before.items()
-    }
+    assert {n: d["spec"]["template"] for n, d in after.items()} == {n: d["spec"]["template"] for n, d in before.items()}
     assert "release" not in _instance(cluster, namespace)["status"]
     config = get_json(cluster, "configmap", "payments-config", "-n", namespace)["data"]
     assert json.loads(config["GHOSTPAY_RATE_LIMITS"])["merchant"] == {"requestsPerSecond": 5, "burst": 10}
@@ -128,7 +122,7 @@ def test_a_rate_limit_change_reaches_redis_in_seconds_and_a_lost_key_comes_back(
     restored = wait_for(lambda: _policy(store, namespace), 30, "the lost key restored", interval=0.1)
     print(f"lost policy key restored after {time.monotonic() - started:.2f} s (resync every {RESYNC_SECONDS} s)")
     assert restored == changed
-    wait_for(lambda: "restored" in _events(cluster, namespace), 30, "the Normal event saying so")
+    instance_events(cluster, namespace, "restored")  # the Normal event saying so
 
 
 def _redis_secret(cluster: localcluster.Cluster, namespace: str, url: str) -> None:
@@ -154,7 +148,7 @@ def test_an_unreachable_redis_gives_a_false_condition_and_recovers(
 
     failed = wait_for(lambda: limits_condition().get("status") == "False" and limits_condition(), 60, "False")
     assert failed["reason"] == "RedisUnreachable" and "keep the limits they last read" in failed["message"]
-    assert "RateLimitsNotApplied" in _events(cluster, namespace)
+    instance_events(cluster, namespace, "RateLimitsNotApplied")
     assert _instance(cluster, namespace)["status"]["phase"] != "Degraded"  # the instance itself is not at fault
 
     _redis_secret(cluster, namespace, servers.redis_url)  # Redis is back (here: the Secret names one that answers)

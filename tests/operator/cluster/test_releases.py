@@ -25,6 +25,7 @@ from tests.operator.support.kube_helpers import (
     get_json,
     healthy_instance,
     install_crds,
+    instance_events,
     instance_yaml,
     live_deployments,
     metrics_url,
@@ -132,10 +133,7 @@ def test_blue_green_to_a_healthy_version(operator: procs.Proc, cluster: localclu
     assert after_switch and set(after_switch) == {("green", "0.2.0")}  # the status follows traffic at the switch
     green = live_deployments(cluster, namespace)["payments-cards-green"]
     assert green["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.2.0")
-    reasons = cluster.kubectl(
-        "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=GhostPayInstance"
-    ).stdout
-    assert "ReleaseStarted" in reasons and "Switched" in reasons and "ReleaseComplete" in reasons
+    instance_events(cluster, namespace, "ReleaseStarted", "Switched", "ReleaseComplete")
 
 
 def test_blue_green_to_an_unready_version_rolls_back(

@@ -88,6 +88,18 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+def instance_events(cluster: localcluster.Cluster, namespace: str, *reasons: str, timeout: float = 30.0) -> str:
+    """`kubectl get events` of the namespace's GhostPayInstances, once it names every one of `reasons`. kopf posts
+    events from a queue of its own, after the status patch they go with: an event may come a moment later."""
+    selector = "involvedObject.kind=GhostPayInstance"
+
+    def listed() -> str | None:
+        out = str(cluster.kubectl("get", "events", "-n", namespace, "--field-selector", selector).stdout)
+        return out if all(reason in out for reason in reasons) else None
+
+    return wait_for(listed, timeout, f"events {', '.join(reasons)}")
+
+
 def condition(instance: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in instance.get("status", {}).get("conditions", []) if c["type"] == kind), {})
 
