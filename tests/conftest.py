@@ -48,6 +48,7 @@ _INFRA_FIXTURES = {
 # What exists once per machine or crowds two cores when started per worker, and so runs on one worker: the kind
 # cluster, the local control plane, the Docker image tests (image builds take a machine-wide lock besides).
 _WORKER_GROUPS = {"kind": "kind", "cluster": "cluster", "docker": "docker", "helm": "docker"}
+_DISRUPTION_SUITE = Path(__file__).parent / "kind" / "test_chaos.py"
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the xdist_group marks set here
@@ -62,6 +63,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # `make test` spreads the suite over workers (pytest-xdist, --dist loadgroup), each with its own servers.
         if group := next((_WORKER_GROUPS[need] for need in _WORKER_GROUPS if need in needs), None):
             item.add_marker(pytest.mark.xdist_group(group))
+    # The disruption suite last on the kind cluster (a worker runs its group's tests in this order): by then the
+    # README block (tests/kind/test_end_to_end.py) has loaded the demo's PostgreSQL and Redis images into every node,
+    # so the suite's set-up has only Prometheus's to load.
+    items.sort(key=lambda item: Path(str(item.path)) == _DISRUPTION_SUITE)
 
 
 @pytest.fixture(scope="session")

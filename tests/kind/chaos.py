@@ -3,9 +3,9 @@ afterwards, test-only versions of the image, and the report (one table, also wri
 
 Test-only versions: a release is `spec.version` → the image `ghostpay/ghostpay:<version>`, and the operator sets
 GHOSTPAY_VERSION to it (so each answer's `GhostPay-Version` names it). A healthy new version is the built image
-under another tag; a broken one is a one-line image FROM it with `ENV GHOSTPAY_FAULT=… GHOSTPAY_ENVIRONMENT=
-development` (the services refuse a fault in production). The fault lives only in these local tags: the CRD has
-no field a user could set it with by mistake.
+under another tag; a broken one is the built image with `GHOSTPAY_FAULT=… GHOSTPAY_ENVIRONMENT=development` added to
+its environment (the services refuse a fault in production). Both are made inside the workers (`node_images`), and
+the fault lives only in these tags there: the CRD has no field a user could set it with by mistake.
 
 The demo's Prometheus (demo.prometheus.enabled) is asked through the API server's service proxy (`prometheus`),
 so the tests' traffic stays on 127.0.0.1; `failure_bound` is how many failed attempts a broken canary can cause
@@ -18,7 +18,6 @@ import base64
 import json
 import math
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from urllib.parse import urlencode
 
 from ghostpay_devtools import kindcluster
 from ghostpay_operator.analysis import parse_result
+from tests.kind import node_images
 from tests.kind.conftest import KindTestCluster
 from tests.kind.traffic import Traffic
 
@@ -147,47 +147,27 @@ def check_database(cluster: KindTestCluster, traffic: Traffic) -> DatabaseCheck:
 
 
 def image_id(image: str) -> str:
-    """The image's id: what the versions are built FROM, since another tree may rebuild the same tag meanwhile."""
+    """The image's id (the digest of its configuration): what the workers' copy of it must be."""
     inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
     return subprocess.run(inspect, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
 
 
-def pin(base: str) -> str:
-    """Tags the image `base` (an id) with a name of our own, and returns that name: while it is tagged so, another
-    tree rebuilding `ghostpay/ghostpay:<version>` cannot remove it (`docker rmi` refuses an image with two tags)."""
-    base_tag = _pin_tag(base)
-    subprocess.run(["docker", "tag", base, base_tag], capture_output=True, check=True, timeout=60)
-    return base_tag
-
-
-def _pin_tag(base: str) -> str:
-    return f"ghostpay/chaos-base:{base.removeprefix('sha256:')[:12]}"
-
-
-def untag(base: str, versions: list[str]) -> None:
-    """Removes the tags `pin` and `load_images` added for the test-only `versions`: their images (a few bytes of
-    configuration over `base`) would otherwise pile up in Docker, one set per run. The nodes keep theirs."""
-    tags = [_pin_tag(base), *(f"{REPOSITORY}:{v}" for v in versions)]
-    subprocess.run(["docker", "rmi", *tags], capture_output=True, check=False, timeout=120)
-
-
 def load_images(cluster: KindTestCluster, base: str, versions: dict[str, dict[str, str]], others: list[str]) -> None:
-    """`ghostpay/ghostpay:<version>` for each version: the image `base` (an id), with its `env` baked in (a test-only
-    fault; no `env`: `base` itself under that tag), loaded with `others` (the demo's images) by one `kind load` —
-    one archive, the versions' layers in it once — into the workers only: nothing runs on the control-plane node
-    (tainted NoSchedule). kind skips a node that already has an image."""
-    base_tag = pin(base)  # kept while the suite runs, whatever another tree builds under the same tag (`untag`)
-    tags = []
-    for version, env in versions.items():
-        lines = [f"FROM {base_tag}", *([f"ENV {' '.join(f'{k}={v}' for k, v in env.items())}"] if env else [])]
-        with tempfile.TemporaryDirectory() as context:
-            (Path(context) / "Containerfile").write_text("\n".join(lines) + "\n")
-            tags.append(f"{REPOSITORY}:{version}")
-            build = ["docker", "build", "-q", "-t", tags[-1], "-f", f"{context}/Containerfile", context]
-            subprocess.run(build, capture_output=True, check=True, timeout=300)
-    load = [str(cluster.kind), "load", "docker-image", *tags, *others, "--name", kindcluster.CLUSTER_NAME]
-    workers = ",".join(kindcluster.worker_containers())
-    subprocess.run([*load, "--nodes", workers], capture_output=True, check=True, timeout=900)
+    """Makes `ghostpay/ghostpay:<version>` for each version in every worker (nothing runs on the control-plane node,
+    tainted NoSchedule): this tree's image (`base`, its id) with the version's `env` baked in (a test-only fault; no
+    `env`: the same image under that tag), made inside each worker from its copy of the image (`node_images`); and
+    loads `others` (the demo's images). One `kind load` per image: kind skips the nodes that have an image, but
+    sends every image named in one call to a node that lacks any of them."""
+    stable = kindcluster.ghostpay_image()
+    workers = kindcluster.worker_containers()
+    for image in [stable, *others]:  # the image itself: `ghostpay cluster up` loaded it already, normally
+        load = [str(cluster.kind), "load", "docker-image", image, "--name", kindcluster.CLUSTER_NAME]
+        subprocess.run([*load, "--nodes", ",".join(workers)], capture_output=True, check=True, timeout=900)
+    for worker in workers:
+        held = node_images.held(worker, f"docker.io/{stable}")
+        assert held.config_digest == base, f"{worker} holds another {stable} than this tree's image {base}"
+        made = {f"docker.io/{REPOSITORY}:{v}": node_images.with_env(held, env) for v, env in versions.items()}
+        node_images.import_images(worker, made)
 
 
 # --- the report ---------------------------------------------------------------------------------------------

@@ -36,12 +36,13 @@ LOCK = Path(f"/tmp/{kindcluster.CLUSTER_NAME}-kind-cluster.lock")  # one per clu
 
 @dataclass(frozen=True)
 class KindTestCluster:
-    """The running cluster as the tests see it: its directory, kubectl, kind, and how long `up` took."""
+    """The running cluster as the tests see it: its directory, kubectl, kind, how long `up` took, whether it is kept."""
 
     dir: Path
     kubectl_binary: Path
     kind: Path
     up_seconds: float
+    kept: bool  # GHOSTPAY_TEST_KIND_DIR: the cluster outlives the session; else it is deleted at its end
 
     @property
     def kubeconfig(self) -> Path:
@@ -75,7 +76,7 @@ def kind_cluster() -> Iterator[KindTestCluster]:
         seconds = cluster_up(directory)
         print(f"\nghostpay cluster up --kind: {seconds:.1f} s", file=sys.stderr)
         kubectl = localcluster.resolve_binaries()["kubectl"]
-        yield KindTestCluster(directory, kubectl, kindcluster.kind_binary(), seconds)
+        yield KindTestCluster(directory, kubectl, kindcluster.kind_binary(), seconds, kept=bool(kept))
     finally:
         if not kept:
             subprocess.run([str(GHOSTPAY), "cluster", "down", "--kind", "--dir", str(directory)], check=True)

@@ -6,8 +6,10 @@ test disrupts the cluster; afterwards the demo's PostgreSQL is asked whether eve
 none was approved twice. The tests assert counts only; durations go into the report, which the module prints as a
 table and writes as JSON (GHOSTPAY_CHAOS_REPORT, default build/chaos/report.json) — `make chaos` runs this module.
 
-Kept short for CI: the instance's releases hold canary steps 20 s and keep the old colour 10 s; each scenario's
-traffic runs for as long as its disruption takes (a hard bound of TRAFFIC_BOUND s).
+Kept short for CI: the instance's releases hold canary steps 20 s (scenario 2's, 12 s) and keep the old colour 10 s;
+each scenario's traffic runs for as long as its disruption takes (a hard bound of TRAFFIC_BOUND s). The suite runs
+last on the cluster, after the other kind tests (tests/conftest.py), and leaves the demo installed unless the
+cluster is kept (GHOSTPAY_TEST_KIND_DIR): the session deletes the cluster next.
 
 The demo is installed with its Prometheus (demo.prometheus.enabled), which points the instance's release analysis
 at it; the setup takes the analysis off again, so that every scenario but 3c releases as before (a blue-green
@@ -60,6 +62,7 @@ CANARY_TOLERANCE = 0.15  # measured share of the new version within 15 points of
 TOLERANCE_POINTS = round(CANARY_TOLERANCE * 100)
 RELEASE_SETTINGS = {"stepSeconds": 20, "scaleDownDelaySeconds": 10, "progressDeadlineSeconds": 300}
 CANARY_STEPS = (10, 50, 100)  # the CRD's default canarySteps
+CANARY_STEP_SECONDS = 12  # scenario 2's hold per step: 400-600 answers with every pod of the step Ready, quiet or busy
 BROKEN_DEADLINE = 45  # a broken version has this long to turn Ready (a healthy one's pods take 10-25 s here)
 STABLE = kindcluster.ghostpay_image().split(":")[1]
 ANALYSIS_WINDOW = 60.0  # checks.WINDOW, the 1m of every analysis query
@@ -86,7 +89,7 @@ class Chaos:
     cluster: KindTestCluster
     merchant: dict[str, str]
     report: Report
-    base: str  # the id of the image built from this tree, which every test-only version is made FROM
+    base: str  # the id of the image built from this tree, which every test-only version is made from
     prometheus_url: str  # the demo's Prometheus, as the chart set it in spec.release.analysis
 
     def version(self, name: str) -> str:
@@ -107,13 +110,13 @@ def _demo_images() -> list[str]:
 @pytest.fixture(scope="module")
 def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     """The demo installed once, Healthy, with short release settings; a merchant for the traffic. At the end the
-    table is printed and written, and the demo uninstalled."""
+    table is printed and written, and the demo uninstalled from a cluster that is kept (GHOSTPAY_TEST_KIND_DIR)."""
     report = Report()
     base = chaos.image_id(docker.build())  # cached: the image with this tree's services (GhostPay-Version)
     _step("the image built", report)
-    versions = {STABLE: {}, **{f"{STABLE}-chaos.{name}": env for name, env in VERSIONS.items()}}
+    versions = {f"{STABLE}-chaos.{name}": env for name, env in VERSIONS.items()}
     chaos.load_images(kind_cluster, base, versions, _demo_images())
-    _step(f"it, {len(VERSIONS)} test-only versions and the demo's images loaded into the workers", report)
+    _step(f"{len(VERSIONS)} test-only versions made in the workers, the demo's images loaded", report)
     installed = helm.run(
         "install", "ghostpay", str(helm.CHART), "-n", NAMESPACE, "--create-namespace", "--set", "demo.enabled=true",
         "--set", "demo.prometheus.enabled=true",
@@ -132,12 +135,16 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
     finally:
         print("\n" + report.table())
         report.write(Path(os.environ.get("GHOSTPAY_CHAOS_REPORT", ROOT / "build/chaos/report.json")))
-        # The instance first, while its operator still runs to remove its finalizer.
-        delete = ("delete", "ghostpayinstance", chaos.INSTANCE, "-n", NAMESPACE, "--timeout=180s", "--ignore-not-found")
-        kind_cluster.kubectl(*delete, timeout=200)
-        helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=kind_cluster.kubeconfig, timeout=300)
-        kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
-        chaos.untag(base, [version for version in versions if version != STABLE])
+        if kind_cluster.kept:  # else the cluster itself is deleted next: the suite runs last on it (tests/conftest.py)
+            _uninstall(kind_cluster)
+
+
+def _uninstall(cluster: KindTestCluster) -> None:
+    # The instance first, while its operator still runs to remove its finalizer.
+    delete = ("delete", "ghostpayinstance", chaos.INSTANCE, "-n", NAMESPACE, "--timeout=180s", "--ignore-not-found")
+    cluster.kubectl(*delete, timeout=200)
+    helm.run("uninstall", "ghostpay", "-n", NAMESPACE, "--wait", kubeconfig=cluster.kubeconfig, timeout=300)
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--ignore-not-found", timeout=300)
 
 
 def _step(done: str, report: Report) -> None:
@@ -231,7 +238,8 @@ def test_2_canary_shares_follow_the_steps(setup: Chaos) -> None:
     chaos.wait(lambda: chaos.settled(setup.cluster, before), RELEASE, "four charges pods")
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
     time.sleep(5)
-    _release(setup, version, extra={"release": {**RELEASE_SETTINGS, "strategy": "Canary"}})
+    canary = {**RELEASE_SETTINGS, "strategy": "Canary", "stepSeconds": CANARY_STEP_SECONDS}
+    _release(setup, version, extra={"release": canary})
     windows = _step_windows(setup, traffic, version)
     time.sleep(15)
     result = traffic.stop()
@@ -512,7 +520,7 @@ def test_6_postgresql_restarted_under_traffic(setup: Chaos) -> None:
     cluster = setup.cluster
     restarts = _service_restarts(cluster)
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
-    time.sleep(10)
+    time.sleep(5)
     outage = traffic.elapsed()
     # A fast shutdown of the postmaster (PID 1 of its container): in-flight queries end, connections drop.
     _restart(cluster, f"{chaos.INSTANCE}-postgres", ["sh", "-c", "kill -INT 1"])
@@ -582,10 +590,10 @@ def test_7_redis_restarted_under_traffic_fails_open(setup: Chaos) -> None:
     config = chaos.get(cluster, "configmap", f"{chaos.INSTANCE}-config")["data"]
     assert config.get("GHOSTPAY_RATE_LIMIT_FAIL_CLOSED", "false") == "false"
     traffic = Generator(setup.merchant, duration=TRAFFIC_BOUND).start()
-    time.sleep(10)
+    time.sleep(5)
     _restart(cluster, f"{chaos.INSTANCE}-redis", ["redis-cli", "shutdown", "nosave"])
     recovered = traffic.elapsed()
-    time.sleep(20)
+    time.sleep(15)  # the limiter counting again is seen 5 s after Redis is back
     result = traffic.stop()
     problems = [f"{result.failed} failed"] if result.failed else []
     if refused := result.statuses().get(429, 0):
