@@ -44,6 +44,7 @@ from ghostpay_operator.spec import GROUP, PLURAL, VERSION
 
 RESYNC_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_RESYNC_SECONDS", "30"))
 MAX_BACKOFF_SECONDS = 60.0
+TIMER_EXIT_POLL_SECONDS = 2.0  # see `configure`
 # A child's event waits this long before its pass, so the burst a rollout makes (every pod, every status update of
 # every Deployment) costs one pass, not one each: fewer API requests, and the status is at most this much later.
 FOLD_SECONDS = float(os.environ.get("GHOSTPAY_OPERATOR_FOLD_SECONDS", "1.0"))
@@ -68,6 +69,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # our own events say what matters; no event per log line
     settings.persistence.finalizer = FINALIZER
     settings.watching.server_timeout = 300
+    # A deleted instance keeps kopf's finalizer until its resync timer has stopped; a timer caught mid-pass is looked
+    # at again only after this long (kopf's default, 60 s, held `kubectl delete` a minute; a pass takes seconds).
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_SECONDS
     # The API server sends the child watches only what the operator made (kopf's `labels=` filters client-side).
     for group, version, plural in WATCHED.values():
         settings.watching.label_selectors[group, version, plural] = f"app.kubernetes.io/managed-by={meta.MANAGED_BY}"

@@ -93,7 +93,7 @@ def test_without_the_prometheus_operator_the_pods_carry_scrape_annotations_and_m
     assert (_value(samples, "ghostpay_operator_api_requests_total", verb="list", kind="ServiceMonitor") or 0) >= 1
     assert _value(samples, "ghostpay_operator_releases_total", **who, outcome="started") is None  # first install
 
-    cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--wait=true", "--timeout=60s")
+    _delete_instance(cluster, namespace)
     wait_for(
         lambda: not [k for k in scrape(metrics_url(operator)) if ("resource_namespace", namespace) in k[1]],
         30,
@@ -130,7 +130,7 @@ def test_with_the_prometheus_operator_it_makes_a_service_monitor_and_the_reposit
             assert service["spec"]["ports"][0]["targetPort"] == "metrics"
             assert "ghostpay.io/color" not in service["spec"]["selector"]
     finally:
-        cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
+        _delete_instance(cluster, namespace, check=False)
         cluster.kubectl("delete", "-f", str(MONITORING_CRDS), "--ignore-not-found", check=False)
 
 
@@ -168,7 +168,7 @@ async def test_a_real_prometheus_scrapes_the_operator_as_job_ghostpay_operator(
         assert await analysis.value(server.url, alert) is None  # quiet: an empty answer
     finally:
         server.stop()
-        cluster.kubectl("delete", "ghostpay", "payments", "-n", namespace, "--wait=true", "--timeout=60s", check=False)
+        _delete_instance(cluster, namespace, check=False)
 
 
 async def _eventually(url: str, query: str, timeout: float = 60.0) -> float:
@@ -180,3 +180,9 @@ async def _eventually(url: str, query: str, timeout: float = 60.0) -> float:
             return found
         await asyncio.sleep(0.5)
     raise AssertionError(f"no value for {query} within {timeout:.0f} s")
+
+
+def _delete_instance(cluster: localcluster.Cluster, namespace: str, check: bool = True) -> None:
+    """`kubectl delete` of the instance, waiting (60 s at most) until the operator has let it go."""
+    delete = ("delete", "ghostpay", "payments", "-n", namespace, "--wait=true", "--timeout=60s")
+    cluster.kubectl(*delete, check=check, timeout=90)  # kubectl's own timeout first: an answer, not a hang

@@ -197,3 +197,13 @@ async def test_a_timed_release_decision_gets_one_pass_at_its_moment(monkeypatch:
     await asyncio.sleep(0.3)
     assert passes == [("uid-1", False)]  # one workloads-only pass, for the release still in progress
     assert set(memo.wakes) == {"uid-1"} and not memo.background
+
+
+async def test_a_deleted_instances_timer_is_looked_at_again_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kopf keeps its finalizer on a deleted instance until the resync timer has stopped; one caught mid-pass is
+    polled again after `cancellation_polling`, whose default (60 s) held a `kubectl delete` that long in CI."""
+    monkeypatch.setattr(handlers.Kube, "connect", staticmethod(lambda: None))
+    settings = kopf.OperatorSettings()
+    assert settings.background.cancellation_polling == 60  # kopf's default, which `configure` must change
+    await handlers.configure(settings=settings, memo=kopf.Memo())
+    assert settings.background.cancellation_polling == handlers.TIMER_EXIT_POLL_SECONDS <= 5
