@@ -62,7 +62,7 @@ CANARY_TOLERANCE = 0.15  # measured share of the new version within 15 points of
 TOLERANCE_POINTS = round(CANARY_TOLERANCE * 100)
 RELEASE_SETTINGS = {"stepSeconds": 20, "scaleDownDelaySeconds": 10, "progressDeadlineSeconds": 300}
 CANARY_STEPS = (10, 50, 100)  # the CRD's default canarySteps
-CANARY_STEP_SECONDS = 12  # scenario 2's hold per step: 400-600 answers with every pod of the step Ready, quiet or busy
+CANARY_STEP_SECONDS = 12  # scenario 2's hold per step: 240-400 answers with every pod of the step Ready, in CI
 BROKEN_DEADLINE = 45  # a broken version has this long to turn Ready (a healthy one's pods take 10-25 s here)
 STABLE = kindcluster.ghostpay_image().split(":")[1]
 ANALYSIS_WINDOW = 60.0  # checks.WINDOW, the 1m of every analysis query
@@ -89,11 +89,10 @@ class Chaos:
     cluster: KindTestCluster
     merchant: dict[str, str]
     report: Report
-    base: str  # the id of the image built from this tree, which every test-only version is made from
     prometheus_url: str  # the demo's Prometheus, as the chart set it in spec.release.analysis
 
     def version(self, name: str) -> str:
-        """The test-only version `name` (one of VERSIONS), loaded into the nodes at setup."""
+        """The test-only version `name` (one of VERSIONS), made in the workers at setup (`chaos.load_images`)."""
         assert name in VERSIONS, name
         return f"{STABLE}-chaos.{name}"
 
@@ -131,7 +130,7 @@ def setup(kind_cluster: KindTestCluster) -> Iterator[Chaos]:
         # The CRD's defaults (BlueGreen, no analysis) under every scenario but 3c, which sets its own.
         chaos.patch_spec(kind_cluster, {"release": {**RELEASE_SETTINGS, "strategy": "BlueGreen", "analysis": None}})
         merchant = asyncio.run(merchant_credentials(chaos.admin(kind_cluster), "chaos"))
-        yield Chaos(kind_cluster, merchant, report, base, prometheus_url)
+        yield Chaos(kind_cluster, merchant, report, prometheus_url)
     finally:
         print("\n" + report.table())
         report.write(Path(os.environ.get("GHOSTPAY_CHAOS_REPORT", ROOT / "build/chaos/report.json")))

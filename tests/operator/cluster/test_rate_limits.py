@@ -112,7 +112,9 @@ def test_a_rate_limit_change_reaches_redis_in_seconds_and_a_lost_key_comes_back(
     # No release: the same Deployments, their templates untouched; the ConfigMap carries the new start-up defaults.
     after = live_deployments(cluster, namespace)
     assert sorted(after) == sorted(before)
-    assert {n: d["spec"]["template"] for n, d in after.items()} == {n: d["spec"]["template"] for n, d in before.items()}
+    assert {n: d["spec"]["template"] for n, d in after.items()} == {
+        n: d["spec"]["template"] for n, d in before.items()
+    }
     assert "release" not in _instance(cluster, namespace)["status"]
     config = get_json(cluster, "configmap", "payments-config", "-n", namespace)["data"]
     assert json.loads(config["GHOSTPAY_RATE_LIMITS"])["merchant"] == {"requestsPerSecond": 5, "burst": 10}
