@@ -123,6 +123,7 @@ class Bench:
     env: Environment
     client: str
     seconds: int
+    warmup: float  # seconds of unmeasured load before the closed-loop phases, and again before the open-loop ones
     meter: CpuMeter = field(init=False)
     targets: dict[str, http_load.Target] = field(init=False)
     cards: dict[str, http_load.CardSource] = field(init=False)
@@ -166,10 +167,10 @@ class Bench:
         cards.taken += taken
         return self._counted(side, summary)
 
-    def warm_up(self, concurrency: int, seconds: float) -> None:
+    def warm_up(self, concurrency: int) -> None:
         """Unmeasured load (connections opened, statements prepared); fails unless charges are approved."""
         for side in _SERVERS:
-            summary = self.closed_loop(side, concurrency, seconds)
+            summary = self.closed_loop(side, concurrency, self.warmup)
             if summary.ok == 0:
                 log = (self.env.root / f"{side}.log").read_text()[-2000:]
                 raise RuntimeError(f"no charge approved by the {side} during the warm-up: {summary.outcomes}\n{log}")
@@ -177,14 +178,16 @@ class Bench:
     def server(self, side: str, concurrency: int) -> Summary:
         return self._measured(lambda: self.closed_loop(side, concurrency, self.seconds))
 
-    def at_rate(self, side: str, rate: float, connections: int) -> Summary:
-        """`side` (service, floor or bare) charged open-loop at `rate` per second."""
+    def at_rate(self, side: str, rate: float, connections: int, seconds: float | None = None) -> Summary:
+        """`side` (service, floor or bare) charged open-loop at `rate` per second, unmeasured with `seconds`."""
 
         def phase() -> Summary:
-            summary = http_load.open_loop(self.targets[side], self.cards[side], rate, self.seconds, connections)
+            summary = http_load.open_loop(
+                self.targets[side], self.cards[side], rate, seconds or self.seconds, connections
+            )
             return self._counted(side, replace(summary, label=side))
 
-        return self._measured(phase)
+        return phase() if seconds else self._measured(phase)
 
     def pgbench(self, concurrency: int, rate: float | None = None) -> Summary:
         return self._measured(
@@ -282,9 +285,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with environment(args.cards) as env:
         print(f"environment ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         _check_connections(env, max(levels))
-        bench = Bench(env, args.client, args.seconds)
+        bench = Bench(env, args.client, args.seconds, args.warmup)
         print(f"warming up for {args.warmup:g} s each", file=sys.stderr)
-        bench.warm_up(args.concurrency, args.warmup)
+        bench.warm_up(args.concurrency)
         comparisons = []
         for level in levels:
             print(f"concurrency {level}: service, floor, bare, then pgbench, {args.seconds} s each", file=sys.stderr)
@@ -304,6 +307,8 @@ def _half_load(bench: Bench, comparisons: list[dict[str, Any]]) -> dict[str, Sum
     service_rate, pgbench_rate = best["service"].throughput / 2, best["pgbench"].throughput / 2
     print(f"half load: servers at {service_rate:.0f}/s, pgbench at {pgbench_rate:.0f}/s", file=sys.stderr)
     connections = max(64, 4 * best["concurrency"])
+    for side in _SERVERS:  # its connections opened and the generator's own first-use costs paid, unmeasured
+        bench.at_rate(side, service_rate, connections, seconds=bench.warmup)
     return {
         **{side: bench.at_rate(side, service_rate, connections) for side in _SERVERS},
         "pgbench": bench.pgbench(best["concurrency"], rate=pgbench_rate),

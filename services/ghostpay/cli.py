@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -67,6 +68,15 @@ def _server_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Conf
     )
 
 
+def freeze_startup_objects() -> None:
+    """Move every object alive now (the imported modules, the app, its routes and models: some 100,000) out of the
+    garbage collector's reach. They live as long as the process, yet each full collection scanned them all with
+    the event loop stopped: 45-65 ms per pause here, several a minute under load, which made the charge path's p99
+    (bench/: the service and the floor alike). Frozen, a full collection scans only what came after: 2-4 ms."""
+    gc.collect()  # what start-up already dropped is freed, not kept for good
+    gc.freeze()
+
+
 def run_server(
     app: Any, host: str, port: int, metrics_port: int | None = None, shutdown_timeout: int = 10
 ) -> None:
@@ -76,6 +86,7 @@ def run_server(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _ignore_signal)
     config = _server_config(app, host, port, lifespan="on", timeout_graceful_shutdown=shutdown_timeout)
+    freeze_startup_objects()
     if metrics_port is None:
         uvicorn.Server(config).run()
         return
