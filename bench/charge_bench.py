@@ -57,7 +57,14 @@ from typing import Any
 import asyncpg
 
 from bench import http_load, plot, profile, wrk_load
-from bench.cpu import CpuMeter, load_generator_cpu, process_cpu, process_tree_cpu
+from bench.cpu import (
+    CpuMeter,
+    load_generator_cpu,
+    process_cpu,
+    process_tree_cpu,
+    process_tree_waited,
+    process_waited,
+)
 from bench.environment import BARE_BATCH, FLOOR_BATCH, SERVICE_BATCH, Environment, environment
 from bench.floor_app import FLOOR_CHARGE_PREFIX
 from bench.pgbench import CHARGE_ID_PREFIX, PgbenchCursor, run_pgbench
@@ -126,6 +133,7 @@ class Bench:
     seconds: int
     warmup: float  # seconds of unmeasured load before the closed-loop phases, and again before the open-loop ones
     meter: CpuMeter = field(init=False)
+    waits: CpuMeter = field(init=False)  # the servers' seconds waiting for a CPU
     targets: dict[str, http_load.Target] = field(init=False)
     cards: dict[str, http_load.CardSource] = field(init=False)
     pgbench_cursor: PgbenchCursor = field(default_factory=PgbenchCursor)
@@ -143,6 +151,16 @@ class Bench:
                 "redis": lambda: process_cpu(env.redis_pid),
                 "loadgen": load_generator_cpu,
             }
+        )
+        self.waits = CpuMeter(
+            {
+                "service": lambda: process_waited(env.service.pid),
+                "floor": lambda: process_waited(env.floor.pid),
+                "bare": lambda: process_waited(env.bare.pid),
+                "postgres": lambda: process_tree_waited(env.postgres_pid),
+                "redis": lambda: process_waited(env.redis_pid),
+            },
+            whole_machine=False,
         )
         python_client = self.client if self.client in http_load.CLIENTS else "aiohttp"
         self.targets = {
@@ -205,11 +223,13 @@ class Bench:
         _sql(self.env, f"VACUUM (ANALYZE) {', '.join(_WRITTEN_TABLES)}")
         _sql(self.env, "CHECKPOINT")
         events = _postgres_events(self.env)
-        before, started = self.meter.snapshot(), time.perf_counter()
+        before, waited_before, started = self.meter.snapshot(), self.waits.snapshot(), time.perf_counter()
         summary = phase()
-        cpu = self.meter.breakdown(before, time.perf_counter() - started, summary.ok)
+        seconds = time.perf_counter() - started
+        cpu = self.meter.breakdown(before, seconds, summary.ok)
+        cpu_wait = self.waits.breakdown(waited_before, seconds, summary.ok)
         events = {k: v - events[k] for k, v in _postgres_events(self.env).items()}
-        return replace(summary, cpu=cpu, postgres_events=events)
+        return replace(summary, cpu=cpu, cpu_wait=cpu_wait, postgres_events=events)
 
     def _counted(self, side: str, summary: Summary) -> Summary:
         """Count what a phase says it got approved (the database must agree); the servers must still be up."""
@@ -339,6 +359,11 @@ def _cpu_ms(summary: dict[str, Any], component: str) -> float:
     return value
 
 
+def _waits(summary: dict[str, Any]) -> dict[str, float]:
+    """Milliseconds per charge each server spent runnable without a CPU during the phase."""
+    return {name: figures["cpu_ms_per_op"] for name, figures in summary["cpu_wait"].items()}
+
+
 def _report(
     args: argparse.Namespace,
     comparisons: list[dict[str, Any]],
@@ -388,6 +413,7 @@ def _report(
         "floor_p99_ms_at_the_same_rate": half["floor"]["p99_ms"] if half else None,
         "bare_p99_ms_at_the_same_rate": half["bare"]["p99_ms"] if half else None,
         "pgbench_p99_ms_at_half_max_throughput": half["pgbench"]["p99_ms"] if half else None,
+        "cpu_wait_ms_per_charge_at_half_max": _waits(half["service"]) if half else None,
         "levels": rows,
         "half_load": half,
         "profile": profiled,
@@ -402,12 +428,18 @@ def _row(name: str, s: dict[str, Any]) -> str:
     )
 
 
+def _per_op_table(title: str, key: str, phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Milliseconds per approved charge by component, from each phase's `key` (`cpu` or `cpu_wait`)."""
+    names = list(phases[0][1][key])
+    lines = [f"{title:<34}" + "".join(f"{n[:9]:>10}" for n in names)]
+    for label, summary in phases:
+        lines.append(f"{label:<34}" + "".join(f"{summary[key][n]['cpu_ms_per_op']:>10.3f}" for n in names))
+    return lines
+
+
 def _cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """CPU milliseconds per approved charge by component, and the cores `other` processes took meanwhile."""
-    names = list(phases[0][1]["cpu"])
-    lines = [f"{'CPU ms per op':<34}" + "".join(f"{n[:9]:>10}" for n in names)]
-    for label, summary in phases:
-        lines.append(f"{label:<34}" + "".join(f"{summary['cpu'][n]['cpu_ms_per_op']:>10.3f}" for n in names))
+    lines = _per_op_table("CPU ms per op", "cpu", phases)
     busy = [(label, s["cpu"]["other"]["cores"]) for label, s in phases if s["cpu"]["other"]["cores"] > _BUSY]
     lines += [f"WARNING: other processes used {cores:.2f} cores during '{label}'" for label, cores in busy]
     return lines
@@ -438,6 +470,9 @@ def table(report: dict[str, Any]) -> list[str]:
     phases = [(f"{side} c={level['concurrency']}", level[side]) for level in report["levels"] for side in _SIDES]
     phases += [(f"{side} at half max", half[side]) for side in half] if half else []
     lines += ["", *_cpu_table(phases)]
+    # pgbench's phases are left out: its backends exit with it, and their waits with them (bench.cpu).
+    served = [(label, s) for label, s in phases if s.get("cpu_wait") and not label.startswith("pgbench")]
+    lines += ["", *_per_op_table("waited for a CPU, ms per op", "cpu_wait", served)] if served else []
     lines.append(
         f"service CPU per charge {report['service_cpu_ms_per_charge']:.3f} ms, "
         f"floor {report['floor_cpu_ms_per_charge']:.3f} ms, bare route {report['bare_cpu_ms_per_charge']:.3f} ms"

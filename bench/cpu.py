@@ -3,6 +3,12 @@
 Components are the charges service, PostgreSQL (the postmaster, its live backends, and the backends it has
 already reaped), Redis, the load generator (this process and the children it reaped, i.e. pgbench), and the
 whole machine (busy time of all CPUs from /proc/stat).
+
+And how long each server waited for a CPU: seconds its threads were runnable but not running, from
+/proc/PID/task/TID/schedstat. On two CPUs shared by the servers, PostgreSQL's backends and the load generator,
+that wait is where a tail comes from that no step of a request accounts for. Only live processes keep the figure,
+so a process or thread that exits during a phase (pgbench's PostgreSQL backends, an idle worker thread)
+takes its wait with it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,26 @@ def process_tree_cpu(pid: int, attempts: int = 10) -> float:
     return reaped + live
 
 
+def process_waited(pid: int) -> float:
+    """Seconds the threads of `pid` have been runnable without a CPU to run on; 0 if it is gone."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    waited_ns = 0
+    for thread in threads:
+        try:
+            waited_ns += int(Path(f"/proc/{pid}/task/{thread}/schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended while we read
+    return waited_ns / 1e9
+
+
+def process_tree_waited(pid: int) -> float:
+    """`process_waited` of a server and its live children (PostgreSQL's backends)."""
+    return process_waited(pid) + sum(process_waited(child) for child in children_of(pid))
+
+
 def load_generator_cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -78,18 +104,22 @@ class CpuMeter:
 
     Besides the probed components it reports the whole machine and `other`: what processes outside the
     benchmark used meanwhile. A large `other` means the machine was shared and the figures are not to be trusted.
+    With `whole_machine` False it reports the probes alone (seconds waited for a CPU have no machine total here).
     """
 
     components: dict[str, Callable[[], float]]
+    whole_machine: bool = True
 
     def snapshot(self) -> dict[str, float]:
-        return {"machine": machine_busy_cpu()} | {name: probe() for name, probe in self.components.items()}
+        machine = {"machine": machine_busy_cpu()} if self.whole_machine else {}
+        return machine | {name: probe() for name, probe in self.components.items()}
 
     def breakdown(self, before: dict[str, float], seconds: float, operations: int) -> dict[str, dict[str, float]]:
         """Per component: cores used on average, and CPU milliseconds per operation."""
         after = self.snapshot()
         used = {name: after[name] - start for name, start in before.items()}
-        used["other"] = used["machine"] - sum(v for k, v in used.items() if k != "machine")
+        if self.whole_machine:
+            used["other"] = used["machine"] - sum(v for k, v in used.items() if k != "machine")
         return {
             name: {
                 "cores": round(value / seconds, 3),

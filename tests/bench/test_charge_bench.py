@@ -86,8 +86,12 @@ def test_the_profile_ranks_frames_by_own_and_inclusive_samples() -> None:
 def _summary(label: str, throughput: float, service_cpu: float, floor_cpu: float, bare_cpu: float = 0.0) -> Summary:
     used = {"service": service_cpu, "floor": floor_cpu, "bare": bare_cpu, "loadgen": 0.05, "other": 0.0}
     cpu = {name: {"cores": 0.0, "cpu_ms_per_op": value} for name, value in used.items()}
+    waited = {"service": service_cpu / 10, "postgres": 0.07}
+    cpu_wait = {name: {"cores": 0.0, "cpu_ms_per_op": value} for name, value in waited.items()}
     timeline = [{"second": 0, "ops": throughput}, {"second": 1, "ops": throughput}]
-    return Summary(label, 16, 2.0, 20, 20, throughput, 1.0, 2.0, 3.0, 1.2, 4.0, cpu=cpu, timeline=timeline)
+    return Summary(
+        label, 16, 2.0, 20, 20, throughput, 1.0, 2.0, 3.0, 1.2, 4.0, cpu=cpu, cpu_wait=cpu_wait, timeline=timeline
+    )
 
 
 def _report() -> dict[str, Any]:
@@ -123,6 +127,16 @@ def test_the_report_has_the_floor_and_cpu_headlines_at_its_top_level() -> None:
     lines = "\n".join(charge_bench.table(report))
     assert "floor   POST /charges   c=16" in lines and "ratio service/floor" in lines
     assert "bare    POST /charges   c=16" in lines and "bare route 0.100 ms" in lines
+
+
+def test_the_report_says_how_long_the_servers_waited_for_a_cpu_at_half_load() -> None:
+    report = _report()
+    assert report["cpu_wait_ms_per_charge_at_half_max"] == {"service": 0.05, "postgres": 0.07}
+    lines = charge_bench.table(report)
+    waits = lines[lines.index(next(line for line in lines if line.startswith("waited for a CPU"))) :]
+    assert waits[0].split()[-2:] == ["service", "postgres"]
+    assert [line.split()[0] for line in waits[1:7]] == ["service", "floor", "bare", "service", "floor", "bare"]
+    assert waits[4].split()[-2:] == ["0.050", "0.070"]  # the service at half max
 
 
 def test_the_picture_is_written_beside_the_json(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ def test_a_short_run_reports_the_floor_and_stays_consistent(tmp_path: Path) -> N
     assert report["bare_charges_per_second"] > 0 and report["bare_cpu_ms_per_charge"] > 0
     assert report["service_p99_ms_at_half_max_throughput"] is not None
     assert set(report["half_load"]) == {"service", "floor", "bare", "pgbench"}
+    waited = report["cpu_wait_ms_per_charge_at_half_max"]
+    assert set(waited) == {"service", "floor", "bare", "postgres", "redis"}
     check = report["database_check"]
     assert check["cards_approved_twice"] == 0
     assert check["service"]["consistent"] and check["floor"]["consistent"]

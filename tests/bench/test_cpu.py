@@ -1,0 +1,40 @@
+"""`bench.cpu`'s reading of how long a process waited for a CPU, on real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from bench.cpu import children_of, process_tree_waited, process_waited
+
+_SPIN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
+
+
+def test_more_busy_processes_than_cpus_wait_for_one() -> None:
+    # One more process spinning than there are CPUs: the kernel cannot run them all at once, so they queue.
+    spinners = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range((os.cpu_count() or 1) + 1)]
+    waited = [0.0] * len(spinners)
+    while any(s.poll() is None for s in spinners):
+        waited = [max(w, process_waited(s.pid)) for w, s in zip(waited, spinners, strict=True)]
+    assert sum(waited) > 0.05
+
+
+def test_a_process_that_is_gone_waited_nothing_and_a_tree_counts_its_children() -> None:
+    assert process_waited(2**22 + 1) == 0.0  # above Linux's largest pid
+    # A sleeping parent and child: neither is runnable, so their figures hold still while they are read.
+    child = "import time; time.sleep(3)"
+    nap = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\ntime.sleep(3)"
+    parent = subprocess.Popen([sys.executable, "-c", nap])
+    try:
+        while not (children := children_of(parent.pid)):
+            time.sleep(0.01)
+        time.sleep(0.3)  # both asleep by now
+        assert process_tree_waited(parent.pid) == process_waited(parent.pid) + process_waited(children[0])
+    finally:
+        for pid in children_of(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
