@@ -198,7 +198,8 @@ class Bench:
         return self._measured(lambda: self.closed_loop(side, concurrency, self.seconds))
 
     def at_rate(self, side: str, rate: float, connections: int, seconds: float | None = None) -> Summary:
-        """`side` (service, floor or bare) charged open-loop at `rate` per second, unmeasured with `seconds`."""
+        """`side` (service, floor or bare) charged open-loop at `rate` per second for the phase's length; with
+        `seconds`, an unmeasured warm-up that long."""
 
         def phase() -> Summary:
             summary = http_load.open_loop(
@@ -470,13 +471,13 @@ def table(report: dict[str, Any]) -> list[str]:
     phases = [(f"{side} c={level['concurrency']}", level[side]) for level in report["levels"] for side in _SIDES]
     phases += [(f"{side} at half max", half[side]) for side in half] if half else []
     lines += ["", *_cpu_table(phases)]
-    # pgbench's phases are left out: its backends exit with it, and their waits with them (bench.cpu).
-    served = [(label, s) for label, s in phases if s.get("cpu_wait") and not label.startswith("pgbench")]
-    lines += ["", *_per_op_table("waited for a CPU, ms per op", "cpu_wait", served)] if served else []
     lines.append(
         f"service CPU per charge {report['service_cpu_ms_per_charge']:.3f} ms, "
         f"floor {report['floor_cpu_ms_per_charge']:.3f} ms, bare route {report['bare_cpu_ms_per_charge']:.3f} ms"
     )
+    # pgbench's phases are left out: its backends exit with it, and their waits with them (bench.cpu).
+    served = [(label, s) for label, s in phases if s.get("cpu_wait") and not label.startswith("pgbench")]
+    lines += ["", *_per_op_table("waited for a CPU, ms per op", "cpu_wait", served)] if served else []
     return lines
 
 
