@@ -24,7 +24,7 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi.routing import APIRoute
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -74,6 +74,14 @@ class GuardedRoutes:
         return None
 
 
+def with_headers(raw: Iterable[tuple[bytes, bytes]], extra: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """A response's raw headers with `extra` set, each replacing any header of its name (as starlette's
+    `MutableHeaders.update` does, in one pass over them rather than one per header: this runs on every response)."""
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+    replaced = {name for name, _ in encoded}
+    return [header for header in raw if header[0] not in replaced] + encoded
+
+
 def refuse_before_body(scope: Scope, headers: Headers, limit: int, guarded: GuardedRoutes) -> Any:
     """A 401 for a route that needs a caller and has none, a 403 for a caller whose role an `admits`-marked route
     does not let in, a 413 for a declared length over the limit; else None."""
@@ -116,10 +124,8 @@ class EdgeMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                response_headers = MutableHeaders(scope=message)
-                response_headers.update(extra_headers)
-                if body.should_close(headers):
-                    response_headers["connection"] = "close"
+                closing = {"connection": "close"} if body.should_close(headers) else {}
+                message["headers"] = with_headers(message.get("headers", []), extra_headers | closing)
             await send(message)
 
         try:
