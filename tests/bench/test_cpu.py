@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from bench.cpu import children_of, process_tree_waited, process_waited
+from bench.cpu import _stat_fields, children_of, process_tree_waited, process_waited
 
 _SPIN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
 
@@ -29,12 +29,16 @@ def test_a_process_that_is_gone_waited_nothing_and_a_tree_counts_its_children() 
     nap = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {child!r}])\ntime.sleep(3)"
     parent = subprocess.Popen([sys.executable, "-c", nap])
     try:
-        while not (children := children_of(parent.pid)):
+        while not (children := children_of(parent.pid)) or not _asleep(parent.pid, children[0]):
             time.sleep(0.01)
-        time.sleep(0.3)  # both asleep by now
         assert process_tree_waited(parent.pid) == process_waited(parent.pid) + process_waited(children[0])
     finally:
         for pid in children_of(parent.pid):
             os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
+
+
+def _asleep(*pids: int) -> bool:
+    """Whether every one of `pids` is sleeping (state S), not starting up or running."""
+    return all(_stat_fields(pid)[0] == "S" for pid in pids)
