@@ -93,6 +93,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cards pre-issued for the service, as many for the floor and for pgbench (default 300000); "
         "charges beyond them reuse cards and are declined",
     )
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the service's and the floor's PostgreSQL pool size (default: the product's, "
+        f"{Settings.model_fields['db_pool_max'].default})",
+    )
     parser.add_argument("--sweep", type=_levels, default=[], help="more concurrency levels, e.g. 1,4,16,64")
     parser.add_argument(
         "--client",
@@ -112,8 +120,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
-    if args.concurrency < 1 or args.seconds < 1 or args.cards < 1:
-        parser.error("--concurrency, --seconds and --cards must be positive")
+    if args.concurrency < 1 or args.seconds < 1 or args.cards < 1 or (args.db_pool is not None and args.db_pool < 1):
+        parser.error("--concurrency, --seconds, --cards and --db-pool must be positive")
     return args
 
 
@@ -262,11 +270,12 @@ def _postgres_events(env: Environment) -> dict[str, int]:
     return dict(row)
 
 
-def _check_connections(env: Environment, concurrency: int) -> None:
-    """pgbench opens one connection per client while the service and the floor keep their pools (the product's
-    default size; the bare route has none)."""
+def _check_connections(env: Environment, concurrency: int, db_pool: int | None) -> None:
+    """pgbench opens one connection per client while the service and the floor keep their pools (`db_pool`, or
+    the product's default size; the bare route has none)."""
     limit = int(_sql(env, "SHOW max_connections")[0][0])
-    needed = concurrency + 2 * Settings.model_fields["db_pool_max"].default + _SPARE_CONNECTIONS
+    pool = db_pool or Settings.model_fields["db_pool_max"].default
+    needed = concurrency + 2 * pool + _SPARE_CONNECTIONS
     if needed > limit:
         raise SystemExit(f"concurrency {concurrency} needs {needed} PostgreSQL connections; the server allows {limit}")
 
@@ -308,9 +317,9 @@ def database_check(bench: Bench) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     levels = sorted({args.concurrency, *args.sweep})
     started = time.monotonic()
-    with environment(args.cards) as env:
+    with environment(args.cards, args.db_pool) as env:
         print(f"environment ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        _check_connections(env, max(levels))
+        _check_connections(env, max(levels), args.db_pool)
         bench = Bench(env, args.client, args.seconds, args.warmup)
         print(f"warming up for {args.warmup:g} s each", file=sys.stderr)
         bench.warm_up(args.concurrency)

@@ -7,7 +7,7 @@
   for pgbench), so the benchmark measures charges and not issuance;
 - `ghostpay serve charges` as a subprocess on 127.0.0.1, with auth and rate limiting on (a merchant budget far
   above what the benchmark can reach, so the limiter is asked once per request but never refuses), and
-  otherwise the product's defaults (one process, a database pool of 20);
+  otherwise the product's defaults (one process, a database pool of 20, unless `db_pool` says otherwise);
 - the floor (`bench.floor_app`) as a second subprocess on 127.0.0.1, on the same server, PostgreSQL and Redis;
 - the bare route (`bench.floor_app --bare`: the floor's route with no I/O) as a third, on the same server.
 """
@@ -89,7 +89,8 @@ class Environment:
 
 
 @contextlib.contextmanager
-def environment(cards_per_batch: int) -> Iterator[Environment]:
+def environment(cards_per_batch: int, db_pool: int | None = None) -> Iterator[Environment]:
+    """`db_pool`: the service's and the floor's PostgreSQL pool size (`GHOSTPAY_DB_POOL_MAX`), else the default."""
     with contextlib.ExitStack() as stack:
         # Short path: Unix socket paths are limited to 107 bytes.
         root = Path(tempfile.mkdtemp(prefix="gpbench-", dir="/tmp"))
@@ -111,6 +112,7 @@ def environment(cards_per_batch: int) -> Iterator[Environment]:
             "GHOSTPAY_ISSUER": ISSUER,
             "GHOSTPAY_AUDIENCE": AUDIENCE,
             "GHOSTPAY_LOG_LEVEL": "WARNING",
+            **({"GHOSTPAY_DB_POOL_MAX": str(db_pool)} if db_pool else {}),
             "GHOSTPAY_RATE_LIMITS": json.dumps({"merchant": {"requestsPerSecond": 1_000_000, "burst": 1_000_000}}),
         }
         ghostpay = [str(Path(sys.executable).parent / "ghostpay"), "serve", "charges", "--host", "127.0.0.1"]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
+from bench.environment import environment
 
 from bench import charge_bench
 
@@ -33,3 +35,10 @@ def test_a_short_run_reports_the_floor_and_stays_consistent(tmp_path: Path) -> N
     assert check["service"]["consistent"] and check["floor"]["consistent"]
     assert check["floor"]["approved"] >= check["floor"]["answered_201"] > 0
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_environment_gives_the_servers_the_pool_size_asked_for() -> None:
+    with environment(cards_per_batch=10, db_pool=3) as env:
+        metrics_port = env.service.args[env.service.args.index("--metrics-port") + 1]
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    assert "ghostpay_db_pool_max_connections 3.0" in scraped.splitlines()
