@@ -205,17 +205,13 @@ class Bench:
     def server(self, side: str, concurrency: int) -> Summary:
         return self._measured(lambda: self.closed_loop(side, concurrency, self.seconds))
 
-    def at_rate(self, side: str, rate: float, connections: int, seconds: float | None = None) -> Summary:
-        """`side` (service, floor or bare) charged open-loop at `rate` per second for the phase's length; with
-        `seconds`, an unmeasured warm-up that long."""
+    def open_loop(self, side: str, rate: float, connections: int, seconds: float) -> Summary:
+        """`side` (service, floor or bare) charged open-loop at `rate` per second for `seconds`."""
+        summary = http_load.open_loop(self.targets[side], self.cards[side], rate, seconds, connections)
+        return self._counted(side, replace(summary, label=side))
 
-        def phase() -> Summary:
-            summary = http_load.open_loop(
-                self.targets[side], self.cards[side], rate, seconds or self.seconds, connections
-            )
-            return self._counted(side, replace(summary, label=side))
-
-        return phase() if seconds else self._measured(phase)
+    def at_rate(self, side: str, rate: float, connections: int) -> Summary:
+        return self._measured(lambda: self.open_loop(side, rate, connections, self.seconds))
 
     def pgbench(self, concurrency: int, rate: float | None = None) -> Summary:
         return self._measured(
@@ -343,7 +339,7 @@ def _half_load(bench: Bench, comparisons: list[dict[str, Any]]) -> dict[str, Sum
     print(f"half load: servers at {service_rate:.0f}/s, pgbench at {pgbench_rate:.0f}/s", file=sys.stderr)
     connections = max(64, 4 * best["concurrency"])
     for side in _SERVERS:  # its connections opened and the generator's own first-use costs paid, unmeasured
-        bench.at_rate(side, service_rate, connections, seconds=bench.warmup)
+        bench.open_loop(side, service_rate, connections, bench.warmup)
     return {
         **{side: bench.at_rate(side, service_rate, connections) for side in _SERVERS},
         "pgbench": bench.pgbench(best["concurrency"], rate=pgbench_rate),
