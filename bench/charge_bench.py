@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--client",
         choices=_CLIENTS,
         default="wrk",
-        help="closed-loop HTTP load generator (default wrk); the open-loop phase always uses aiohttp",
+        help="HTTP load generator (default wrk for the closed loops, httptools for the open loop, which wrk cannot do)",
     )
     parser.add_argument("--no-half-load", action="store_true", help="skip the p99-at-half-throughput phase")
     parser.add_argument(
@@ -170,7 +170,7 @@ class Bench:
             },
             whole_machine=False,
         )
-        python_client = self.client if self.client in http_load.CLIENTS else "aiohttp"
+        python_client = self.client if self.client in http_load.CLIENTS else "httptools"
         self.targets = {
             "service": http_load.Target(env.base_url, env.token, python_client),
             "floor": http_load.Target(env.floor_url, env.token, python_client),
