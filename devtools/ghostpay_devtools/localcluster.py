@@ -318,11 +318,28 @@ def _node(index: int) -> dict[str, object]:
 
 
 def _wait_api(cluster: Cluster, deadline: float) -> None:
-    _poll(
-        lambda: cluster.kubectl("get", "--raw=/readyz", timeout=10.0, check=False).returncode == 0,
-        deadline,
-        "the API server to answer /readyz",
-    )
+    """On a timeout the error carries kubectl's last answer and the ends of etcd's and the API server's logs:
+    `down` deletes the logs with the cluster, so the error is all that is left to explain it."""
+    last_answer = ["none"]
+
+    def ready() -> bool:
+        result = cluster.kubectl("get", "--raw=/readyz", timeout=10.0, check=False)
+        last_answer[0] = (result.stderr or result.stdout).strip()
+        return result.returncode == 0
+
+    try:
+        _poll(ready, deadline, "the API server to answer /readyz")
+    except ClusterError as exc:
+        logs = _cluster_workdir(cluster.dir) / "logs"
+        tails = "".join(f"\n--- {name}.log ---\n{_tail(logs / f'{name}.log')}" for name in ("etcd", "kube-apiserver"))
+        raise ClusterError(f"{exc}; kubectl's last answer: {last_answer[0]}{tails}") from None
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror})"
 
 
 def _wait_nodes(cluster: Cluster, deadline: float) -> None:

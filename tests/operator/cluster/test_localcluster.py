@@ -228,3 +228,22 @@ def test_down_waits_until_even_a_process_that_ignores_sigterm_is_gone(tmp_path: 
         for process in (ours, other):
             process.kill()
             process.wait()
+
+
+def test_an_api_server_that_never_answers_fails_with_its_logs(tmp_path: Path) -> None:
+    logs = localcluster._cluster_workdir(tmp_path) / "logs"
+    logs.mkdir(parents=True)
+    (logs / "etcd.log").write_text("".join(f"etcd line {n}\n" for n in range(100)))
+    never_ready = tmp_path / "kubectl"
+    never_ready.write_text("#!/bin/sh\necho 'connection refused' >&2\nexit 1\n")
+    never_ready.chmod(0o755)
+    cluster = localcluster.Cluster(tmp_path, {"kubectl": never_ready})
+
+    with pytest.raises(localcluster.ClusterError) as error:
+        localcluster._wait_api(cluster, time.monotonic() + 1)
+
+    message = str(error.value)
+    assert "timed out waiting for the API server" in message
+    assert "kubectl's last answer: connection refused" in message
+    assert "etcd line 99" in message and "etcd line 79" not in message  # its last 20 lines
+    assert "kube-apiserver.log ---\n(unreadable" in message
