@@ -8,7 +8,7 @@ DURATION ?= 30s
 # kind cluster with the Docker builds stays on one worker, the local control plane on one (tests/conftest.py).
 TEST_WORKERS ?= 3
 
-.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-keys bench-operator load clean docker image demo-images wrk chaos
+.PHONY: install dev test fast check lint typecheck imports openapi argocd-cm dashboards bench bench-framework bench-keys bench-operator load clean docker image demo-images wrk chaos
 
 include tools/controlplane/controlplane.mk
 include tools/openbao/openbao.mk
@@ -84,6 +84,9 @@ wrk:
 
 bench: install wrk
 	$(PY) -m bench.charge_bench $(BENCH_ARGS)
+
+bench-framework: install
+	$(PY) -m bench.framework_cost $(BENCH_ARGS)
 
 bench-keys: install openbao
 	$(PY) -m bench.keys_bench

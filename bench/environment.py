@@ -68,6 +68,7 @@ def card_id_sql(batch: str, number_sql: str) -> str:
 class Environment:
     root: Path
     database_url: str
+    redis_url: str
     merchant_id: str
     token: str
     cards_per_batch: int
@@ -126,6 +127,7 @@ def environment(cards_per_batch: int, db_pool: int | None = None) -> Iterator[En
         yield Environment(
             root=root,
             database_url=database_url,
+            redis_url=redis_url,
             merchant_id=merchant_id,
             token=token,
             cards_per_batch=cards_per_batch,

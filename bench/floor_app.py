@@ -4,16 +4,19 @@
 
 A FastAPI app on the same server (`ghostpay.cli.run_server`) whose `POST /charges` takes the same body model and
 answers the same response model as the service, and per request does exactly the two round trips the charge path
-must do and nothing else: the rate limiter's GCRA script in Redis (with a revocation marker key, as for a
-merchant) and the `ghostpay_charge` SQL function, through a pool and a Redis client built as the service builds
-them. No auth, no edge middleware, no metrics or logs. A charge that is not approved is answered 402.
+must do and nothing else (`round_trips`): the rate limiter's GCRA script in Redis (with a revocation marker key, as
+for a merchant) and the `ghostpay_charge` SQL function, through a pool and a Redis client built as the service
+builds them. No auth, no edge middleware, no metrics or logs. A charge that is not approved is answered 402.
 
 Its charge ids start with `ch_floor` (`FLOOR_CHARGE_PREFIX`; the service's are `ch_` and hex digits) so the
 benchmark can count its charges in the database.
 
 With `--bare` it does no I/O at all: the same route, body and response models on the same server, answering an
-approved charge built in the process (`create_bare_app`). What the floor costs beyond the bare app is the two
-I/O clients (asyncpg, redis-py) and the event loop's work for them.
+approved charge built in the process (`bare_answers`). What the floor costs beyond the bare app is the two I/O
+clients (asyncpg, redis-py) and the event loop's work for them.
+
+`create_app` serves either kind of answer with FastAPI; `bench.framework_cost` serves the same answers with
+Starlette and as a bare ASGI callable, to weigh the framework.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import argparse
 import contextlib
 import itertools
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,65 +42,60 @@ from ghostpay.core.settings import Settings
 FLOOR_CHARGE_PREFIX = "ch_floor"
 _NO_HASH = bytes(32)  # no Idempotency-Key is sent, so the request fingerprint is never compared
 _INTERVAL_US, _BURST = 1.0, 1_000_000  # the benchmark's merchant budget: never refuses
+NOT_APPROVED = {"detail": "the charge was not approved"}  # the 402's body
+
+# A floor's work per request: the approved charge, or None when it was not approved.
+Answer = Callable[[ChargeCreate], Awaitable[Charge | None]]
+# Opens what the answers need (the pool and the Redis client) and closes it when the server stops.
+Answers = Callable[[], contextlib.AbstractAsyncContextManager[Answer]]
 
 
-def create_app(settings: Settings, merchant_id: str) -> FastAPI:
+def round_trips(settings: Settings, merchant_id: str) -> Answers:
+    """The floor's answers: the rate limiter's script, then the charge SQL function, and nothing else."""
     numbers = itertools.count(1)
     prefix = f"{FLOOR_CHARGE_PREFIX}{os.getpid() % 100_000:05d}"  # 27 characters with the number: as a real id
     keys = [f"ghostpay:rl:client:{merchant_id}", revocation.marker_key(merchant_id)]
-    state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state["pool"] = await db.create_pool(settings)
+    async def opened() -> AsyncIterator[Answer]:
+        pool = await db.create_pool(settings)
         client = aioredis.from_url(
             settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
         )
-        state["script"] = client.register_script(ratelimit.SCRIPT)
+        script = client.register_script(ratelimit.SCRIPT)
+
+        async def charge(body: ChargeCreate) -> Charge | None:
+            await script(keys=keys, args=[_INTERVAL_US, _BURST])
+            row = await pool.fetchrow(
+                CHARGE_SQL,
+                f"{prefix}{next(numbers):014d}",
+                body.card_id,
+                merchant_id,
+                body.amount,
+                body.currency,
+                merchant_id,
+                None,
+                _NO_HASH,
+            )
+            assert row is not None  # the function answers one row for every call
+            if row["outcome"] != "created" or row["status"] != "approved":
+                return None
+            return Charge.model_validate(dict(row))
+
         try:
-            yield
+            yield charge
         finally:
-            await state["pool"].close()
+            await pool.close()
             await client.aclose()
 
-    app = FastAPI(title="GhostPay floor", lifespan=lifespan)
-
-    @app.get("/readyz")
-    async def ready() -> dict[str, str]:
-        return {"status": "ready"}
-
-    @app.post("/charges", status_code=201, response_model=Charge)
-    async def charge(body: ChargeCreate) -> Any:
-        await state["script"](keys=keys, args=[_INTERVAL_US, _BURST])
-        row = await state["pool"].fetchrow(
-            CHARGE_SQL,
-            f"{prefix}{next(numbers):014d}",
-            body.card_id,
-            merchant_id,
-            body.amount,
-            body.currency,
-            merchant_id,
-            None,
-            _NO_HASH,
-        )
-        if row["outcome"] != "created" or row["status"] != "approved":
-            return JSONResponse({"outcome": row["outcome"], "status": row["status"]}, status_code=402)
-        return Charge.model_validate(dict(row))
-
-    return app
+    return opened
 
 
-def create_bare_app(merchant_id: str) -> FastAPI:
-    """The floor's route without its two round trips: parse the body, build the charge, answer it."""
+def bare_answers(merchant_id: str) -> Answers:
+    """The bare route's answers: parse the body, build the approved charge in the process, no I/O."""
     numbers = itertools.count(1)
-    app = FastAPI(title="GhostPay bare route")
 
-    @app.get("/readyz")
-    async def ready() -> dict[str, str]:
-        return {"status": "ready"}
-
-    @app.post("/charges", status_code=201, response_model=Charge)
-    async def charge(body: ChargeCreate) -> Any:
+    async def charge(body: ChargeCreate) -> Charge:
         row = {
             "charge_id": f"{FLOOR_CHARGE_PREFIX}b{next(numbers):018d}",
             "card_id": body.card_id,
@@ -109,6 +107,34 @@ def create_bare_app(merchant_id: str) -> FastAPI:
         }
         return Charge.model_validate(row)
 
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[Answer]:
+        yield charge
+
+    return opened
+
+
+def create_app(answers: Answers, title: str = "GhostPay floor") -> FastAPI:
+    """`answers` served by FastAPI: `POST /charges` with the service's body and response models, and `/readyz`."""
+    state: dict[str, Answer] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with answers() as answer:
+            state["answer"] = answer
+            yield
+
+    app = FastAPI(title=title, lifespan=lifespan)
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    @app.post("/charges", status_code=201, response_model=Charge)
+    async def charge(body: ChargeCreate) -> Any:
+        answered = await state["answer"](body)
+        return JSONResponse(NOT_APPROVED, status_code=402) if answered is None else answered
+
     return app
 
 
@@ -119,7 +145,10 @@ def main() -> None:
     parser.add_argument("--merchant", required=True, help="the merchant whose cards are charged")
     parser.add_argument("--bare", action="store_true", help="no PostgreSQL or Redis: the route alone")
     args = parser.parse_args()
-    app = create_bare_app(args.merchant) if args.bare else create_app(Settings(), args.merchant)
+    if args.bare:
+        app = create_app(bare_answers(args.merchant), "GhostPay bare route")
+    else:
+        app = create_app(round_trips(Settings(), args.merchant))
     run_server(app, args.host, args.port)
 
 
