@@ -86,7 +86,7 @@ bench: install wrk
 	$(PY) -m bench.charge_bench $(BENCH_ARGS)
 
 bench-framework: install
-	$(PY) -m bench.framework_cost $(BENCH_ARGS)
+	$(PY) -m bench.framework_cost
 
 bench-keys: install openbao
 	$(PY) -m bench.keys_bench

@@ -6,7 +6,8 @@ A FastAPI app on the same server (`ghostpay.cli.run_server`) whose `POST /charge
 answers the same response model as the service, and per request does exactly the two round trips the charge path
 must do and nothing else (`round_trips`): the rate limiter's GCRA script in Redis (with a revocation marker key, as
 for a merchant) and the `ghostpay_charge` SQL function, through a pool and a Redis client built as the service
-builds them. No auth, no edge middleware, no metrics or logs. A charge that is not approved is answered 402.
+builds them. No auth, no edge middleware, no metrics or logs; bodies are bounded at the service's default limit
+(413 past it), as the service bounds them. A charge that is not approved is answered 402.
 
 Its charge ids start with `ch_floor` (`FLOOR_CHARGE_PREFIX`; the service's are `ch_` and hex digits) so the
 benchmark can count its charges in the database.
@@ -43,6 +44,7 @@ FLOOR_CHARGE_PREFIX = "ch_floor"
 _NO_HASH = bytes(32)  # no Idempotency-Key is sent, so the request fingerprint is never compared
 _INTERVAL_US, _BURST = 1.0, 1_000_000  # the benchmark's merchant budget: never refuses
 NOT_APPROVED = {"detail": "the charge was not approved"}  # the 402's body
+MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default  # the service's default limit
 
 # A floor's work per request: the approved charge, or None when it was not approved.
 Answer = Callable[[ChargeCreate], Awaitable[Charge | None]]
@@ -107,15 +109,22 @@ def bare_answers(merchant_id: str) -> Answers:
         }
         return Charge.model_validate(row)
 
+    return answering(charge)
+
+
+def answering(answer: Answer) -> Answers:
+    """Answers that need nothing opened: `answer` itself."""
+
     @contextlib.asynccontextmanager
     async def opened() -> AsyncIterator[Answer]:
-        yield charge
+        yield answer
 
     return opened
 
 
 def create_app(answers: Answers, title: str = "GhostPay floor") -> FastAPI:
-    """`answers` served by FastAPI: `POST /charges` with the service's body and response models, and `/readyz`."""
+    """`answers` served by FastAPI: `POST /charges` with the service's body and response models, and `/readyz`;
+    bodies past the service's default limit are refused (413), as the service refuses them."""
     state: dict[str, Answer] = {}
 
     @contextlib.asynccontextmanager
@@ -124,7 +133,7 @@ def create_app(answers: Answers, title: str = "GhostPay floor") -> FastAPI:
             state["answer"] = answer
             yield
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
 
     @app.get("/readyz")
     async def ready() -> dict[str, str]:
