@@ -52,6 +52,7 @@ from bench.floor_app import (
 from bench.http_load import CardSource
 from ghostpay.charges.api import Charge, ChargeCreate
 from ghostpay.cli import freeze_startup_objects
+from ghostpay.core.bodies import BodyTooLarge, LimitedBody
 from ghostpay.core.settings import Settings
 
 FRAMEWORKS = ("FastAPI", "Starlette", "ASGI")
@@ -95,17 +96,17 @@ def asgi_app(answer: Answer) -> ASGIApp:
         if scope["method"] != "POST" or scope["path"] != "/charges":
             await _send(send, 404, b'{"detail":"Not Found"}')
             return
+        limited = LimitedBody(receive, MAX_BODY_BYTES)  # the service's own counting of body bytes
         chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                await _send(send, 413, b'{"detail":"Request body too large"}')
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        try:
+            while not limited.complete:
+                message = await limited()
+                if message["type"] != "http.request":  # the client went away
+                    return
+                chunks.append(message.get("body", b""))
+        except BodyTooLarge:
+            await _send(send, 413, b'{"detail":"Request body too large"}')
+            return
         try:
             body = ChargeCreate.model_validate_json(b"".join(chunks))
         except ValidationError as exc:
@@ -146,13 +147,14 @@ class Caller:
 
     async def call(self, app: ASGIApp, body: bytes | None = None, path: str = "/charges") -> tuple[int, bytes]:
         body = self.cards.next_body() if body is None else body
-        received = asyncio.Event()
+        received = False
         answered: dict[str, Any] = {"body": b""}
 
         async def receive() -> dict[str, Any]:
-            if received.is_set():  # a second read waits for a disconnect that never comes, as on a live connection
+            nonlocal received
+            if received:  # a second read waits for a disconnect that never comes, as on a live connection
                 await asyncio.Event().wait()
-            received.set()
+            received = True
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: Mapping[str, Any]) -> None:
