@@ -2,8 +2,9 @@
 
     GHOSTPAY_DATABASE_URL=… GHOSTPAY_REDIS_URL=… python -m bench.floor_app --port PORT --merchant MERCHANT_ID
 
-A FastAPI app on the same server (`ghostpay.cli.run_server`) whose `POST /charges` takes the same body model and
-answers the same response model as the service, and per request does exactly the two round trips the charge path
+A FastAPI app on the same server (`ghostpay.cli.run_server`), served as the service's app is (its `POST /charges` a
+`LeanRoute` among the app's own routes, FastAPI's own telemetry off), whose `POST /charges` takes the same body model
+and answers the same response model as the service, and per request does exactly the two round trips the charge path
 must do and nothing else (`round_trips`): the rate limiter's GCRA script in Redis (with a revocation marker key, as
 for a merchant) and the `ghostpay_charge` SQL function, through a pool and a Redis client built as the service
 builds them. No auth, no edge middleware, no metrics or logs; bodies are bounded at the service's default limit
@@ -16,8 +17,9 @@ With `--bare` it does no I/O at all: the same route, body and response models on
 approved charge built in the process (`bare_answers`). What the floor costs beyond the bare app is the two I/O
 clients (asyncpg, redis-py) and the event loop's work for them.
 
-`create_app` serves either kind of answer with FastAPI; `bench.framework_cost` serves the same answers with
-Starlette and as a bare ASGI callable, to weigh the framework.
+`create_app` serves either kind of answer with FastAPI (`route_class=APIRoute` for FastAPI's own request handler);
+`bench.framework_cost` serves the same answers with both, with Starlette and as a bare ASGI callable, to weigh the
+framework.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
+from ghostpay.app import NO_NATIVE_TELEMETRY
 from ghostpay.charges.api import Charge, ChargeCreate
 from ghostpay.charges.store import CHARGE_SQL
 from ghostpay.cli import run_server
 from ghostpay.core import db, ratelimit, revocation
+from ghostpay.core.lean_route import LeanRoute
 from ghostpay.core.settings import Settings
 
 FLOOR_CHARGE_PREFIX = "ch_floor"
@@ -122,9 +127,9 @@ def answering(answer: Answer) -> Answers:
     return opened
 
 
-def create_app(answers: Answers, title: str = "GhostPay floor") -> FastAPI:
-    """`answers` served by FastAPI: `POST /charges` with the service's body and response models, and `/readyz`;
-    bodies past the service's default limit are refused (413), as the service refuses them."""
+def create_app(answers: Answers, title: str = "GhostPay floor", route_class: type[APIRoute] = LeanRoute) -> FastAPI:
+    """`answers` served by FastAPI: `POST /charges` with the service's body and response models (a `route_class`
+    route), and `/readyz`; bodies past the service's default limit are refused (413), as the service refuses them."""
     state: dict[str, Answer] = {}
 
     @contextlib.asynccontextmanager
@@ -133,16 +138,19 @@ def create_app(answers: Answers, title: str = "GhostPay floor") -> FastAPI:
             state["answer"] = answer
             yield
 
-    app = FastAPI(title=title, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
+    app = FastAPI(title=title, lifespan=lifespan, max_body_size=MAX_BODY_BYTES, telemetry=NO_NATIVE_TELEMETRY)
+
+    async def charge(body: ChargeCreate) -> Any:
+        answered = await state["answer"](body)
+        return JSONResponse(NOT_APPROVED, status_code=402) if answered is None else answered
+
+    app.router.add_api_route(
+        "/charges", charge, methods=["POST"], status_code=201, response_model=Charge, route_class_override=route_class
+    )
 
     @app.get("/readyz")
     async def ready() -> dict[str, str]:
         return {"status": "ready"}
-
-    @app.post("/charges", status_code=201, response_model=Charge)
-    async def charge(body: ChargeCreate) -> Any:
-        answered = await state["answer"](body)
-        return JSONResponse(NOT_APPROVED, status_code=402) if answered is None else answered
 
     return app
 

@@ -1,11 +1,13 @@
-"""What the web framework costs per charge: the floor's answers served by FastAPI, by Starlette and as a bare ASGI
-callable, called in this process (no HTTP server, no sockets to the client), CPU per request.
+"""What the web framework costs per charge: the floor's answers served by FastAPI (through its own request handler,
+and through the service's `LeanRoute`), by Starlette and as a bare ASGI callable, called in this process (no HTTP
+server, no sockets to the client), CPU per request.
 
     make bench-framework                 # or: python -m bench.framework_cost [--rounds 6] [--requests 3008]
 
 The answers are `bench.floor_app`'s: the bare route's (parse the body, build the charge, no I/O) and the floor's
 (the rate limiter's script in Redis and the charge SQL function in PostgreSQL, on `bench.environment`'s embedded
-servers). FastAPI's app is the floor's own (`floor_app.create_app`). The Starlette route and the ASGI callable
+servers). FastAPI's apps are the floor's own (`floor_app.create_app`, with an `APIRoute` and with the `LeanRoute`
+that `make bench` serves). The Starlette route and the ASGI callable
 answer alike: the body validated by the same model (a 422 with FastAPI's error list when it is refused), bodies
 past the service's default limit refused (413), then 201 with the same response model's JSON, or 402.
 
@@ -31,6 +33,7 @@ from typing import Any
 
 import uvloop
 from fastapi.encoders import jsonable_encoder
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,7 +58,7 @@ from ghostpay.cli import freeze_startup_objects
 from ghostpay.core.bodies import BodyTooLarge, LimitedBody
 from ghostpay.core.settings import Settings
 
-FRAMEWORKS = ("FastAPI", "Starlette", "ASGI")
+FRAMEWORKS = ("FastAPI", "LeanRoute", "Starlette", "ASGI")
 CONCURRENCY = 16
 WARM_UP_REQUESTS = 2 * CONCURRENCY
 _JSON = [(b"content-type", b"application/json")]
@@ -125,7 +128,12 @@ async def _send(send: Send, status: int, content: bytes) -> None:
 
 def apps_for(answer: Answer) -> dict[str, ASGIApp]:
     """The same answer in each framework (the caller opened the answers; FastAPI's lifespan only hands it over)."""
-    return {"FastAPI": create_app(answering(answer)), "Starlette": starlette_app(answer), "ASGI": asgi_app(answer)}
+    return {
+        "FastAPI": create_app(answering(answer), route_class=APIRoute),
+        "LeanRoute": create_app(answering(answer)),
+        "Starlette": starlette_app(answer),
+        "ASGI": asgi_app(answer),
+    }
 
 
 @contextlib.asynccontextmanager

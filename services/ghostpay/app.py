@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Literal
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.sdk.trace import TracerProvider
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -23,11 +24,15 @@ from ghostpay.auth import service as auth_service
 from ghostpay.cards import api as cards_api
 from ghostpay.cards import service as cards_service
 from ghostpay.charges import api as charges_api
-from ghostpay.core import faults, ops, problems, tracing
+from ghostpay.core import faults, lean_route, ops, problems, tracing
 from ghostpay.core.edge import EdgeMiddleware
 from ghostpay.core.runtime import Runtime, open_runtime
 from ghostpay.core.settings import Settings
 
+# FastAPI's own OpenTelemetry off: requests are traced by `core.tracing` into the provider it is given, and FastAPI
+# would otherwise add its spans and metrics beside those whenever a global provider is set (`opentelemetry-instrument`),
+# and look the global providers up on every request to find out (a few µs each).
+NO_NATIVE_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 ServiceName = Literal["auth", "cards", "charges", "analytics"]
 ALL_SERVICES: tuple[ServiceName, ...] = ("auth", "cards", "charges", "analytics")
 _ROUTERS = {
@@ -94,6 +99,7 @@ def create_app(
         summary="Single-use virtual cards, charged exactly once.",
         lifespan=lifespan,
         redirect_slashes=False,  # `/cards/` is no route: a 404 problem, not a redirect clients may not follow
+        telemetry=NO_NATIVE_TELEMETRY,
     )
     service_routers = [_ROUTERS[name] for name in ALL_SERVICES if name in chosen]
     ops_routers = [ops.router, *([ops.metrics_router] if metrics_route else [])]
@@ -105,7 +111,7 @@ def create_app(
     for router in ops_routers:
         app.include_router(router)
     for router in service_routers:
-        app.include_router(router, responses=problems.documented(401, 403, 404, 413, 422, 429))
+        lean_route.include(app, router, responses=problems.documented(401, 403, 404, 413, 422, 429))
     if tracer_provider is not None:
         # The server span wraps the whole middleware stack, so the edge's Redis call is inside it.
         undo_tracing = tracing.instrument(app, tracer_provider)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ghostpay.app import create_app
 from ghostpay.core import tracing
@@ -51,3 +54,17 @@ def test_a_setting_this_build_cannot_honour_is_a_clear_error() -> None:
         )
     with pytest.raises(tracing.TracingConfigError, match="zipkin"):
         tracing.provider_from_environment("charges", {"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+async def test_fastapis_own_telemetry_stays_off_under_a_global_provider(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As under `opentelemetry-instrument`, which sets the global provider: FastAPI 0.165 would then trace every
+    request itself, beside `core.tracing`'s spans (and it looks the global providers up on every request)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    response = await api.http.get("/cards/card_missing")
+    assert response.status_code == 401
+    assert exporter.get_finished_spans() == ()
