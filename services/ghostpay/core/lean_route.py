@@ -1,8 +1,7 @@
 """`LeanRoute`: a route FastAPI documents as any other but serves without its general request handler.
 
 Used by the hot path (`POST /charges`). FastAPI's handler runs every endpoint through its dependency solver, its
-telemetry hooks and its exit stacks, and parses the body's content type with `email.message` on every request:
-together about 0.1 ms of CPU per charge, measured in process beside this route (README, "The charge path's cost").
+telemetry hooks and its exit stacks, and parses the body's content type with `email.message` on every request.
 A `LeanRoute` serves only an endpoint whose parameters are one body model and, if it wants them, the `Request` and
 the `Response` (refused when the route is built otherwise), and does with FastAPI's own pieces what its handler
 does for such an endpoint: the body read and decoded as FastAPI decodes it, validated by the route's body field
@@ -12,8 +11,12 @@ A test sends both kinds of route the same requests and compares the answers.
 
 `include(app, router, responses)` includes a router as `app.include_router` does and also puts an unlisted copy of
 each of its `LeanRoute`s at the front of the app's own routes: FastAPI 0.165 matches a request against an included
-router's routes up to three times and recounts its routes' versions each time (about 20 µs per request in process).
-The router's own copy stays the one that is documented, guarded by the edge and named in 405s, and answers alike.
+router's routes up to three times and recounts its routes' versions each time. The router's own copy stays the one
+that is documented, guarded by the edge and named in 405s, and answers alike.
+
+What each costs, counted by callgrind in process with PostgreSQL and Redis faked (the charge path's own work; README,
+"The charge path's cost"): 0.84M instructions per charge through FastAPI's handler and the included router, 0.72M
+with a `LeanRoute` reached through the router, 0.59M with it matched first.
 """
 
 from __future__ import annotations
