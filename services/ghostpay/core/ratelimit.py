@@ -12,6 +12,7 @@ open also lets a disabled client's tokens through until Redis is back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -57,9 +58,7 @@ def decision_from_script(reply: list[Any], policy: RateLimit) -> Decision:
     """The script's reply as a decision; its last two fields (when present) are the rate and burst that applied,
     which differ from `policy` (the defaults) when the instance's policy key named others."""
     allowed, remaining, retry_after_us, reset_us = (int(x) for x in reply[:4])
-    applied = policy
-    if len(reply) >= 7:
-        applied = RateLimit(requests_per_second=float(reply[5]), burst=int(reply[6]))
+    applied = _applied_policy(reply[5], reply[6]) if len(reply) >= 7 else policy
     return Decision(
         allowed=bool(allowed),
         limit=applied.burst,
@@ -69,6 +68,13 @@ def decision_from_script(reply: list[Any], policy: RateLimit) -> Decision:
         revoked=bool(len(reply) > 4 and int(reply[4])),
         policy=applied,
     )
+
+
+# Built once per (rate, burst) the script names (an instance has a few, which change rarely): validating a model on
+# every request cost 8,000 of the charge path's 632,000 instructions per charge (callgrind, PostgreSQL and Redis faked).
+@functools.lru_cache(maxsize=64)
+def _applied_policy(rate: Any, burst: Any) -> RateLimit:
+    return RateLimit(requests_per_second=float(rate), burst=int(burst))
 
 
 class RateLimiter:
