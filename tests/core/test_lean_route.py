@@ -39,6 +39,8 @@ async def place(body: Order, request: Request, response: Response) -> Any:
     if body.item == "replayed":
         response.headers["Idempotent-Replayed"] = "true"
         response.status_code = 200
+    if body.item == "nothing":
+        response.status_code = 204  # no body may follow
     return Receipt(item=body.item, quantity=body.quantity, note=request.headers.get("x-note"))
 
 
@@ -74,6 +76,7 @@ JSON = {"content-type": "application/json"}
 REQUESTS: dict[str, tuple[bytes, dict[str, str]]] = {
     "a valid order": (b'{"item": "tea", "quantity": 2}', {**JSON, "x-note": "by the window"}),
     "the Response parameter's header and status": (b'{"item": "replayed", "quantity": 1}', JSON),
+    "a status that allows no body": (b'{"item": "nothing", "quantity": 1}', JSON),
     "a Response returned": (b'{"item": "declined", "quantity": 1}', JSON),
     "an HTTPException": (b'{"item": "teapot", "quantity": 1}', JSON),
     "a result the response model refuses": (b'{"item": "malformed", "quantity": 1}', JSON),
@@ -110,7 +113,7 @@ async def test_a_lean_route_answers_as_fastapis_handler(client: httpx.AsyncClien
     plain = await client.post(f"/plain{loose}", content=body, headers=headers)
     lean = await client.post(f"/lean{loose}", content=body, headers=headers)
     assert _answer(lean) == _answer(plain)
-    assert lean.headers["content-length"] == str(len(lean.content))
+    assert int(lean.headers.get("content-length", "0")) == len(lean.content)
 
 
 async def test_the_cases_cover_every_way_out(client: httpx.AsyncClient) -> None:
@@ -121,6 +124,7 @@ async def test_the_cases_cover_every_way_out(client: httpx.AsyncClient) -> None:
     assert statuses["a valid order"] == 201
     assert statuses["the Response parameter's header and status"] == 200
     assert statuses["a Response returned"] == 402
+    assert statuses["a status that allows no body"] == 204
     assert statuses["an HTTPException"] == 418
     assert statuses["a result the response model refuses"] == 500
     assert statuses["broken JSON"] == statuses["a field missing"] == statuses["text/plain"] == 422
@@ -208,6 +212,22 @@ async def test_an_include_with_dependencies_is_refused_rather_than_skipped() -> 
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         with pytest.raises(FastAPIError, match="_caller"):
             await http.post("/orders", json={"item": "tea", "quantity": 1})
+
+
+@pytest.mark.parametrize(
+    "app_settings",
+    [
+        {"dependencies": [Depends(_caller)]},
+        {"strict_content_type": False},
+        {"default_response_class": PlainTextResponse},
+    ],
+)
+def test_include_refuses_an_app_whose_own_settings_a_front_copy_would_miss(app_settings: dict[str, Any]) -> None:
+    """What the app adds to every route reaches an included route, not a copy put first on the app's own routes."""
+    router = APIRouter()
+    router.add_api_route("/orders", place, methods=["POST"], response_model=Receipt, route_class_override=LeanRoute)
+    with pytest.raises(FastAPIError, match=r"lean_route\.include: the app"):
+        include(FastAPI(**app_settings), router)
 
 
 async def test_include_matches_the_lean_route_before_the_included_router_and_documents_it_once() -> None:

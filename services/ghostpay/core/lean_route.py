@@ -34,6 +34,7 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import request_body_to_args
 from fastapi.exceptions import FastAPIError, RequestValidationError
 from fastapi.routing import APIRoute, _effective_route_context_var, serialize_response
+from fastapi.utils import is_body_allowed_for_status_code
 from pydantic_core import PydanticUndefined
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -52,7 +53,8 @@ class LeanRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         # Reached through an included router, FastAPI asks for the handler of the include's view of the route (with
-        # the include's dependencies and defaults added), which it names in this context variable.
+        # the include's dependencies and defaults added), which it names in this context variable. It builds those
+        # handlers at the first request the include matches, so an include refused here fails requests, not start-up.
         effective = _effective_route_context_var.get()
         route = effective if effective is not None and effective.original_route is self else self
         refusal = why_not_lean(route)
@@ -70,8 +72,24 @@ def include(app: FastAPI, router: APIRouter, responses: dict[int | str, dict[str
     """`app.include_router(router, responses=responses)`, with the router's own `LeanRoute`s also matched before
     anything else the app serves. Only `responses` (documentation) may be given: the copies matched first are not
     included, so nothing an include adds to serving (a prefix, dependencies, defaults) would reach them."""
+    refusal = why_not_copied(app)
+    if refusal is not None:
+        raise FastAPIError(f"lean_route.include: {refusal}")
     app.include_router(router, responses=responses)
     app.router.routes[:0] = [route.unlisted_copy() for route in router.routes if isinstance(route, LeanRoute)]
+
+
+def why_not_copied(app: FastAPI) -> str | None:
+    """What the app adds to its included routes that a copy on its own routes would not get; None when nothing."""
+    router = app.router
+    if router.dependencies:
+        return "the app has dependencies of its own, which a copy first on its routes would not run"
+    strict = router.strict_content_type
+    if (strict.value if isinstance(strict, DefaultPlaceholder) else strict) is not True:
+        return "the app sets strict_content_type, which a copy first on its routes would not follow"
+    if not isinstance(router.default_response_class, DefaultPlaceholder):
+        return "the app sets default_response_class, which a copy first on its routes would not follow"
+    return None
 
 
 def why_not_lean(route: Any) -> str | None:
@@ -150,7 +168,7 @@ def lean_handler(route: Any) -> Handler:
         received = await read_json_body(request, strict_content_type)
         values, errors = await request_body_to_args(body_params, received, embed)
         if errors:
-            raise RequestValidationError(errors, body=received)
+            raise RequestValidationError(errors, body=None if received is PydanticUndefined else received)
         # The endpoint's `Response` parameter, as FastAPI makes it: no status or length of its own until set.
         sub_response = Response()
         del sub_response.headers["content-length"]
@@ -176,6 +194,8 @@ def lean_handler(route: Any) -> Handler:
         )
         status = sub_response.status_code or status_code or 200
         response = Response(content, status_code=status, media_type="application/json")
+        if not is_body_allowed_for_status_code(status):  # a 204 or 304 set through the `Response` parameter
+            response.body = b""
         response.headers.raw.extend(sub_response.headers.raw)
         return response
 
