@@ -84,12 +84,16 @@ def why_not_copied(app: FastAPI) -> str | None:
     router = app.router
     if router.dependencies:
         return "the app has dependencies of its own, which a copy first on its routes would not run"
-    strict = router.strict_content_type
-    if (strict.value if isinstance(strict, DefaultPlaceholder) else strict) is not True:
+    if setting(router.strict_content_type) is not True:
         return "the app sets strict_content_type, which a copy first on its routes would not follow"
     if not isinstance(router.default_response_class, DefaultPlaceholder):
         return "the app sets default_response_class, which a copy first on its routes would not follow"
     return None
+
+
+def setting(value: Any) -> Any:
+    """A FastAPI setting's value, whether it was set or left at its default (a `DefaultPlaceholder`)."""
+    return value.value if isinstance(value, DefaultPlaceholder) else value
 
 
 def why_not_lean(route: Any) -> str | None:
@@ -161,8 +165,7 @@ def lean_handler(route: Any) -> Handler:
     body_params = dependant.body_params
     embed = route._embed_body_fields
     status_code = route.status_code
-    strict = route.strict_content_type
-    strict_content_type = bool(strict.value if isinstance(strict, DefaultPlaceholder) else strict)
+    strict_content_type = bool(setting(route.strict_content_type))
 
     async def handle(request: Request) -> Response:
         received = await read_json_body(request, strict_content_type)
