@@ -32,7 +32,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -41,7 +40,7 @@ from ghostpay.app import NO_NATIVE_TELEMETRY
 from ghostpay.charges.api import Charge, ChargeCreate
 from ghostpay.charges.store import CHARGE_SQL
 from ghostpay.cli import run_server
-from ghostpay.core import db, ratelimit, revocation
+from ghostpay.core import db, ratelimit, redis_client, revocation
 from ghostpay.core.lean_route import LeanRoute
 from ghostpay.core.settings import Settings
 
@@ -66,13 +65,12 @@ def round_trips(settings: Settings, merchant_id: str) -> Answers:
     @contextlib.asynccontextmanager
     async def opened() -> AsyncIterator[Answer]:
         pool = await db.create_pool(settings)
-        client = aioredis.from_url(
-            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
-        )
+        client = redis_client.open_client(settings.redis_url)
         script = client.register_script(ratelimit.SCRIPT)
 
         async def charge(body: ChargeCreate) -> Charge | None:
-            await script(keys=keys, args=[_INTERVAL_US, _BURST])
+            async with redis_client.deadline():
+                await script(keys=keys, args=[_INTERVAL_US, _BURST])
             row = await pool.fetchrow(
                 CHARGE_SQL,
                 f"{prefix}{next(numbers):014d}",

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from ghostpay.auth import login_limit, store
 from ghostpay.auth.hashing import SecretHasher
-from ghostpay.core import revocation
+from ghostpay.core import redis_client, revocation
 from ghostpay.core.errors import InvalidRequest, NotFound, Unauthorized
 from ghostpay.core.ids import new_id
 from ghostpay.core.runtime import Runtime
@@ -114,7 +114,7 @@ async def disable_client(runtime: Runtime, client_id: str) -> None:
 async def _write_markers(runtime: Runtime, disabled: list[tuple[str, float]]) -> None:
     lifetime = revocation.marker_lifetime_seconds(runtime.settings.token_ttl_seconds)
     try:
-        async with runtime.redis.pipeline(transaction=False) as pipe:
+        async with redis_client.deadline(), runtime.redis.pipeline(transaction=False) as pipe:
             for client_id, age in disabled:
                 if (left := int(lifetime - age)) > 0:
                     pipe.set(revocation.marker_key(client_id), "1", ex=left)

@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ghostpay.core import telemetry
+from ghostpay.core import redis_client, telemetry
 from ghostpay.core.errors import Unavailable
 from ghostpay.core.settings import RateLimit
 
@@ -97,7 +97,8 @@ class RateLimiter:
         args: list[Any] = [interval_us, policy.burst, *([role] if live else [])]
         started = time.perf_counter()
         try:
-            reply = await self._script(keys=keys, args=args)
+            async with redis_client.deadline():
+                reply = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             return self._on_redis_error(exc, policy)
         finally:
@@ -121,6 +122,7 @@ class RateLimiter:
         """Make `bucket` whole again (its key goes). If Redis cannot be reached it stays as it was, which is safe:
         what it spent comes back with time."""
         try:
-            await self._client.delete(f"ghostpay:rl:{bucket}")
+            async with redis_client.deadline():
+                await self._client.delete(f"ghostpay:rl:{bucket}")
         except (RedisError, OSError):
             telemetry.RATE_LIMITER_ERRORS.inc()

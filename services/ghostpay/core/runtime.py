@@ -14,7 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 import ghostpay
-from ghostpay.core import db, telemetry
+from ghostpay.core import db, redis_client, telemetry
 from ghostpay.core.keys import open_backend
 from ghostpay.core.keys.cache import KeyCache
 from ghostpay.core.ratelimit import RateLimiter
@@ -65,15 +65,13 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
         release=settings.version,
         key_max_age=settings.signing_key_max_age_seconds,
     )
-    redis_client = aioredis.from_url(
-        settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=30
-    )
+    redis = redis_client.open_client(settings.redis_url)
     return Runtime(
         settings=settings,
         service_name=service_name,
         pool=pool,
-        redis=redis_client,
+        redis=redis,
         keys=keys,
         verifier=TokenVerifier(keys, settings.issuer, settings.audience, settings.token_leeway_seconds),
-        limiter=RateLimiter(redis_client, settings.rate_limit_fail_closed, settings.rate_limit_policy_key),
+        limiter=RateLimiter(redis, settings.rate_limit_fail_closed, settings.rate_limit_policy_key),
     )
