@@ -24,8 +24,9 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette._utils import get_route_path
 from starlette.datastructures import Headers
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ghostpay.core import problems, revocation, telemetry, tracing
@@ -62,16 +63,23 @@ class GuardedRoutes:
     def guarded_route(self, scope: Scope) -> APIRoute | None:
         """The route this request reaches, if it needs a caller."""
         for route, needs in self._routes:
-            if route.matches(scope)[0] is Match.FULL:
+            if reaches(route, scope):
                 return route if needs else None
         return None
 
     def refusing_route(self, scope: Scope, role: str) -> APIRoute | None:
         """The `admits`-marked route this request reaches, if it does not let `role` in."""
         for route, roles in self._admitting:
-            if route.matches(scope)[0] is Match.FULL:
+            if reaches(route, scope):
                 return None if role in roles else route
         return None
+
+
+def reaches(route: APIRoute, scope: Scope) -> bool:
+    """Whether `route.matches(scope)` is a full match (the path and the method), without building the child scope
+    and path parameters it builds: this runs on every request. Before routing, as here, FastAPI's own `matches`
+    has no include of its own to consult (the routes given to `GuardedRoutes` are the routers' own)."""
+    return scope["method"] in (route.methods or ()) and route.path_regex.match(get_route_path(scope)) is not None
 
 
 def with_headers(raw: Iterable[tuple[bytes, bytes]], extra: dict[str, str]) -> list[tuple[bytes, bytes]]:

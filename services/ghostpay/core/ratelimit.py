@@ -16,9 +16,8 @@ import functools
 import logging
 import math
 import time
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -31,9 +30,9 @@ log = logging.getLogger("ghostpay.ratelimit")
 SCRIPT = resources.files("ghostpay.core").joinpath("gcra.lua").read_text()
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The outcome for one request, and what the `RateLimit-*` headers say about it."""
+class Decision(NamedTuple):
+    """The outcome for one request, and what the `RateLimit-*` headers say about it. A named tuple: one is built
+    for every request, at a third of a frozen dataclass's cost."""
 
     allowed: bool
     limit: int
@@ -57,16 +56,16 @@ class Decision:
 def decision_from_script(reply: list[Any], policy: RateLimit) -> Decision:
     """The script's reply as a decision; its last two fields (when present) are the rate and burst that applied,
     which differ from `policy` (the defaults) when the instance's policy key named others."""
-    allowed, remaining, retry_after_us, reset_us = (int(x) for x in reply[:4])
+    allowed, remaining, retry_after_us, reset_us = map(int, reply[:4])
     applied = _applied_policy(reply[5], reply[6]) if len(reply) >= 7 else policy
     return Decision(
-        allowed=bool(allowed),
-        limit=applied.burst,
-        remaining=max(0, remaining),
-        retry_after_seconds=max(1, math.ceil(retry_after_us / 1e6)) if not allowed else 0,
-        reset_seconds=math.ceil(reset_us / 1e6),
-        revoked=bool(len(reply) > 4 and int(reply[4])),
-        policy=applied,
+        bool(allowed),
+        applied.burst,
+        max(0, remaining),
+        0 if allowed else max(1, math.ceil(retry_after_us / 1e6)),
+        math.ceil(reset_us / 1e6),
+        len(reply) > 4 and int(reply[4]) != 0,
+        applied,
     )
 
 

@@ -142,19 +142,31 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 def trace_from_traceparent(header: str | None) -> tuple[str, str, str]:
     """(trace id, span id, traceparent for the response) without OpenTelemetry: continue the caller's W3C
     trace (its trace id and sampled flag) under a span id of our own, or start a new trace."""
-    match = _TRACEPARENT.match(header or "")
-    if match and match.group(1) != "0" * 32:
-        trace_id, flags = match.group(1), match.group(3)
+    match = _TRACEPARENT.match(header) if header else None
+    if match and match.group(1) != _INVALID_TRACE_ID:
+        trace_id, span_id, flags = match.group(1), _random_hex(64), match.group(3)
     else:
-        trace_id, flags = _random_hex(128), "01"
-    span_id = _random_hex(64)
+        trace_id, span_id, flags = _new_ids()
     return trace_id, span_id, f"00-{trace_id}-{span_id}-{flags}"
+
+
+_INVALID_TRACE_ID = "0" * 32
 
 
 def _random_hex(bits: int) -> str:
     """A non-zero random id as W3C trace context writes it. Not a secret (it goes out in `traceparent`), so from
     `random` as OpenTelemetry's own id generator does: no system call per request, as `secrets` would make."""
     return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
+
+
+def _new_ids() -> tuple[str, str, str]:
+    """A new trace's id, its first span's id and its sampled flag: both ids from one draw (most requests start a
+    trace, so this runs on nearly every one), drawn again in the one case in 2^64 that either is all zeros."""
+    while True:
+        ids = f"{random.getrandbits(192):048x}"
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id != _INVALID_TRACE_ID and span_id != "0" * 16:
+            return trace_id, span_id, "01"
 
 
 def request_trace(header: str | None) -> tuple[str, str, str]:
