@@ -97,9 +97,10 @@ def runtime_of(request: Request) -> Runtime:
 def caller_in(request: Request, roles: Collection[Role]) -> Principal:
     """What `require_roles(*roles)` gives, without dependencies to solve: the caller the edge verified, if its
     role is one of `roles` (Unauthorized without a caller, Forbidden for another role)."""
-    principal: Principal | None = getattr(request.state, "principal", None)
+    state = request.scope.get("state") or {}  # what `request.state` wraps, read without building the wrapper
+    principal: Principal | None = state.get("principal")
     if principal is None:
-        raise missing_principal(request.scope.get("state") or {})
+        raise missing_principal(state)
     if principal.role not in roles:
         raise role_refused(principal.role)
     return principal
