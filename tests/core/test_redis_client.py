@@ -1,32 +1,52 @@
-"""The services' Redis client: a Redis that accepts and never answers costs a call its deadline, not a hang, and
-the cut-off connection is closed rather than handed to the next call with a late reply on it."""
+"""The services' Redis client: a Redis that stops answering costs a call its deadline, not a hang; the cut-off
+connection is closed rather than handed to the next call with a late reply on it; readiness says so in time."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import hiredis
 import pytest
 
-from ghostpay.core import redis_client, telemetry
+from ghostpay.core import ops, redis_client, telemetry
 from ghostpay.core.errors import Unavailable
 from ghostpay.core.ratelimit import RateLimiter
 from ghostpay.core.settings import RateLimit
+from tests.conftest import in_process_api, make_settings
 
 POLICY = RateLimit(requests_per_second=5, burst=7)
+ANSWERED_REMAINING = 6  # what the scripted Redis's budget reply says is left
 
 
-class SilentRedis:
-    """A Unix socket that reads whatever is sent and never answers; `closed` is set when a client hangs up."""
+class ScriptedRedis:
+    """A Unix socket speaking just enough Redis: it answers each connection's handshake; on its first
+    `silent_connections` connections it then answers nothing, on later ones a script call with a budget
+    (`ANSWERED_REMAINING` left) and anything else (a PING) with PONG."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, silent_connections: int = 1) -> None:
         self.path = path
-        self.closed = asyncio.Event()
+        self.silent_connections = silent_connections
+        self.connections = 0
+        self.first_closed = asyncio.Event()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(4096):
-            pass
-        self.closed.set()
+        self.connections += 1
+        silent = self.connections <= self.silent_connections
+        commands = hiredis.Reader()
+        while data := await reader.read(4096):
+            commands.feed(data)
+            while (command := commands.gets()) is not False:
+                if command[0].upper() == b"CLIENT":  # the handshake (CLIENT SETINFO)
+                    writer.write(b"+OK\r\n")
+                elif silent:
+                    pass
+                elif command[0].upper() == b"EVALSHA":
+                    writer.write(b"*5\r\n:1\r\n:%d\r\n:0\r\n:0\r\n:0\r\n" % ANSWERED_REMAINING)
+                else:  # the health check's PING
+                    writer.write(b"+PONG\r\n")
+        if self.connections == 1:
+            self.first_closed.set()
         writer.close()
 
     async def __aenter__(self) -> str:
@@ -38,22 +58,38 @@ class SilentRedis:
 
 
 @pytest.mark.parametrize("fail_closed", [False, True])
-async def test_a_silent_redis_costs_the_limiter_its_deadline(tmp_path: Path, fail_closed: bool) -> None:
-    silent = SilentRedis(tmp_path / "silent.sock")
-    async with silent as url:
+async def test_a_redis_that_stops_answering_costs_the_limiter_its_deadline(tmp_path: Path, fail_closed: bool) -> None:
+    scripted = ScriptedRedis(tmp_path / "redis.sock")
+    async with scripted as url:
         client = redis_client.open_client(url)
         limiter = RateLimiter(client, fail_closed)
         errors_before = telemetry.RATE_LIMITER_ERRORS._value.get()
         try:
-            # The test's own bound is ten deadlines: without the limiter's, the call would wait for ever.
+            # The test's own bound is ten deadlines: without the limiter's, the first call would wait for ever.
             async with asyncio.timeout(10 * redis_client.TIMEOUT_SECONDS):
                 if fail_closed:
                     with pytest.raises(Unavailable):
                         await limiter.check("client:silent", POLICY)
                 else:
                     decision = await limiter.check("client:silent", POLICY)
-                    assert decision.allowed and decision.limit == POLICY.burst  # failed open
-                await silent.closed.wait()  # the interrupted connection was dropped, not pooled
+                    assert decision.allowed and decision.remaining == POLICY.burst  # failed open
+                await scripted.first_closed.wait()  # the cut-off connection was dropped, not pooled
+                answered = await limiter.check("client:silent", POLICY)
         finally:
             await client.aclose()
         assert telemetry.RATE_LIMITER_ERRORS._value.get() == errors_before + 1
+        # The second call's own answer, on a new connection: not a late reply to the first.
+        assert answered.remaining == ANSWERED_REMAINING and scripted.connections == 2
+
+
+async def test_readiness_answers_within_its_probe_s_time_when_redis_does_not(
+    tmp_path: Path, database_url: str, keys_dir: Path
+) -> None:
+    """A Redis that accepts connections and never answers makes the process degraded (the limiter fails open), and
+    `/readyz` says so before the probe's own timeout: not after it, which would take every pod out of its Service."""
+    silent = ScriptedRedis(tmp_path / "redis.sock", silent_connections=1_000)
+    async with silent as url, in_process_api(make_settings(database_url, url, keys_dir)) as api:
+        async with asyncio.timeout(ops._PROBE_TIMEOUT):
+            ready = await api.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert ready.json()["checks"]["redis"] == "unavailable (TimeoutError)"

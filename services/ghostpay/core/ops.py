@@ -9,8 +9,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ghostpay.core import faults, problems
+from ghostpay.core import faults, problems, redis_client
 from ghostpay.core.deps import RuntimeDep
+from ghostpay.core.runtime import Runtime
 
 router = APIRouter()
 metrics_router = APIRouter()
@@ -30,6 +31,12 @@ async def _probe(name: str, check: object) -> tuple[str, str]:
     return name, "ok"
 
 
+async def _ping(runtime: Runtime) -> object:
+    """Redis's answer, within the deadline every Redis call has (`core.redis_client`): well within the probe's."""
+    async with redis_client.deadline():
+        return await runtime.redis.ping()
+
+
 @router.get(
     "/readyz",
     summary="Readiness: PostgreSQL answers (and Redis, when the rate limiter fails closed)",
@@ -43,7 +50,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     checks = dict(
         await asyncio.gather(
             _probe("postgres", runtime.pool.fetchval("SELECT 1")),
-            _probe("redis", runtime.redis.ping()),
+            _probe("redis", _ping(runtime)),
         )
     )
     if faults.blocks_readiness(runtime.settings):

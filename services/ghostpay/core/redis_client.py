@@ -4,8 +4,9 @@ redis-py's `socket_timeout` sends every command's write through `asyncio.wait_fo
 as a task of its own: 4-10 µs of CPU on each rate-limit call, the charge path's one Redis round trip (measured
 against one `asyncio.timeout` around the call, 16 calls in flight). So the client has no socket timeout, and every
 caller bounds its call with `deadline()`. A call cut off there closes its connection (redis-py drops a connection
-whose command was interrupted), so no later call reads the late reply; the caller sees a `TimeoutError`, an
-`OSError` as redis-py's own connection errors are.
+whose command was interrupted), so no later call reads the late reply; the caller sees a `TimeoutError` (an
+`OSError`, which the callers catch beside redis-py's own `RedisError`). The readiness probe's ping has the same
+deadline, well within the probe's own time.
 """
 
 from __future__ import annotations
