@@ -5,7 +5,7 @@ telemetry hooks and its exit stacks, and parses the body's content type with `em
 A `LeanRoute` serves only an endpoint whose parameters are one body model and, if it wants them, the `Request` and
 the `Response` (refused when the route is built otherwise), and does with FastAPI's own pieces what its handler
 does for such an endpoint: the body read and decoded as FastAPI decodes it, validated by the route's body field
-(`request_body_to_args`: the same 422 errors; a JSON body the model accepts is parsed and validated in one step),
+(`request_body_to_args`: the same 422 errors; JSON decoded by pydantic-core where it can, as `json.loads` would),
 the endpoint's `Response` parameter honoured (its headers and status), the result validated and dumped by the
 route's response field (`serialize_response`: the same JSON), all in an ASGI app of its own (`serve`) rather than
 FastAPI's `request_response`. A test sends both kinds of route the same requests and compares the answers.
