@@ -137,6 +137,7 @@ trace_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("trace_id", d
 span_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("span_id", default="")
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_INVALID_TRACE_ID, _INVALID_SPAN_ID = "0" * 32, "0" * 16  # W3C trace context: all zeros is no id
 
 
 def trace_from_traceparent(header: str | None) -> tuple[str, str, str]:
@@ -146,11 +147,8 @@ def trace_from_traceparent(header: str | None) -> tuple[str, str, str]:
     if match and match.group(1) != _INVALID_TRACE_ID:
         trace_id, span_id, flags = match.group(1), _random_hex(64), match.group(3)
     else:
-        trace_id, span_id, flags = _new_ids()
+        (trace_id, span_id), flags = _new_ids(), "01"
     return trace_id, span_id, f"00-{trace_id}-{span_id}-{flags}"
-
-
-_INVALID_TRACE_ID = "0" * 32
 
 
 def _random_hex(bits: int) -> str:
@@ -159,14 +157,14 @@ def _random_hex(bits: int) -> str:
     return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
 
 
-def _new_ids() -> tuple[str, str, str]:
-    """A new trace's id, its first span's id and its sampled flag: both ids from one draw (most requests start a
-    trace, so this runs on nearly every one), drawn again in the one case in 2^64 that either is all zeros."""
+def _new_ids() -> tuple[str, str]:
+    """A new trace's id and its first span's id, both from one draw (most requests start a trace, so this runs on
+    nearly every one), drawn again in the one case in 2^64 that either is all zeros."""
     while True:
         ids = f"{random.getrandbits(192):048x}"
         trace_id, span_id = ids[:32], ids[32:]
-        if trace_id != _INVALID_TRACE_ID and span_id != "0" * 16:
-            return trace_id, span_id, "01"
+        if trace_id != _INVALID_TRACE_ID and span_id != _INVALID_SPAN_ID:
+            return trace_id, span_id
 
 
 def request_trace(header: str | None) -> tuple[str, str, str]:
