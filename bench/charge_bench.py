@@ -28,7 +28,8 @@ component) and writes every figure as JSON (`--out`, default bench/last-charge-b
 the top level (`service_charges_per_second`, `service_p99_ms`, `service_cpu_ms_per_charge`,
 `floor_charges_per_second`, `ratio_service_to_floor`, `pgbench_tps`, `ratio_service_to_pgbench`,
 `service_p99_ms_at_half_max_throughput`, `floor_p99_ms_at_the_same_rate`, ...), each phase in full under
-`levels` and `half_load` (CPU by component, PostgreSQL background events, a per-second timeline). Every
+`levels` and `half_load` (CPU by component, PostgreSQL background events, the disk's stalls under PostgreSQL
+(`bench.disk`), a per-second timeline). Every
 process it started is stopped on exit, including on Ctrl-C, SIGTERM and errors.
 
 The load generator shares the machine with what it measures, so its CPU per request is reported too, as is the
@@ -48,6 +49,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +67,7 @@ from bench.cpu import (
     process_tree_waited,
     process_waited,
 )
+from bench.disk import DiskWatch, device_of
 from bench.environment import BARE_BATCH, FLOOR_BATCH, SERVICE_BATCH, Environment, environment
 from bench.floor_app import FLOOR_CHARGE_PREFIX
 from bench.pgbench import CHARGE_ID_PREFIX, PgbenchCursor, run_pgbench
@@ -142,6 +145,7 @@ class Bench:
     warmup: float  # seconds of unmeasured load before the closed-loop phases, and again before the open-loop ones
     meter: CpuMeter = field(init=False)
     waits: CpuMeter = field(init=False)  # the servers' seconds waiting for a CPU
+    disk: str | None = field(init=False)  # the block device under PostgreSQL's data directory
     targets: dict[str, http_load.Target] = field(init=False)
     cards: dict[str, http_load.CardSource] = field(init=False)
     pgbench_cursor: PgbenchCursor = field(default_factory=PgbenchCursor)
@@ -170,6 +174,7 @@ class Bench:
             },
             whole_machine=False,
         )
+        self.disk = device_of(env.root / "pg")
         python_client = self.client if self.client in http_load.CLIENTS else "httptools"
         self.targets = {
             "service": http_load.Target(env.base_url, env.token, python_client),
@@ -229,12 +234,14 @@ class Bench:
         _sql(self.env, "CHECKPOINT")
         events = _postgres_events(self.env)
         before, waited_before, started = self.meter.snapshot(), self.waits.snapshot(), time.perf_counter()
-        summary = phase()
+        with DiskWatch(self.disk) if self.disk else nullcontext() as watch:
+            summary = phase()
         seconds = time.perf_counter() - started
         cpu = self.meter.breakdown(before, seconds, summary.ok)
         cpu_wait = self.waits.breakdown(waited_before, seconds, summary.ok)
         events = {k: v - events[k] for k, v in _postgres_events(self.env).items()}
-        return replace(summary, cpu=cpu, cpu_wait=cpu_wait, postgres_events=events)
+        disk = watch.report() if watch else {}
+        return replace(summary, cpu=cpu, cpu_wait=cpu_wait, postgres_events=events, disk=disk)
 
     def _counted(self, side: str, summary: Summary) -> Summary:
         """Count what a phase says it got approved (the database must agree); the servers must still be up."""
@@ -370,6 +377,11 @@ def _waits(summary: dict[str, Any]) -> dict[str, float]:
     return {name: figures["cpu_ms_per_op"] for name, figures in summary["cpu_wait"].items()}
 
 
+def _longest_stalls(phases: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Per side, the longest the disk under PostgreSQL completed nothing with requests pending."""
+    return {side: summary["disk"]["longest_stall_ms"] for side, summary in phases.items() if summary.get("disk")}
+
+
 def _report(
     args: argparse.Namespace,
     comparisons: list[dict[str, Any]],
@@ -420,6 +432,7 @@ def _report(
         "bare_p99_ms_at_the_same_rate": half["bare"]["p99_ms"] if half else None,
         "pgbench_p99_ms_at_half_max_throughput": half["pgbench"]["p99_ms"] if half else None,
         "cpu_wait_ms_per_charge_at_half_max": _waits(half["service"]) if half else None,
+        "longest_disk_stall_ms_at_half_max": _longest_stalls(half) if half else None,
         "levels": rows,
         "half_load": half,
         "profile": profiled,
@@ -483,6 +496,26 @@ def table(report: dict[str, Any]) -> list[str]:
     # pgbench's phases are left out: its backends exit with it, and their waits with them (bench.cpu).
     served = [(label, s) for label, s in phases if s.get("cpu_wait") and not label.startswith("pgbench")]
     lines += ["", *_per_op_table("waited for a CPU, ms per op", "cpu_wait", served)] if served else []
+    lines += _disk_table(phases)
+    return lines
+
+
+_DISK_COLUMNS = {
+    "longest_stall_ms": ("stall ms", ".1f"),
+    "stalled_ms": ("stalled ms", ".1f"),
+    "iowait_cores": ("iowait", ".3f"),
+}
+
+
+def _disk_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The disk under PostgreSQL per phase: its longest stall (requests pending, none completed), all its stalls
+    together, and the CPUs' I/O wait in cores."""
+    watched = [(label, s["disk"]) for label, s in phases if s.get("disk")]
+    if not watched:
+        return []
+    lines = ["", f"{'disk under PostgreSQL':<34}" + "".join(f"{title:>11}" for title, _ in _DISK_COLUMNS.values())]
+    for label, disk in watched:
+        lines.append(f"{label:<34}" + "".join(f"{disk[key]:>11{form}}" for key, (_, form) in _DISK_COLUMNS.items()))
     return lines
 
 

@@ -36,6 +36,7 @@ class Summary:
     cpu: dict[str, Any] = field(default_factory=dict)  # filled in by the caller
     cpu_wait: dict[str, Any] = field(default_factory=dict)  # likewise: the servers' time runnable without a CPU
     postgres_events: dict[str, int] = field(default_factory=dict)  # likewise: checkpoints, autovacuums
+    disk: dict[str, float] = field(default_factory=dict)  # likewise: the disk's stalls under PostgreSQL (`bench.disk`)
     timeline: list[dict[str, float]] = field(default_factory=list)  # per second: where a tail came from
     unanswered: int = 0  # requests sent and never answered (wrk stops with some in flight): approved or not
 

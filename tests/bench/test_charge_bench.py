@@ -89,8 +89,23 @@ def _summary(label: str, throughput: float, service_cpu: float, floor_cpu: float
     waited = {"service": service_cpu / 10, "postgres": 0.07}
     cpu_wait = {name: {"cores": 0.0, "cpu_ms_per_op": value} for name, value in waited.items()}
     timeline = [{"second": 0, "ops": throughput}, {"second": 1, "ops": throughput}]
+    disk = {"longest_stall_ms": throughput / 10, "stalled_ms": throughput / 5, "iowait_cores": 0.02}
     return Summary(
-        label, 16, 2.0, 20, 20, throughput, 1.0, 2.0, 3.0, 1.2, 4.0, cpu=cpu, cpu_wait=cpu_wait, timeline=timeline
+        label,
+        16,
+        2.0,
+        20,
+        20,
+        throughput,
+        1.0,
+        2.0,
+        3.0,
+        1.2,
+        4.0,
+        cpu=cpu,
+        cpu_wait=cpu_wait,
+        timeline=timeline,
+        disk=disk,
     )
 
 
@@ -143,3 +158,20 @@ def test_the_picture_is_written_beside_the_json(tmp_path: Path) -> None:
     picture = plot.write_png(_report(), tmp_path / "bench.png")
     assert picture.read_bytes().startswith(b"\x89PNG")
     assert [label for label, _ in plot.phases(_report())][:3] == ["service c=16", "floor c=16", "bare c=16"]
+
+
+def test_the_report_says_how_the_disk_under_postgresql_stalled_in_each_phase() -> None:
+    report = _report()
+    assert report["longest_disk_stall_ms_at_half_max"] == {
+        "service": 40.0,
+        "floor": 40.0,
+        "bare": 40.0,
+        "pgbench": 200.0,
+    }
+    lines = charge_bench.table(report)
+    disk = lines[lines.index(next(line for line in lines if line.startswith("disk under PostgreSQL"))) :]
+    assert disk[0].split()[-5:] == ["stall", "ms", "stalled", "ms", "iowait"]
+    assert len(disk) == 1 + 8  # four phases at c=16, four at half load
+    service_row = disk[1].split()
+    assert service_row[:2] == ["service", "c=16"]
+    assert service_row[-3:] == ["80.0", "160.0", "0.020"]

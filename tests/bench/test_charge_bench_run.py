@@ -30,6 +30,8 @@ def test_a_short_run_reports_the_floor_and_stays_consistent(tmp_path: Path) -> N
     assert set(report["half_load"]) == {"service", "floor", "bare", "pgbench"}
     waited = report["cpu_wait_ms_per_charge_at_half_max"]
     assert set(waited) == {"service", "floor", "bare", "postgres", "redis"}
+    assert set(report["half_load"]["service"]["disk"]) == {"longest_stall_ms", "stalled_ms", "iowait_cores"}
+    assert set(report["longest_disk_stall_ms_at_half_max"]) == {"service", "floor", "bare", "pgbench"}
     check = report["database_check"]
     assert check["cards_approved_twice"] == 0
     assert check["service"]["consistent"] and check["floor"]["consistent"]
