@@ -104,6 +104,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the service's and the floor's PostgreSQL pool size (default: the product's, "
         f"{Settings.model_fields['db_pool_max'].default})",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("/tmp"),
+        metavar="DIR",
+        help="where the embedded PostgreSQL and Redis keep their data (default /tmp); on a tmpfs such as /dev/shm "
+        "commits wait for no disk, which shows what the disk's stalls add to the tail",
+    )
     parser.add_argument("--sweep", type=_levels, default=[], help="more concurrency levels, e.g. 1,4,16,64")
     parser.add_argument(
         "--client",
@@ -320,7 +328,7 @@ def database_check(bench: Bench) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     levels = sorted({args.concurrency, *args.sweep})
     started = time.monotonic()
-    with environment(args.cards, args.db_pool) as env:
+    with environment(args.cards, args.db_pool, args.data_dir) as env:
         print(f"environment ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         _check_connections(env, max(levels), args.db_pool)
         bench = Bench(env, args.client, args.seconds, args.warmup)

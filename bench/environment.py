@@ -90,11 +90,14 @@ class Environment:
 
 
 @contextlib.contextmanager
-def environment(cards_per_batch: int, db_pool: int | None = None) -> Iterator[Environment]:
-    """`db_pool`: the service's and the floor's PostgreSQL pool size (`GHOSTPAY_DB_POOL_MAX`), else the default."""
+def environment(
+    cards_per_batch: int, db_pool: int | None = None, data_dir: Path = Path("/tmp")
+) -> Iterator[Environment]:
+    """`db_pool`: the service's and the floor's PostgreSQL pool size (`GHOSTPAY_DB_POOL_MAX`), else the default.
+    `data_dir`: where the servers' data and sockets go, in a directory of their own removed afterwards."""
     with contextlib.ExitStack() as stack:
-        # Short path: Unix socket paths are limited to 107 bytes.
-        root = Path(tempfile.mkdtemp(prefix="gpbench-", dir="/tmp"))
+        # A short path: Unix socket paths are limited to 107 bytes.
+        root = Path(tempfile.mkdtemp(prefix="gpbench-", dir=data_dir))
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         postgres = EmbeddedPostgres(root / "pg")
         stack.callback(postgres.stop)

@@ -39,8 +39,10 @@ def test_a_short_run_reports_the_floor_and_stays_consistent(tmp_path: Path) -> N
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_environment_gives_the_servers_the_pool_size_asked_for() -> None:
-    with environment(cards_per_batch=10, db_pool=3) as env:
+def test_the_environment_gives_the_servers_the_pool_size_and_data_directory_asked_for(tmp_path: Path) -> None:
+    with environment(cards_per_batch=10, db_pool=3, data_dir=tmp_path) as env:
         metrics_port = env.service.args[env.service.args.index("--metrics-port") + 1]
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert env.root.parent == tmp_path and (env.root / "pg" / "postmaster.pid").exists()
     assert "ghostpay_db_pool_max_connections 3.0" in scraped.splitlines()
+    assert list(tmp_path.iterdir()) == []  # removed afterwards
