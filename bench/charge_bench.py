@@ -80,7 +80,7 @@ _SERVERS = ("service", "floor", "bare")  # the sides served over HTTP
 _CHARGING = ("service", "floor")  # the servers whose charges are in the database
 _WRITTEN_TABLES = ("cards", "charges", "outbox", "idempotency_keys")  # what `ghostpay_charge` writes
 _SPARE_CONNECTIONS = 5  # superuser-reserved slots and our own CHECKPOINT connection
-_BUSY = 0.2  # cores taken by processes outside the benchmark above which its figures are suspect
+_BUSY = 0.2  # cores taken by processes outside the benchmark (or by the hypervisor) above which figures are suspect
 _CLIENTS = ["wrk", *sorted(http_load.CLIENTS)]
 
 
@@ -469,6 +469,8 @@ def _cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
     lines = _per_op_table("CPU ms per op", "cpu", phases)
     busy = [(label, s["cpu"]["other"]["cores"]) for label, s in phases if s["cpu"]["other"]["cores"] > _BUSY]
     lines += [f"WARNING: other processes used {cores:.2f} cores during '{label}'" for label, cores in busy]
+    stolen = [(label, s["cpu"]["steal"]["cores"]) for label, s in phases if s["cpu"]["steal"]["cores"] > _BUSY]
+    lines += [f"WARNING: the hypervisor took {cores:.2f} cores away during '{label}'" for label, cores in stolen]
     return lines
 
 

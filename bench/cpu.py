@@ -91,19 +91,31 @@ def load_generator_cpu() -> float:
     return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
 
 
+def _all_cpus() -> list[int]:
+    """/proc/stat's first line: ticks of all CPUs in user, nice, system, idle, iowait, irq, softirq, steal, ..."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
 def machine_busy_cpu() -> float:
-    """CPU seconds all CPUs spent not idle (idle and iowait excluded)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    """CPU seconds all CPUs spent not idle (idle and iowait excluded), stolen time included."""
+    values = _all_cpus()
     idle, iowait = values[3], values[4]
     return (sum(values[:8]) - idle - iowait) / _TICKS
+
+
+def machine_stolen_cpu() -> float:
+    """CPU seconds the hypervisor gave this machine's CPUs to someone else while they had work (`steal`)."""
+    return _all_cpus()[7] / _TICKS
 
 
 @dataclass(frozen=True)
 class CpuMeter:
     """Named probes, each returning cumulative CPU seconds; `breakdown` turns a snapshot and now into figures.
 
-    Besides the probed components it reports the whole machine and `other`: what processes outside the
-    benchmark used meanwhile. A large `other` means the machine was shared and the figures are not to be trusted.
+    Besides the probed components it reports the whole machine, `steal` (time the hypervisor ran something else
+    on this machine's CPUs while they had work: a virtual machine's neighbours) and `other`: what processes outside
+    the benchmark used meanwhile. A large `other` or `steal` means the machine was shared and the figures are not
+    to be trusted.
     With `whole_machine` False it reports the probes alone (seconds waited for a CPU have no machine total here).
     """
 
@@ -111,7 +123,7 @@ class CpuMeter:
     whole_machine: bool = True
 
     def snapshot(self) -> dict[str, float]:
-        machine = {"machine": machine_busy_cpu()} if self.whole_machine else {}
+        machine = {"machine": machine_busy_cpu(), "steal": machine_stolen_cpu()} if self.whole_machine else {}
         return machine | {name: probe() for name, probe in self.components.items()}
 
     def breakdown(self, before: dict[str, float], seconds: float, operations: int) -> dict[str, dict[str, float]]:

@@ -84,7 +84,7 @@ def test_the_profile_ranks_frames_by_own_and_inclusive_samples() -> None:
 
 
 def _summary(label: str, throughput: float, service_cpu: float, floor_cpu: float, bare_cpu: float = 0.0) -> Summary:
-    used = {"service": service_cpu, "floor": floor_cpu, "bare": bare_cpu, "loadgen": 0.05, "other": 0.0}
+    used = {"steal": 0.0, "service": service_cpu, "floor": floor_cpu, "bare": bare_cpu, "loadgen": 0.05, "other": 0.0}
     cpu = {name: {"cores": 0.0, "cpu_ms_per_op": value} for name, value in used.items()}
     waited = {"service": service_cpu / 10, "postgres": 0.07}
     cpu_wait = {name: {"cores": 0.0, "cpu_ms_per_op": value} for name, value in waited.items()}
@@ -175,3 +175,9 @@ def test_the_report_says_how_the_disk_under_postgresql_stalled_in_each_phase() -
     service_row = disk[1].split()
     assert service_row[:2] == ["service", "c=16"]
     assert service_row[-3:] == ["80.0", "160.0", "0.020"]
+
+
+def test_the_report_warns_when_the_hypervisor_took_cpu_away_during_a_phase() -> None:
+    report = _report()
+    report["half_load"]["floor"]["cpu"]["steal"]["cores"] = 0.35
+    assert "WARNING: the hypervisor took 0.35 cores away during 'floor at half max'" in charge_bench.table(report)

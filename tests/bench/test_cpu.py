@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-from bench.cpu import _stat_fields, children_of, process_tree_waited, process_waited
+import pytest
+from bench.cpu import CpuMeter, _stat_fields, children_of, process_cpu, process_tree_waited, process_waited
 
 _SPIN = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
 
@@ -42,3 +43,17 @@ def test_a_process_that_is_gone_waited_nothing_and_a_tree_counts_its_children() 
 def _asleep(*pids: int) -> bool:
     """Whether every one of `pids` is sleeping (state S), not starting up or running."""
     return all(_stat_fields(pid)[0] == "S" for pid in pids)
+
+
+def test_the_machine_is_split_into_the_probes_the_hypervisors_steal_and_what_others_used() -> None:
+    meter = CpuMeter({"me": lambda: process_cpu(os.getpid())})
+    before, started = meter.snapshot(), time.perf_counter()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    used = meter.breakdown(before, time.perf_counter() - started, operations=1000)
+    assert set(used) == {"machine", "steal", "me", "other"}
+    assert used["me"]["cpu_ms_per_op"] >= 0.29  # 0.3 s of CPU over 1,000 operations
+    assert used["machine"]["cpu_ms_per_op"] >= used["me"]["cpu_ms_per_op"] - 0.02  # the clocks tick apart
+    parts = sum(used[name]["cpu_ms_per_op"] for name in ("steal", "me", "other"))
+    assert parts == pytest.approx(used["machine"]["cpu_ms_per_op"], abs=0.005)
