@@ -32,9 +32,10 @@ the top level (`service_charges_per_second`, `service_p99_ms`, `service_cpu_ms_p
 (`bench.disk`), a per-second timeline). Every
 process it started is stopped on exit, including on Ctrl-C, SIGTERM and errors.
 
-The load generator shares the machine with what it measures, so its CPU per request is reported too, as is the
-CPU that processes outside the benchmark took meanwhile (`other`): on a shared machine throughput and latency
-are noisy, and CPU milliseconds per charge is the steadier figure.
+The load generator shares the machine with what it measures, so its CPU per request is reported too, as are the
+CPU that processes outside the benchmark took meanwhile (`other`) and what the hypervisor gave the machine's
+neighbours (`steal`): on a shared machine throughput and latency are noisy, and CPU milliseconds per charge is the
+steadier figure.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class Bench:
     warmup: float  # seconds of unmeasured load before the closed-loop phases, and again before the open-loop ones
     meter: CpuMeter = field(init=False)
     waits: CpuMeter = field(init=False)  # the servers' seconds waiting for a CPU
-    disk: str | None = field(init=False)  # the block device under PostgreSQL's data directory
+    disk: Path | None = field(init=False)  # the disk under PostgreSQL's data directory (`bench.disk.device_of`)
     targets: dict[str, http_load.Target] = field(init=False)
     cards: dict[str, http_load.CardSource] = field(init=False)
     pgbench_cursor: PgbenchCursor = field(default_factory=PgbenchCursor)
@@ -342,7 +343,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         half_load = None if args.no_half_load else _half_load(bench, comparisons)
         profiled = _profile(bench, args) if args.profile else None
         check = database_check(bench)
-    return _report(args, comparisons, half_load, check, profiled)
+    return _report(args, comparisons, half_load, check, profiled, bench.disk)
 
 
 def _half_load(bench: Bench, comparisons: list[dict[str, Any]]) -> dict[str, Summary]:
@@ -396,6 +397,7 @@ def _report(
     half_load: dict[str, Summary] | None,
     check: dict[str, Any],
     profiled: dict[str, Any] | None = None,
+    disk_watched: Path | None = None,
 ) -> dict[str, Any]:
     rows = [
         {
@@ -441,6 +443,7 @@ def _report(
         "pgbench_p99_ms_at_half_max_throughput": half["pgbench"]["p99_ms"] if half else None,
         "cpu_wait_ms_per_charge_at_half_max": _waits(half["service"]) if half else None,
         "longest_disk_stall_ms_at_half_max": _longest_stalls(half) if half else None,
+        "disk_watched": str(disk_watched) if disk_watched else None,  # None: the data was on no disk (a tmpfs)
         "levels": rows,
         "half_load": half,
         "profile": profiled,
@@ -465,7 +468,8 @@ def _per_op_table(title: str, key: str, phases: list[tuple[str, dict[str, Any]]]
 
 
 def _cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """CPU milliseconds per approved charge by component, and the cores `other` processes took meanwhile."""
+    """CPU milliseconds per approved charge by component, and warnings where `other` processes or the
+    hypervisor's `steal` took more than `_BUSY` cores meanwhile."""
     lines = _per_op_table("CPU ms per op", "cpu", phases)
     busy = [(label, s["cpu"]["other"]["cores"]) for label, s in phases if s["cpu"]["other"]["cores"] > _BUSY]
     lines += [f"WARNING: other processes used {cores:.2f} cores during '{label}'" for label, cores in busy]

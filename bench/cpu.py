@@ -91,21 +91,25 @@ def load_generator_cpu() -> float:
     return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
 
 
-def _all_cpus() -> list[int]:
+def _all_cpus(stat: str | None = None) -> list[int]:
     """/proc/stat's first line: ticks of all CPUs in user, nice, system, idle, iowait, irq, softirq, steal, ..."""
-    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    text = stat if stat is not None else Path("/proc/stat").read_text()
+    return [int(v) for v in text.splitlines()[0].split()[1:]]
 
 
-def machine_busy_cpu() -> float:
+def machine_busy_cpu(stat: str | None = None) -> float:
     """CPU seconds all CPUs spent not idle (idle and iowait excluded), stolen time included."""
-    values = _all_cpus()
+    values = _all_cpus(stat)
     idle, iowait = values[3], values[4]
     return (sum(values[:8]) - idle - iowait) / _TICKS
 
 
-def machine_stolen_cpu() -> float:
-    """CPU seconds the hypervisor gave this machine's CPUs to someone else while they had work (`steal`)."""
-    return _all_cpus()[7] / _TICKS
+def machine_stolen_cpu(stat: str | None = None) -> float:
+    """CPU seconds the hypervisor gave this machine's CPUs to someone else while they had work (`steal`).
+
+    A guest kernel with paravirtual steal accounting (KVM's) leaves it out of processes' own CPU time, so it is
+    counted once. Without that, processes' times include it too and `other` comes out negative by as much."""
+    return _all_cpus(stat)[7] / _TICKS
 
 
 @dataclass(frozen=True)
