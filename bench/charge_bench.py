@@ -83,6 +83,7 @@ _WRITTEN_TABLES = ("cards", "charges", "outbox", "idempotency_keys")  # what `gh
 _SPARE_CONNECTIONS = 5  # superuser-reserved slots and our own CHECKPOINT connection
 _BUSY = 0.2  # cores taken by processes outside the benchmark (or by the hypervisor) above which figures are suspect
 _CLIENTS = ["wrk", *sorted(http_load.CLIENTS)]
+_SHARERS = {"other": "other processes used {:.2f} cores", "steal": "the hypervisor took {:.2f} cores away"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -471,10 +472,9 @@ def _cpu_table(phases: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """CPU milliseconds per approved charge by component, and warnings where `other` processes or the
     hypervisor's `steal` took more than `_BUSY` cores meanwhile."""
     lines = _per_op_table("CPU ms per op", "cpu", phases)
-    busy = [(label, s["cpu"]["other"]["cores"]) for label, s in phases if s["cpu"]["other"]["cores"] > _BUSY]
-    lines += [f"WARNING: other processes used {cores:.2f} cores during '{label}'" for label, cores in busy]
-    stolen = [(label, s["cpu"]["steal"]["cores"]) for label, s in phases if s["cpu"]["steal"]["cores"] > _BUSY]
-    lines += [f"WARNING: the hypervisor took {cores:.2f} cores away during '{label}'" for label, cores in stolen]
+    for component, took in _SHARERS.items():
+        busy = [(label, s["cpu"][component]["cores"]) for label, s in phases if s["cpu"][component]["cores"] > _BUSY]
+        lines += [f"WARNING: {took.format(cores)} during '{label}'" for label, cores in busy]
     return lines
 
 

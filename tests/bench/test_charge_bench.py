@@ -177,7 +177,12 @@ def test_the_report_says_how_the_disk_under_postgresql_stalled_in_each_phase() -
     assert service_row[-3:] == ["80.0", "160.0", "0.020"]
 
 
-def test_the_report_warns_when_the_hypervisor_took_cpu_away_during_a_phase() -> None:
+def test_the_report_warns_when_other_processes_or_the_hypervisor_took_cpu_during_a_phase() -> None:
     report = _report()
     report["half_load"]["floor"]["cpu"]["steal"]["cores"] = 0.35
-    assert "WARNING: the hypervisor took 0.35 cores away during 'floor at half max'" in charge_bench.table(report)
+    report["levels"][0]["bare"]["cpu"]["other"]["cores"] = 0.25
+    warnings = [line for line in charge_bench.table(report) if line.startswith("WARNING")]
+    assert warnings == [
+        "WARNING: other processes used 0.25 cores during 'bare c=16'",
+        "WARNING: the hypervisor took 0.35 cores away during 'floor at half max'",
+    ]
