@@ -104,6 +104,11 @@ def machine_busy_cpu(stat: str | None = None) -> float:
     return (sum(values[:8]) - idle - iowait) / _TICKS
 
 
+def machine_iowait_cpu(stat: str | None = None) -> float:
+    """CPU seconds all CPUs sat idle while some I/O they had asked for was pending (`iowait`)."""
+    return _all_cpus(stat)[4] / _TICKS
+
+
 def machine_stolen_cpu(stat: str | None = None) -> float:
     """CPU seconds the hypervisor gave this machine's CPUs to someone else while they had work (`steal`).
 

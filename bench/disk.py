@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+from bench.cpu import machine_iowait_cpu
+
 PERIOD_S = 0.01  # the stalls that make a tail last 50 ms and more
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,6 @@ def parse_sample(stat: str, at: float) -> DiskSample:
     return DiskSample(at=at, completed=fields[0] + fields[4] + discards + flushes, in_flight=fields[8])
 
 
-def _iowait_s() -> float:
-    return int(Path("/proc/stat").read_text().split(maxsplit=6)[5]) / _TICKS  # "cpu user nice system idle iowait"
-
-
 class DiskWatch:
     """A thread sampling one disk's counters every `PERIOD_S` while the `with` block runs; `report()` after it.
 
@@ -98,14 +95,14 @@ class DiskWatch:
         self._iowait = 0.0
 
     def __enter__(self) -> DiskWatch:
-        self._started, self._iowait_before = time.monotonic(), _iowait_s()
+        self._started, self._iowait_before = time.monotonic(), machine_iowait_cpu()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._iowait, self._seconds = _iowait_s() - self._iowait_before, time.monotonic() - self._started
+        self._iowait, self._seconds = machine_iowait_cpu() - self._iowait_before, time.monotonic() - self._started
         if self._failed is not None:
             raise RuntimeError(f"could not watch {self.stat}") from self._failed
 

@@ -15,6 +15,7 @@ from bench.cpu import (
     _stat_fields,
     children_of,
     machine_busy_cpu,
+    machine_iowait_cpu,
     machine_stolen_cpu,
     process_cpu,
     process_tree_waited,
@@ -55,9 +56,10 @@ def _asleep(*pids: int) -> bool:
     return all(_stat_fields(pid)[0] == "S" for pid in pids)
 
 
-def test_steal_is_the_eighth_figure_of_proc_stat_and_busy_time_counts_it_but_not_idle_or_iowait() -> None:
+def test_steal_and_iowait_are_read_from_proc_stat_and_busy_time_counts_steal_but_not_idle_or_iowait() -> None:
     stat = "cpu  100 1 50 1000 30 5 6 40 0 0\ncpu0 50 0 25 500 15 2 3 20 0 0\n"
     assert machine_stolen_cpu(stat) * _TICKS == pytest.approx(40)
+    assert machine_iowait_cpu(stat) * _TICKS == pytest.approx(30)
     assert machine_busy_cpu(stat) * _TICKS == pytest.approx(100 + 1 + 50 + 5 + 6 + 40)
 
 

@@ -4,6 +4,7 @@ finding its disk from a directory, and watching the real disk under a directory 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,14 +82,16 @@ def test_a_sampler_that_cannot_read_the_disk_fails_the_phase_rather_than_report_
 
 
 def test_watching_the_real_disk_while_a_file_is_synced_sees_it_complete_requests(tmp_path: Path) -> None:
-    disk = device_of(tmp_path)
-    if disk is None:
-        pytest.skip(f"{tmp_path} is on no block device (tmpfs or overlay), so there is no disk to watch")
-    with DiskWatch(disk) as watch, (tmp_path / "synced").open("wb") as out:
-        for _ in range(20):
-            out.write(os.urandom(8192))
-            out.flush()
-            os.fdatasync(out.fileno())
+    # The temporary directory may be a tmpfs (Fedora, Arch); the home directory is then on a disk.
+    with tempfile.TemporaryDirectory(dir=Path.home()) as home:
+        candidates = [(directory, device_of(directory)) for directory in (tmp_path, Path(home))]
+        directory, disk = next(((d, disk) for d, disk in candidates if disk is not None), (tmp_path, None))
+        assert disk is not None, f"neither {tmp_path} nor {home} is on a block device: no disk to watch"
+        with DiskWatch(disk) as watch, (directory / "synced").open("wb") as out:
+            for _ in range(20):
+                out.write(os.urandom(8192))
+                out.flush()
+                os.fdatasync(out.fileno())
     assert len(watch.samples) >= 2
     assert watch.samples[-1].completed - watch.samples[0].completed >= 20  # each sync reached the disk
     assert set(watch.report()) == {"longest_stall_ms", "stalled_ms", "iowait_cores"}
