@@ -414,7 +414,12 @@ def _report(
     half = {side: summary.as_dict() for side, summary in half_load.items()} if half_load else None
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            **interpreter(),
+        },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "concurrency": args.concurrency,
         "service_charges_per_second": headline["service"]["throughput"],
@@ -449,6 +454,16 @@ def _report(
         "half_load": half,
         "profile": profiled,
         "database_check": check,
+    }
+
+
+def interpreter(maps: Path = Path("/proc/self/maps")) -> dict[str, Any]:
+    """The interpreter the servers run on (this one: they are started from its venv), and whether it loads libpython
+    as a shared library, as pyenv's default build does: that build (no profile-guided or link-time optimization)
+    costs about a tenth more CPU per charge than the image's Debian python3, which has libpython linked in."""
+    return {
+        "interpreter": str(Path(sys.executable).resolve()),
+        "shared_libpython": "/libpython" in maps.read_text(),
     }
 
 
@@ -489,7 +504,11 @@ _NAMES = {
 def table(report: dict[str, Any]) -> list[str]:
     """The report as the lines `make bench` prints (the README quotes them)."""
     machine = report["machine"]
-    lines = [f"GhostPay charge path, {machine['cpus']} CPUs, {report['settings']['seconds']} s per phase"]
+    linked = "a shared libpython" if machine["shared_libpython"] else "libpython linked in"
+    lines = [
+        f"GhostPay charge path, {machine['cpus']} CPUs, {report['settings']['seconds']} s per phase, "
+        f"Python {machine['python']} ({machine['interpreter']}, {linked})"
+    ]
     lines.append(f"{'':<34}{'ops/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'ok':>9}{'not ok':>7}")
     for level in report["levels"]:
         c = level["concurrency"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,17 @@ def test_the_report_warns_when_other_processes_or_the_hypervisor_took_cpu_during
         "WARNING: other processes used 0.25 cores during 'bare c=16'",
         "WARNING: the hypervisor took 0.35 cores away during 'floor at half max'",
     ]
+
+
+def test_the_report_names_the_interpreter_and_how_it_links_libpython(tmp_path: Path) -> None:
+    shared = tmp_path / "shared-maps"
+    shared.write_text("7f00-7f01 r-xp 0 08:01 42 /root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0\n")
+    linked_in = tmp_path / "linked-in-maps"
+    linked_in.write_text("5600-5601 r-xp 0 08:01 43 /usr/bin/python3.11\n")
+    assert charge_bench.interpreter(shared)["shared_libpython"] is True
+    assert charge_bench.interpreter(linked_in)["shared_libpython"] is False
+    assert charge_bench.interpreter(linked_in)["interpreter"] == str(Path(sys.executable).resolve())
+    report = _report()
+    first = charge_bench.table(report)[0]
+    assert first.startswith("GhostPay charge path, ") and report["machine"]["interpreter"] in first
+    assert ("a shared libpython" in first) is report["machine"]["shared_libpython"]
