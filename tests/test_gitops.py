@@ -120,9 +120,13 @@ def workspace(tmp_path: Path) -> Path:
     work.mkdir()
     (work / "ghostpay").symlink_to(REPO_ROOT)
     _git(work, "clone", "-q", str(origin), "gitops")
-    bin_dir = tmp_path / "bin"  # `python` is this interpreter (PyYAML installed); `gh` records its arguments
+    bin_dir = tmp_path / "bin"  # `python` is this venv's interpreter (PyYAML installed); `gh` records its arguments
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
+    # A script, not a symlink: run through a link from elsewhere, the interpreter finds no `pyvenv.cfg` beside it and
+    # starts as the base interpreter outside the venv (Debian's refuses pip there: PEP 668).
+    python = bin_dir / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
     gh = bin_dir / "gh"
     gh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/gh-args\necho https://example.invalid/pr/1\n')
     gh.chmod(gh.stat().st_mode | stat.S_IEXEC)
