@@ -1,10 +1,14 @@
 # Two commands do everything on a fresh machine: `make dev` runs the product, `make test` passes the tests.
 VENV    ?= .venv
-# The venv's interpreter: the one the container image ships (Debian's python3, built with profile-guided and
-# link-time optimization, libpython linked in) when this machine has it, else python3 from PATH. pyenv's default
-# build (no PGO or LTO, libpython a shared library) spends about a tenth more CPU on every charge (README, "The
-# charge path's cost"). A venv made before keeps its interpreter: `make clean install` remakes it.
-PYTHON  ?= $(shell /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null && echo /usr/bin/python3 || echo python3)
+# The venv's interpreter: the system's /usr/bin/python3 when it is 3.11 or later and can make a venv (on Debian
+# bookworm, the one the container image ships: built with profile-guided and link-time optimization, libpython
+# linked in), else python3 from PATH. pyenv's default build (no PGO or LTO, libpython a shared library) spends
+# about a tenth more CPU on every charge (README, "The charge path's cost"). A venv made before keeps its
+# interpreter: `make clean install` remakes it.
+ifeq ($(origin PYTHON),undefined)
+PYTHON  := $(shell /usr/bin/python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+             && echo /usr/bin/python3 || echo python3)
+endif
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
@@ -23,7 +27,7 @@ include tools/actionlint/actionlint.mk
 include tools/jaeger/jaeger.mk
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)

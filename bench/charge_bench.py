@@ -460,7 +460,8 @@ def _report(
 def interpreter(maps: Path = Path("/proc/self/maps")) -> dict[str, Any]:
     """The interpreter the servers run on (this one: they are started from its venv), and whether it loads libpython
     as a shared library, as pyenv's default build does: that build (no profile-guided or link-time optimization)
-    costs about a tenth more CPU per charge than the image's Debian python3, which has libpython linked in."""
+    costs about a tenth more CPU per charge than the image's Debian python3, which has libpython linked in. Read from
+    the process's own mappings: `sysconfig` says `Py_ENABLE_SHARED` for Debian's too (its shared build's flags)."""
     return {
         "interpreter": str(Path(sys.executable).resolve()),
         "shared_libpython": "/libpython" in maps.read_text(),

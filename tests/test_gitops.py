@@ -6,6 +6,7 @@ repository standing in for GitHub, and a stand-in `gh` that records the pull req
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -125,7 +126,7 @@ def workspace(tmp_path: Path) -> Path:
     # A script, not a symlink: run through a link from elsewhere, the interpreter finds no `pyvenv.cfg` beside it and
     # starts as the base interpreter outside the venv (Debian's refuses pip there: PEP 668).
     python = bin_dir / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
     python.chmod(python.stat().st_mode | stat.S_IEXEC)
     gh = bin_dir / "gh"
     gh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/gh-args\necho https://example.invalid/pr/1\n')

@@ -198,6 +198,7 @@ def test_the_report_names_the_interpreter_and_how_it_links_libpython(tmp_path: P
     assert charge_bench.interpreter(linked_in)["shared_libpython"] is False
     assert charge_bench.interpreter(linked_in)["interpreter"] == str(Path(sys.executable).resolve())
     report = _report()
-    first = charge_bench.table(report)[0]
-    assert first.startswith("GhostPay charge path, ") and report["machine"]["interpreter"] in first
-    assert ("a shared libpython" in first) is report["machine"]["shared_libpython"]
+    for shared_libpython, told in ((True, "a shared libpython"), (False, "libpython linked in")):
+        report["machine"] |= {"interpreter": "/opt/python/bin/python3.11", "shared_libpython": shared_libpython}
+        first = charge_bench.table(report)[0]
+        assert first.endswith(f"(/opt/python/bin/python3.11, {told})"), first
