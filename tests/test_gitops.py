@@ -125,13 +125,15 @@ def workspace(tmp_path: Path) -> Path:
     bin_dir.mkdir()
     # A script, not a symlink: run through a link from elsewhere, the interpreter finds no `pyvenv.cfg` beside it and
     # starts as the base interpreter outside the venv (Debian's refuses pip there: PEP 668).
-    python = bin_dir / "python"
-    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
-    python.chmod(python.stat().st_mode | stat.S_IEXEC)
-    gh = bin_dir / "gh"
-    gh.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/gh-args\necho https://example.invalid/pr/1\n')
-    gh.chmod(gh.stat().st_mode | stat.S_IEXEC)
+    _script(bin_dir / "python", f'exec {shlex.quote(sys.executable)} "$@"')
+    _script(bin_dir / "gh", f'printf "%s\\n" "$@" > {tmp_path}/gh-args\necho https://example.invalid/pr/1')
     return tmp_path
+
+
+def _script(path: Path, body: str) -> None:
+    """An executable shell script at `path` running `body`."""
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
 def _run_step(workspace: Path, name: str, env: dict[str, str], cwd: Path) -> None:
