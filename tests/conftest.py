@@ -156,7 +156,8 @@ async def in_process_api(
 ) -> AsyncIterator[Api]:
     """An app started with its lifespan, and an HTTP client talking to it without a socket."""
     app = create_app(app_settings, **create_args)
-    async with LifespanManager(app) as manager:
+    # Start-up bounded for a loaded CI machine (LifespanManager's own 5 s bound once failed every test of a worker).
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=(client_address, 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Api(http)
