@@ -2,10 +2,12 @@
 
 `kind_cluster` creates it in a temporary directory, and at the end runs `ghostpay cluster down --kind` and
 checks that no node container is left. With GHOSTPAY_TEST_KIND_DIR set it uses that directory and leaves the
-cluster running, for quick iterations. The cluster's name is fixed (`ghostpay`, contract §4): a kind cluster of
-that name already running is reused, and deleted at the end unless GHOSTPAY_TEST_KIND_DIR is set. Since there can
-be only one such cluster (and one set of NodePorts) on a machine, a test session holds LOCK for as long as it uses
-the cluster: a second session on the same machine waits for it instead of deleting the first one's cluster.
+cluster running, for quick iterations: a kind cluster of the fixed name (`ghostpay`, contract §4) already running
+is then reused. Since there can be only one such cluster (and one set of NodePorts) on a machine, a test session
+holds LOCK for as long as it uses the cluster: a second session on the same machine waits for it instead of
+deleting the first one's cluster. A session that does not keep its cluster and finds one running (a killed
+session's, or one a user brought up by hand) deletes it first and starts from a new one: what was installed in it
+(a killed chaos suite's demo release) made the suite's own `helm install`s fail.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def kind_cluster() -> Iterator[KindTestCluster]:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     lock = _hold_cluster_lock()
     try:
+        if not kept:
+            _delete_leftover_cluster(directory)
         seconds = cluster_up(directory)
         print(f"\nghostpay cluster up --kind: {seconds:.1f} s", file=sys.stderr)
         kubectl = localcluster.resolve_binaries()["kubectl"]
@@ -85,6 +89,13 @@ def kind_cluster() -> Iterator[KindTestCluster]:
             assert not left, f"`ghostpay cluster down --kind` left node containers: {left}"
         signal.signal(signal.SIGTERM, previous)
         lock.close()
+
+
+def _delete_leftover_cluster(directory: Path) -> None:
+    """A cluster found running when the session starts deleted, saying so (docker may not be installed yet)."""
+    if shutil.which("docker") and (nodes := kindcluster.node_containers()):
+        print(f"\ndeleting the kind cluster found running (nodes {', '.join(nodes)})", file=sys.stderr)
+        subprocess.run([str(GHOSTPAY), "cluster", "down", "--kind", "--dir", str(directory)], check=True)
 
 
 def _hold_cluster_lock() -> io.TextIOWrapper:
