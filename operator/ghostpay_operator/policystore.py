@@ -10,9 +10,9 @@ same limits), so a Redis ACL user limited to `~ghostpay:ratelimits:*` and `+set`
 from __future__ import annotations
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry  # the asyncio one: redis-py 8 warns of (and converts) a synchronous one
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, RedisError, TimeoutError
-from redis.retry import Retry
 
 from ghostpay_operator.ratelimits import Write, Written, unusable
 
@@ -35,6 +35,7 @@ async def write(target: Write) -> Written:
         return answer
     client = aioredis.from_url(
         target.url,
+        protocol=2,  # as the services' client: no RESP3 handshake (redis-py 8's default) for a Redis before 6 to refuse
         socket_timeout=TIMEOUT_SECONDS,
         socket_connect_timeout=TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 0),  # the next resync is the retry

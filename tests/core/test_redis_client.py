@@ -29,6 +29,7 @@ class ScriptedRedis:
         self.silent_connections = silent_connections
         self.connections = 0
         self.first_closed = asyncio.Event()
+        self.command_names: set[bytes] = set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -37,6 +38,7 @@ class ScriptedRedis:
         while data := await reader.read(4096):
             commands.feed(data)
             while (command := commands.gets()) is not False:
+                self.command_names.add(command[0].upper())
                 if command[0].upper() == b"CLIENT":  # the handshake (CLIENT SETINFO)
                     writer.write(b"+OK\r\n")
                 elif silent:
@@ -80,6 +82,8 @@ async def test_a_redis_that_stops_answering_costs_the_limiter_its_deadline(tmp_p
         assert telemetry.RATE_LIMITER_ERRORS._value.get() == errors_before + 1
         # The second call's own answer, on a new connection: not a late reply to the first.
         assert answered.remaining == ANSWERED_REMAINING and scripted.connections == 2
+        # RESP2 without asking: no HELLO (redis-py 8's RESP3 handshake, which a Redis before 6 refuses).
+        assert b"HELLO" not in scripted.command_names
 
 
 async def test_readiness_answers_within_its_probe_s_time_when_redis_does_not(
