@@ -36,10 +36,10 @@ def wrk_binary() -> str:
     return found
 
 
-def command(url: str, token: str, batch: str, offset: int, cards: int, concurrency: int, seconds: float) -> list[str]:
+def arguments(url: str, token: str, batch: str, offset: int, cards: int, concurrency: int, seconds: float) -> list[str]:
+    """wrk's arguments (after its path, which `run` looks up: building them needs no wrk installed)."""
     threads = max(1, min(concurrency, os.cpu_count() or 1))
     return [
-        wrk_binary(),
         f"--threads={threads}",
         f"--connections={concurrency}",
         f"--duration={max(1, round(seconds))}s",
@@ -61,7 +61,7 @@ def run(
     url: str, token: str, batch: str, offset: int, cards: int, concurrency: int, seconds: float, label: str
 ) -> tuple[Summary, int]:
     """One closed-loop run; returns its summary and how many cards it took (the next run's offset moves by it)."""
-    cmd = command(url, token, batch, offset, cards, concurrency, seconds)
+    cmd = [wrk_binary(), *arguments(url, token, batch, offset, cards, concurrency, seconds)]
     completed = subprocess.run(
         cmd, capture_output=True, text=True, timeout=seconds + 60, preexec_fn=die_with_parent, check=False
     )

@@ -70,9 +70,9 @@ def test_a_wrk_report_becomes_a_summary() -> None:
 
 
 def test_wrk_gets_the_card_range_and_thread_count() -> None:
-    command = wrk_load.command("http://127.0.0.1:1", "tok", "s", 40, 100, 1, 3)
-    assert command[-7:] == ["tok", "s", "40", "100", "1999", "USD", "1"]
-    assert "--connections=1" in command and "--threads=1" in command and "--duration=3s" in command
+    arguments = wrk_load.arguments("http://127.0.0.1:1", "tok", "s", 40, 100, 1, 3)
+    assert arguments[-7:] == ["tok", "s", "40", "100", "1999", "USD", "1"]
+    assert "--connections=1" in arguments and "--threads=1" in arguments and "--duration=3s" in arguments
 
 
 def test_the_profile_ranks_frames_by_own_and_inclusive_samples() -> None:
