@@ -65,11 +65,11 @@ def round_trips(settings: Settings, merchant_id: str) -> Answers:
     @contextlib.asynccontextmanager
     async def opened() -> AsyncIterator[Answer]:
         pool = await db.create_pool(settings)
-        client = redis_client.open_client(settings.redis_url)
+        client = redis_client.open_client(settings.redis_url, settings.redis_timeout_seconds)
         script = client.register_script(ratelimit.SCRIPT)
 
         async def charge(body: ChargeCreate) -> Charge | None:
-            async with redis_client.deadline():
+            async with redis_client.deadline(settings.redis_timeout_seconds):
                 await script(keys=keys, args=[_INTERVAL_US, _BURST])
             row = await pool.fetchrow(
                 CHARGE_SQL,

@@ -90,6 +90,10 @@ def make_settings(database_url: str, redis_url: str, keys_dir: Path, **overrides
         "admin_client_secret": ADMIN_SECRET,
         "rate_limits": GENEROUS_LIMITS,
         "analytics_relay_interval_seconds": 0.1,
+        # A test process on the loaded CI machine stalls for up to half a second at times (measured under a
+        # parallel run): at the shipped 0.5 s such a stall made the limiter fail open mid-test. Tests of the
+        # deadline itself set the shipped one.
+        "redis_timeout_seconds": 2.0,
         **overrides,
     }
     return Settings(**values)

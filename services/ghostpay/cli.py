@@ -77,9 +77,7 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def run_server(
-    app: Any, host: str, port: int, metrics_port: int | None = None, shutdown_timeout: int = 10
-) -> None:
+def run_server(app: Any, host: str, port: int, metrics_port: int | None = None, shutdown_timeout: int = 10) -> None:
     """Serve `app` until SIGINT/SIGTERM, then let requests in flight finish for up to `shutdown_timeout` s; with
     `metrics_port`, the metrics too, on that port. The benchmark's floor app (`bench.floor_app`) is served by this
     too, so both stand on the same server stack."""

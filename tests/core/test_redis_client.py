@@ -12,10 +12,11 @@ import pytest
 from ghostpay.core import ops, redis_client, telemetry
 from ghostpay.core.errors import Unavailable
 from ghostpay.core.ratelimit import RateLimiter
-from ghostpay.core.settings import RateLimit
+from ghostpay.core.settings import RateLimit, Settings
 from tests.conftest import in_process_api, make_settings
 
 POLICY = RateLimit(requests_per_second=5, burst=7)
+DEADLINE = Settings.model_fields["redis_timeout_seconds"].default  # the shipped one (the suite's settings raise it)
 ANSWERED_REMAINING = 6  # what the scripted Redis's budget reply says is left
 
 
@@ -63,12 +64,12 @@ class ScriptedRedis:
 async def test_a_redis_that_stops_answering_costs_the_limiter_its_deadline(tmp_path: Path, fail_closed: bool) -> None:
     scripted = ScriptedRedis(tmp_path / "redis.sock")
     async with scripted as url:
-        client = redis_client.open_client(url)
-        limiter = RateLimiter(client, fail_closed)
+        client = redis_client.open_client(url, DEADLINE)
+        limiter = RateLimiter(client, fail_closed, DEADLINE)
         errors_before = telemetry.RATE_LIMITER_ERRORS._value.get()
         try:
             # The test's own bound is ten deadlines: without the limiter's, the first call would wait for ever.
-            async with asyncio.timeout(10 * redis_client.TIMEOUT_SECONDS):
+            async with asyncio.timeout(10 * DEADLINE):
                 if fail_closed:
                     with pytest.raises(Unavailable):
                         await limiter.check("client:silent", POLICY)
@@ -92,8 +93,9 @@ async def test_readiness_answers_within_its_probe_s_time_when_redis_does_not(
     """A Redis that accepts connections and never answers makes the process degraded (the limiter fails open), and
     `/readyz` says so before the probe's own timeout: not after it, which would take every pod out of its Service."""
     silent = ScriptedRedis(tmp_path / "redis.sock", silent_connections=1_000)
-    async with silent as url, in_process_api(make_settings(database_url, url, keys_dir)) as api:
-        async with asyncio.timeout(ops._PROBE_TIMEOUT):
+    async with silent as url:
+        settings = make_settings(database_url, url, keys_dir, redis_timeout_seconds=DEADLINE)
+        async with in_process_api(settings) as api, asyncio.timeout(ops._PROBE_TIMEOUT):
             ready = await api.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["redis"] == "unavailable (TimeoutError)"

@@ -1,5 +1,5 @@
 """Settings that protect production: plain-HTTP Vault and the bootstrap admin's secret (finding 9 of the
-security review)."""
+security review), and the Redis deadline's bounds."""
 
 from __future__ import annotations
 
@@ -50,3 +50,16 @@ def test_a_long_enough_admin_secret_is_accepted(secret: str) -> None:
 
 def test_no_admin_secret_is_fine() -> None:
     assert Settings(admin_client_secret=None).admin_client_secret is None
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "6", "soon"])
+def test_a_redis_deadline_out_of_bounds_is_refused(monkeypatch: pytest.MonkeyPatch, seconds: str) -> None:
+    monkeypatch.setenv("GHOSTPAY_REDIS_TIMEOUT_SECONDS", seconds)
+    with pytest.raises(ValidationError, match="redis_timeout_seconds"):
+        Settings()
+
+
+def test_the_redis_deadline_is_half_a_second_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().redis_timeout_seconds == 0.5
+    monkeypatch.setenv("GHOSTPAY_REDIS_TIMEOUT_SECONDS", "1.5")
+    assert Settings().redis_timeout_seconds == 1.5

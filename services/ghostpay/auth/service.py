@@ -114,7 +114,10 @@ async def disable_client(runtime: Runtime, client_id: str) -> None:
 async def _write_markers(runtime: Runtime, disabled: list[tuple[str, float]]) -> None:
     lifetime = revocation.marker_lifetime_seconds(runtime.settings.token_ttl_seconds)
     try:
-        async with redis_client.deadline(), runtime.redis.pipeline(transaction=False) as pipe:
+        async with (
+            redis_client.deadline(runtime.settings.redis_timeout_seconds),
+            runtime.redis.pipeline(transaction=False) as pipe,
+        ):
             for client_id, age in disabled:
                 if (left := int(lifetime - age)) > 0:
                     pipe.set(revocation.marker_key(client_id), "1", ex=left)

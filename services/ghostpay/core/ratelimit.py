@@ -78,10 +78,13 @@ def _applied_policy(rate: Any, burst: Any) -> RateLimit:
 
 
 class RateLimiter:
-    def __init__(self, client: aioredis.Redis, fail_closed: bool, policy_key: str | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, fail_closed: bool, timeout_seconds: float, policy_key: str | None = None
+    ) -> None:
         self._client = client
         self._script = client.register_script(SCRIPT)
         self._fail_closed = fail_closed
+        self._timeout_seconds = timeout_seconds  # each call's deadline (redis_client.deadline)
         self._policy_key = policy_key  # the instance's live policy (set by the operator), or None: defaults only
         self._last_warning = 0.0
 
@@ -96,7 +99,7 @@ class RateLimiter:
         args: list[Any] = [interval_us, policy.burst, *([role] if live else [])]
         started = time.perf_counter()
         try:
-            async with redis_client.deadline():
+            async with redis_client.deadline(self._timeout_seconds):
                 reply = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             return self._on_redis_error(exc, policy)
@@ -121,7 +124,7 @@ class RateLimiter:
         """Make `bucket` whole again (its key goes). If Redis cannot be reached it stays as it was, which is safe:
         what it spent comes back with time."""
         try:
-            async with redis_client.deadline():
+            async with redis_client.deadline(self._timeout_seconds):
                 await self._client.delete(f"ghostpay:rl:{bucket}")
         except (RedisError, OSError):
             telemetry.RATE_LIMITER_ERRORS.inc()

@@ -65,7 +65,7 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
         release=settings.version,
         key_max_age=settings.signing_key_max_age_seconds,
     )
-    redis = redis_client.open_client(settings.redis_url)
+    redis = redis_client.open_client(settings.redis_url, settings.redis_timeout_seconds)
     return Runtime(
         settings=settings,
         service_name=service_name,
@@ -73,5 +73,7 @@ async def open_runtime(settings: Settings, service_name: str) -> Runtime:
         redis=redis,
         keys=keys,
         verifier=TokenVerifier(keys, settings.issuer, settings.audience, settings.token_leeway_seconds),
-        limiter=RateLimiter(redis, settings.rate_limit_fail_closed, settings.rate_limit_policy_key),
+        limiter=RateLimiter(
+            redis, settings.rate_limit_fail_closed, settings.redis_timeout_seconds, settings.rate_limit_policy_key
+        ),
     )

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     rate_limit_policy_key: str | None = Field(default=None, min_length=1, max_length=512)
     # Payments must not go down with the limiter: by default a Redis outage lets requests through.
     rate_limit_fail_closed: bool = False
+    # Each Redis call's deadline (and connecting's): a Redis that has not answered by then counts as unreachable
+    # for that call (the limiter fails open, or closed). Every request waits up to this long on a silent Redis.
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=5)
     # Failed logins per attempted client_id (any address): while spent, that client's POST /auth/token is a 429.
     login_failure_limit: RateLimit = RateLimit(requests_per_second=0.2, burst=10)
     # Peers (CIDRs or addresses, comma-separated) whose X-Forwarded-For names the client; empty: never trusted.
