@@ -32,7 +32,8 @@ async def _probe(name: str, check: object) -> tuple[str, str]:
 
 
 async def _ping(runtime: Runtime) -> object:
-    """Redis's answer, within the deadline every Redis call has (`core.redis_client`): well within the probe's."""
+    """Redis's answer, within the deadline every Redis call has (`core.redis_client`; 0.5 s by default, within the
+    probe's own)."""
     async with redis_client.deadline(runtime.settings.redis_timeout_seconds):
         return await runtime.redis.ping()
 
