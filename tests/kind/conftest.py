@@ -68,6 +68,11 @@ def cluster_up(directory: Path) -> float:
     return time.monotonic() - started
 
 
+def cluster_down(directory: Path) -> None:
+    """Runs `ghostpay cluster down --kind --dir DIR` as a user would."""
+    subprocess.run([str(GHOSTPAY), "cluster", "down", "--kind", "--dir", str(directory)], check=True)
+
+
 @pytest.fixture(scope="session")
 def kind_cluster() -> Iterator[KindTestCluster]:
     kept = os.environ.get("GHOSTPAY_TEST_KIND_DIR")
@@ -83,7 +88,7 @@ def kind_cluster() -> Iterator[KindTestCluster]:
         yield KindTestCluster(directory, kubectl, kindcluster.kind_binary(), seconds, kept=bool(kept))
     finally:
         if not kept:
-            subprocess.run([str(GHOSTPAY), "cluster", "down", "--kind", "--dir", str(directory)], check=True)
+            cluster_down(directory)
             shutil.rmtree(directory, ignore_errors=True)
             left = kindcluster.node_containers()
             assert not left, f"`ghostpay cluster down --kind` left node containers: {left}"
@@ -95,7 +100,7 @@ def _delete_leftover_cluster(directory: Path) -> None:
     """A cluster found running when the session starts deleted, saying so (docker may not be installed yet)."""
     if shutil.which("docker") and (nodes := kindcluster.node_containers()):
         print(f"\ndeleting the kind cluster found running (nodes {', '.join(nodes)})", file=sys.stderr)
-        subprocess.run([str(GHOSTPAY), "cluster", "down", "--kind", "--dir", str(directory)], check=True)
+        cluster_down(directory)
 
 
 def _hold_cluster_lock() -> io.TextIOWrapper:
